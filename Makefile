@@ -1,0 +1,150 @@
+# The project's verbs. Every CI job is one of these targets, so a laptop runs what CI runs.
+# Needs only python3 (>= 3.11) and make: uv and the environment are set up on first use.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL := models/model.skops
+PORT ?= 8000
+IMAGE ?= mlservice:local
+
+# uv from PATH when there is one, else a private copy bootstrapped with pip.
+UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(BIN)/.synced: pyproject.toml uv.lock | $(UV)
+	# Precompiled bytecode: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set.
+	$(UV) sync --frozen --quiet --compile-bytecode
+	@touch $@
+
+.PHONY: env
+env: $(BIN)/.synced ## Create the virtual environment from uv.lock
+
+# App Engine installs requirements.txt with pip; its "." line installs the project itself.
+requirements.txt: pyproject.toml uv.lock | $(UV)
+	$(UV) export --frozen --no-dev --no-hashes --no-editable --quiet --output-file $@
+
+.PHONY: requirements
+requirements: requirements.txt ## Re-export requirements.txt (App Engine) from uv.lock
+
+# Retrain when the training code or the locked scikit-learn changes.
+$(MODEL): $(BIN)/.synced src/mlservice/model.py src/mlservice/features.py
+	$(BIN)/mlservice train --output $@
+
+.PHONY: model
+model: $(MODEL) ## Train the model if it is missing or stale
+
+.PHONY: run
+run: $(MODEL) ## Serve the page and API with gunicorn on http://localhost:$(PORT)
+	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
+
+.PHONY: format
+format: $(BIN)/.synced ## Rewrite code in the project's style
+	$(BIN)/ruff check --fix --quiet .
+	$(BIN)/ruff format --quiet .
+
+# Executables without an extension, told apart by their shebang, so ruff and shellcheck see them.
+SCRIPTS := $(filter-out %.py %.json %.md,$(wildcard .ci/run scripts/* deploy/*))
+SH_SCRIPTS = $(shell grep -lsE '^#!.*[/ ](ba)?sh$$' $(SCRIPTS))
+PY_SCRIPTS = $(shell grep -lsE '^#!.*[/ ]python3?$$' $(SCRIPTS))
+
+.PHONY: lint
+lint: $(BIN)/.synced ## Static checks: ruff, actionlint, zizmor, hadolint, shellcheck
+	$(BIN)/ruff check . $(PY_SCRIPTS)
+	$(BIN)/ruff format --check . $(PY_SCRIPTS)
+	$(BIN)/actionlint -shellcheck=$(BIN)/shellcheck
+	$(BIN)/zizmor --offline --quiet .
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/shellcheck $(SH_SCRIPTS)
+
+.PHONY: test
+test: lint $(MODEL) ## Every check: lint, then the tests with branch coverage >= 90%
+	$(BIN)/pytest --cov --cov-report=term --cov-report=xml
+
+.PHONY: bench
+bench: $(MODEL) ## Throughput and latency numbers with wrk (see docs/performance.md)
+	$(BIN)/python scripts/bench.py
+
+# make test fuzzes with 500 examples per API operation; this runs many more.
+FUZZ_EXAMPLES ?= 10000
+.PHONY: fuzz
+fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis), long run
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
+
+.PHONY: soak
+soak: $(MODEL) ## 60 s of wrk load on gunicorn: no errors, flat worker memory (docs/performance.md)
+	$(BIN)/python scripts/soak.py
+
+# Every locked package, dev tools included, against PyPI's advisory data; --strict fails when a
+# package cannot be looked up, so an unreachable index is never a silent pass.
+.PHONY: audit
+audit: $(BIN)/.synced ## Known vulnerabilities in the locked dependencies (pip-audit)
+	$(UV) export --frozen --quiet --format requirements-txt --no-emit-project --all-groups \
+		--output-file $(VENV)/audit-requirements.txt
+	$(BIN)/pip-audit --strict --disable-pip --require-hashes --progress-spinner off \
+		--requirement $(VENV)/audit-requirements.txt
+
+# --- Container image (docs/container.md) ----------------------------------------------------
+# Base image: $(BASE_IMAGE) if set, else python:3.13-slim, else the Debian stand-in built without
+# Docker Hub (scripts/base-image decides). The classic builder is used when buildx is missing.
+# --network host: a dockerd started with --iptables=false (scripts/ensure-docker) gives bridged
+# build containers no route out; set DOCKER_BUILD_FLAGS= where the default network works.
+DOCKER_BUILD_FLAGS ?= --network host
+export DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
+# OCI labels. The source URL loses any credentials and becomes https:// for scp-style remotes.
+IMAGE_SOURCE = $(shell git config --get remote.origin.url 2>/dev/null \
+	| sed -E 's#^git@([^:]+):#https://\1/#; s#://[^/@]+@#://#; s#\.git$$##')
+IMAGE_REVISION = $(shell git rev-parse -q --verify HEAD 2>/dev/null)
+IMAGE_VERSION = $(shell git describe --tags --exact-match 2>/dev/null \
+	|| $(PYTHON) -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')
+
+.PHONY: image
+image: $(MODEL) ## Build the container image $(IMAGE) around the model in models/
+	base="$$(scripts/base-image)"; \
+	docker build $(DOCKER_BUILD_FLAGS) \
+		--build-arg BASE_IMAGE="$$base" \
+		--build-arg UV_VERSION=$(UV_VERSION) \
+		--build-arg SOURCE="$(IMAGE_SOURCE)" \
+		--build-arg REVISION="$(IMAGE_REVISION)" \
+		--build-arg VERSION="$(IMAGE_VERSION)" \
+		--build-arg CREATED="$$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+		--tag $(IMAGE) .
+
+# IMAGE=<ref> on the command line (the pipeline, after its own build) tests that image as is.
+.PHONY: container-test
+container-test: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Run the image: smoke test, non-root, clean stop, size and cold-start budgets
+	IMAGE=$(IMAGE) $(BIN)/python scripts/container-test
+
+# --- Releases (CONTRIBUTING.md) ------------------------------------------------------------
+# Only tags: pushing the tag is left to you, as it deploys to every configured target.
+.PHONY: release
+release: ## Tag vVERSION on a clean tree (make release VERSION=1.2.3); prints the push command
+	@[[ "$(VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] \
+		|| { echo "release: give the version as VERSION=X.Y.Z (got '$(VERSION)')" >&2; exit 2; }
+	@[[ -z "$$(git status --porcelain)" ]] \
+		|| { echo "release: the working tree has uncommitted changes; commit or stash them" >&2; exit 1; }
+	@! git rev-parse -q --verify "refs/tags/v$(VERSION)" >/dev/null \
+		|| { echo "release: tag v$(VERSION) exists already" >&2; exit 1; }
+	@branch="$$(git branch --show-current)"; [[ "$$branch" == main ]] \
+		|| echo "release: warning: tagging $${branch:-a detached HEAD}, not main" >&2
+	git tag -a "v$(VERSION)" -m "Release v$(VERSION)"
+	@echo "Tagged v$(VERSION). Push it to test, deploy and publish the release:"
+	@echo "  git push origin v$(VERSION)"
+
+.PHONY: clean
+clean: ## Remove the environment, the model and caches
+	rm -rf $(VENV) .tools models .pytest_cache .ruff_cache .coverage coverage.xml

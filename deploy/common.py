@@ -1,0 +1,244 @@
+"""What deploy/lightsail, deploy/appengine and deploy/heroku share.
+
+The command line, settings from the environment, secret masking, --dry-run (print every command
+and API call, run none of them), bounded polling, the smoke test and the GitHub outputs.
+Standard library only: the scripts run with the project's Python and nothing else.
+"""
+
+import argparse
+import base64
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Release tags: v1.2.3, optionally with a pre-release suffix such as v1.2.3-rc.1.
+VERSION = re.compile(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?")
+MASK = "***"
+
+
+class ConfigError(Exception):
+    """Missing or invalid configuration; nothing was changed (exit 2)."""
+
+
+class DeployError(Exception):
+    """The deployment failed (exit 1)."""
+
+
+def setting(name: str, default: str | None = None) -> str:
+    """An environment setting; a missing one without a default is a ConfigError naming it."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise ConfigError(f"{name} is not set (see docs/deploy/ for what each target needs)")
+    return default
+
+
+def number_setting(name: str, default: float, low: float, high: float) -> float:
+    raw = setting(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={raw} is outside {low:g}..{high:g}")
+    return value
+
+
+def version_id(version: str) -> str:
+    """v1.2.3 -> v1-2-3: the form App Engine versions and Lightsail labels accept."""
+    return re.sub(r"[^a-z0-9-]", "-", version.lower())
+
+
+def parse_args(target: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=f"deploy/{target}", description=f"Deploy a tested release to {target}."
+    )
+    parser.add_argument(
+        "--image",
+        default=os.environ.get("DEPLOY_IMAGE"),
+        help="the tested image reference (default: $DEPLOY_IMAGE)",
+    )
+    parser.add_argument(
+        "--version",
+        default=os.environ.get("DEPLOY_VERSION"),
+        help="the release tag, vX.Y.Z (default: $DEPLOY_VERSION)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print every command and API call, run none"
+    )
+    args = parser.parse_args(argv)
+    if not args.image:
+        raise ConfigError("--image (or DEPLOY_IMAGE) is not set")
+    if not args.version:
+        raise ConfigError("--version (or DEPLOY_VERSION) is not set")
+    if not VERSION.fullmatch(args.version):
+        raise ConfigError(f"--version {args.version!r} is not a release tag like v1.2.3")
+    return args
+
+
+class Deployer:
+    """Runs (or, in a dry run, only prints) the commands and API calls of one deployment."""
+
+    def __init__(self, target: str, dry_run: bool) -> None:
+        self.target = target
+        self.dry_run = dry_run
+        self.secrets: list[str] = []
+
+    def secret(self, value: str) -> str:
+        """Register a value that must never be printed."""
+        self.secrets.append(value)
+        return value
+
+    def mask(self, text: str) -> str:
+        for value in self.secrets:
+            text = text.replace(value, MASK)
+        return text
+
+    def say(self, message: str) -> None:
+        print(f"deploy/{self.target}: {self.mask(message)}", flush=True)
+
+    def run(
+        self, argv: Sequence[str], *, stdin: str | None = None, echo: bool = False, check=True
+    ) -> subprocess.CompletedProcess | None:
+        """Run a command and capture its output; a dry run prints it and returns None."""
+        print(self.mask("+ " + shlex.join(argv)), flush=True)
+        if self.dry_run:
+            return None
+        try:
+            done = subprocess.run(  # noqa: S603 (argv is built by the deploy scripts)
+                argv, input=stdin, capture_output=True, text=True, check=False
+            )
+        except FileNotFoundError:
+            raise ConfigError(f"{argv[0]} is not installed or not on PATH") from None
+        if echo and (done.stdout or done.stderr):
+            print(self.mask(done.stdout + done.stderr).rstrip(), flush=True)
+        if check and done.returncode:
+            last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+            raise DeployError(
+                self.mask(f"`{shlex.join(argv[:3])} ...` exited {done.returncode}: {last}")
+            )
+        return done
+
+    def run_json(self, argv: Sequence[str]) -> object:
+        done = self.run(argv)
+        if done is None:
+            return None
+        try:
+            return json.loads(done.stdout)
+        except ValueError:
+            raise DeployError(f"`{shlex.join(argv[:3])} ...` did not print JSON") from None
+
+    def http(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: object = None,
+        expect: Sequence[int] = (200, 201, 206),
+    ) -> object:
+        """One JSON API call; a dry run prints it and returns None."""
+        shown = ", ".join(f"{name}: {value}" for name, value in headers.items())
+        data = None if body is None else json.dumps(body).encode()
+        print(self.mask(f"+ {method} {url} ({shown})" + (f" {data.decode()}" if data else "")))
+        if self.dry_run:
+            return None
+        status, _, raw = request(method, url, headers, data)
+        if status not in expect:
+            raise DeployError(self.mask(f"{method} {url} answered {status}: {raw[:300]!r}"))
+        return json.loads(raw) if raw else None
+
+    def poll(self, check: Callable[[], object], what: str) -> object:
+        """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s."""
+        timeout = number_setting("DEPLOY_TIMEOUT", 900, 1, 3600)
+        interval = number_setting("DEPLOY_POLL_SECONDS", 10, 0, 60)
+        deadline = time.monotonic() + timeout
+        while True:
+            result = check()
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise DeployError(f"timed out after {timeout:g} s waiting for {what}")
+            time.sleep(interval)
+
+    def smoke(self, url: str) -> bool:
+        """The project's one smoke test, `mlservice smoke URL --wait N`, against the deployment."""
+        beside = Path(sys.executable).with_name("mlservice")
+        command = str(beside) if beside.exists() else shutil.which("mlservice")
+        if command is None:
+            raise ConfigError("mlservice is not installed: run with the project's .venv/bin/python")
+        wait = number_setting("SMOKE_WAIT", 120, 0, 900)
+        argv = [command, "smoke", url, "--wait", f"{wait:g}"]
+        print("+ " + shlex.join(argv), flush=True)
+        return self.dry_run or subprocess.run(argv, check=False).returncode == 0  # noqa: S603
+
+    def ensure_local_image(self, image: str) -> None:
+        """Pushing needs the image in the local Docker daemon: pull it unless it is there."""
+        if self.dry_run:
+            self.run(["docker", "pull", image])  # only printed; skipped when already present
+            return
+        inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
+        if subprocess.run(inspect, capture_output=True, check=False).returncode:  # noqa: S603
+            self.run(["docker", "pull", image])
+
+    def finish(self, url: str, version: str) -> None:
+        """Report the deployed URL: $GITHUB_OUTPUT `url=...` and a job summary line."""
+        if self.dry_run:
+            self.say(
+                f"dry run complete: would deploy {version} and write url=<URL> to GITHUB_OUTPUT"
+            )
+            return
+        for name, line in (
+            ("GITHUB_OUTPUT", f"url={url}"),
+            ("GITHUB_STEP_SUMMARY", f"- **{self.target}**: deployed {version} to <{url}>"),
+        ):
+            if os.environ.get(name):
+                with open(os.environ[name], "a", encoding="utf-8") as out:
+                    out.write(line + "\n")
+        self.say(f"deployed {version}: {url}")
+
+
+def request(
+    method: str, url: str, headers: dict[str, str], data: bytes | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """An HTTP call that returns error statuses instead of raising; no retries, 30 s timeout."""
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"{url!r} is not an http(s) URL")
+    call = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+    try:
+        with urllib.request.urlopen(call, timeout=30) as response:  # noqa: S310 (checked above)
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+    except OSError as error:
+        raise DeployError(f"{method} {url} failed: {error}") from None
+
+
+def basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def main(target: str, deploy: Callable[[Deployer, argparse.Namespace], None], argv=None) -> int:
+    """Run one deployment; one clear line and exit 2 on bad configuration, 1 on failure."""
+    deployer = Deployer(target, dry_run=False)
+    try:
+        args = parse_args(target, argv)
+        deployer.dry_run = args.dry_run
+        deploy(deployer, args)
+    except ConfigError as error:
+        print(f"deploy/{target}: error: {deployer.mask(str(error))}", file=sys.stderr)
+        return 2
+    except DeployError as error:
+        print(f"deploy/{target}: FAILED: {deployer.mask(str(error))}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,221 @@
+"""`make bench`: requests/s and latency of the service against a ceiling and the original's design.
+
+Starts each app with gunicorn and the project's gunicorn.conf.py on loopback, drives it with wrk,
+times a 100,000-row CSV batch, prints a table and checks the targets from the performance doc.
+Exits 1 when a target is missed. `--write` puts the table into docs/performance.md.
+"""
+
+import argparse
+import io
+import json
+import os
+import pickle
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.preprocessing import StandardScaler
+
+from mlservice.features import FEATURE_NAMES
+from mlservice.model import load_training_data
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+DOC = ROOT / "docs" / "performance.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+WRK_SCRIPT = """
+wrk.method = "{method}"
+wrk.body = [[{body}]]
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.timeout,
+    e.status))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def gunicorn(app: str | None, env: dict, probe: str):
+    """Serve `app` (default: the service) with gunicorn.conf.py until the block ends."""
+    port = free_port()
+    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
+    command += ["--access-logfile", "/dev/null", "--pythonpath", "scripts"]
+    if app:
+        command.append(app)
+    server = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request(base + probe, data=b"{}", method="POST")
+                request.add_header("Content-Type", "application/json")
+                urllib.request.urlopen(request, timeout=2).close()
+                break
+            except urllib.error.HTTPError:
+                break  # answering, even if with an error: it is up
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"bench: {app or 'mlservice'} did not start") from None
+                time.sleep(0.3)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def wrk(url: str, body: str, seconds: int, connections: int, method: str = "POST") -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.format(method=method, body=body))
+    try:
+        output = subprocess.run(
+            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    line = next(line for line in output.splitlines() if line.startswith("RESULT"))
+    requests, duration_us, p50, p99, socket_errors, non_2xx = map(int, line.split()[1:])
+    return {
+        "rps": requests / (duration_us / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "errors": socket_errors + non_2xx,
+    }
+
+
+def baseline_pickles(folder: Path) -> None:
+    """The original app's model: scaler and random forest fitted separately, pickled."""
+    X, y = load_training_data()
+    scaler = StandardScaler().fit(X)
+    forest = RandomForestClassifier(max_depth=4, random_state=0).fit(scaler.transform(X), y)
+    (folder / "scaler.pkl").write_bytes(pickle.dumps(scaler))
+    (folder / "forest.pkl").write_bytes(pickle.dumps(forest))
+
+
+def batch_csv(rows: int) -> bytes:
+    X, _ = load_training_data()
+    rng = np.random.default_rng(0)
+    sample = X.sample(rows, replace=True, random_state=0) * rng.uniform(0.95, 1.05, (rows, 1))
+    buffer = io.StringIO()
+    sample[list(FEATURE_NAMES)].round(5).to_csv(buffer, index=False)
+    return buffer.getvalue().encode()
+
+
+def time_batch(base: str, body: bytes, repeats: int = 3) -> float:
+    timings = []
+    for _ in range(repeats):
+        request = urllib.request.Request(f"{base}/api/v1/predict", data=body, method="POST")
+        request.add_header("Content-Type", "text/csv")
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=120) as response:
+            response.read()
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
+
+
+def answers_query(base: str) -> str | None:
+    """A typical ranked-answers query, when the service has the answers example."""
+    try:
+        with urllib.request.urlopen(f"{base}/api/v1/questions", timeout=5) as response:
+            questions = json.load(response)["questions"]
+    except (OSError, KeyError, ValueError):
+        return None
+    return f"/api/v1/answers?question={questions[0]['id']}&weight=0.5&k=10"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=10, help="wrk duration per scenario")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--write", action="store_true", help="update docs/performance.md")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("bench: wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
+
+    card = json.loads((ROOT / "models" / "model.json").read_text())
+    row = json.dumps(card["examples"]["benign"])
+    env = {"MAX_ROWS": "100000", "MAX_BODY_BYTES": str(64 * 1024 * 1024), "LOG_LEVEL": "WARNING"}
+    results = {}
+    with gunicorn(None, env, "/api/v1/predict") as base:
+        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = wrk(
+            f"{base}/api/v1/predict", row, args.seconds, args.connections
+        )
+        if query := answers_query(base):
+            results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = wrk(
+                base + query, "", args.seconds, args.connections, method="GET"
+            )
+        batch_seconds = time_batch(base, batch_csv(100_000))
+    with gunicorn("bench_apps:ceiling", env, "/api/v1/predict") as base:
+        results["(b) ceiling: constant JSON, same gunicorn"] = wrk(
+            f"{base}/api/v1/predict", row, args.seconds, args.connections
+        )
+    with tempfile.TemporaryDirectory() as folder:
+        baseline_pickles(Path(folder))
+        with gunicorn("bench_apps:baseline", {**env, "BASELINE_DIR": folder}, "/") as base:
+            results["(c) original design: pickled scaler + forest, DataFrame per request"] = wrk(
+                f"{base}/api/v1/predict", row, args.seconds, args.connections
+            )
+
+    a, b, c = (next(v for k, v in results.items() if k.startswith(p)) for p in ["(a", "(b", "(c"])
+    errors = sum(r["errors"] for r in results.values())
+    checks = [
+        ("(a) >= 50% of (b) requests/s", a["rps"] / b["rps"], a["rps"] >= 0.5 * b["rps"]),
+        ("(a) >= 10x (c) requests/s", a["rps"] / c["rps"], a["rps"] >= 10 * c["rps"]),
+        ("100,000-row CSV batch < 2 s", batch_seconds, batch_seconds < 2),
+        ("no errors in any scenario", errors, errors == 0),
+    ]
+    workers = os.environ.get("WEB_CONCURRENCY", str((os.cpu_count() or 1) + 1))
+    lines = [
+        f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1, gunicorn.conf.py with "
+        f"{workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}.",
+        "",
+        "| scenario | requests/s | p50 ms | p99 ms | errors |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |"
+            for name, r in results.items()
+        ),
+        "",
+        f"100,000-row CSV batch (POST text/csv, median of 3): {batch_seconds:.2f} s",
+        "",
+        "| target | measured | met |",
+        "|---|---:|:---:|",
+        *(f"| {name} | {value:.2f} | {'yes' if ok else 'NO'} |" for name, value, ok in checks),
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        text = DOC.read_text()
+        head, _, rest = text.partition(START)
+        _, _, tail = rest.partition(END)
+        DOC.write_text(f"{head}{START}\n{table}\n{END}{tail}")
+        print(f"\nwrote {DOC.relative_to(ROOT)}")
+    return 0 if all(ok for _, _, ok in checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

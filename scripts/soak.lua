@@ -1,0 +1,35 @@
+-- wrk script for `make soak`: POST one JSON row (the first script argument) to the URL given,
+-- count every response outside 2xx (wrk's own count lets 3xx pass) and print totals at the end.
+-- Usage: wrk -t2 -c64 -d60s -s scripts/soak.lua URL -- '{"radius_mean": 12.0, ...}'
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  wrk.method = "POST"
+  wrk.body = args[1]
+  wrk.headers["Content-Type"] = "application/json"
+  non_2xx = 0
+end
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    non_2xx = non_2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local non_2xx_total = 0
+  for _, thread in ipairs(threads) do
+    non_2xx_total = non_2xx_total + thread:get("non_2xx")
+  end
+  local errors = summary.errors
+  io.write(string.format(
+    "SOAK requests=%d duration_us=%d non_2xx=%d connect=%d read=%d write=%d timeout=%d "
+      .. "p50_us=%d p99_us=%d max_us=%d\n",
+    summary.requests, summary.duration, non_2xx_total, errors.connect, errors.read,
+    errors.write, errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
+end

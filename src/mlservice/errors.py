@@ -1,0 +1,62 @@
+"""Error answers: JSON for API clients, a page for browsers, never a traceback."""
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+# Machine-readable codes for the HTTP errors Flask and Werkzeug raise themselves.
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: object = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.details = status, code, message, details
+
+
+def json_error(status: int, code: str, message: str, details: object = None):
+    return jsonify(error={"code": code, "message": message, "details": details}), status
+
+
+def _wants_json() -> bool:
+    if request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def handle_api_error(error: ApiError):
+    return json_error(error.status, error.code, error.message, error.details)
+
+
+def handle_http_exception(error: HTTPException):
+    status = error.code or 500
+    # Keep the headers the error carries, such as Allow on a 405 (RFC 9110 requires it).
+    headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
+    if _wants_json():
+        code = HTTP_CODES.get(status, "http_error")
+        body, status = json_error(status, code, error.description or error.name)
+        return body, status, headers
+    return render_template("error.html", error=error), status, headers
+
+
+def handle_unexpected(error: Exception):
+    # Log the traceback for the operator; the client only learns that it failed.
+    log.exception("Unhandled error on %s %s", request.method, request.path)
+    return handle_http_exception(InternalServerError())
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,272 @@
+"""The OpenAPI 3.1 description of the HTTP API, served at /api/v1/openapi.json.
+
+Schemas for the inputs come from the validation models, so the document and the checks
+cannot drift apart; tests/test_openapi.py checks responses against it.
+"""
+
+from importlib.metadata import version
+
+from flask import current_app
+
+from mlservice.answers import ALLOWED_K, DEFAULT_K, DEFAULT_WEIGHT, current_answers
+from mlservice.features import LABELS
+from mlservice.validation import MAX_VALUE, Instance
+
+
+def _json(schema_ref: str) -> dict:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": _json("Error")}
+
+
+def _schemas(max_rows: int) -> dict:
+    probability = {"type": "number", "minimum": 0, "maximum": 1}
+    return {
+        "Instance": Instance.model_json_schema(),
+        "Batch": {
+            "type": "object",
+            "properties": {
+                "instances": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Instance"},
+                    "minItems": 1,
+                    "maxItems": max_rows,
+                }
+            },
+            "required": ["instances"],
+            "additionalProperties": False,
+        },
+        "Prediction": {
+            "type": "object",
+            "properties": {
+                "label": {"type": "string", "enum": list(LABELS)},
+                "probabilities": {
+                    "type": "object",
+                    "properties": dict.fromkeys(LABELS, probability),
+                    "required": list(LABELS),
+                    "additionalProperties": False,
+                },
+            },
+            "required": ["label", "probabilities"],
+            "additionalProperties": False,
+        },
+        "PredictResponse": {
+            "type": "object",
+            "properties": {
+                "predictions": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/Prediction"},
+                    "minItems": 1,
+                },
+                "model_version": {"type": "string"},
+            },
+            "required": ["predictions", "model_version"],
+            "additionalProperties": False,
+        },
+        "ModelCard": {
+            "type": "object",
+            "properties": {
+                "version": {"type": "string"},
+                "labels": {"type": "array", "items": {"type": "string"}},
+                "features": {"type": "array", "items": {"type": "object"}},
+                "metrics": {"type": "object"},
+                "examples": {"type": "object"},
+                "scikit_learn_version": {"type": "string"},
+                "artifact": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string"}, "sha256": {"type": "string"}},
+                    "required": ["file", "sha256"],
+                },
+            },
+            "required": [
+                "version",
+                "labels",
+                "features",
+                "metrics",
+                "examples",
+                "scikit_learn_version",
+                "artifact",
+            ],
+        },
+        "Health": {
+            "type": "object",
+            "properties": {"status": {"const": "ok"}},
+            "required": ["status"],
+        },
+        "Ready": {
+            "type": "object",
+            "properties": {"status": {"const": "ready"}, "model_version": {"type": "string"}},
+            "required": ["status", "model_version"],
+        },
+        "Error": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "details": {},
+                    },
+                    "required": ["code", "message", "details"],
+                }
+            },
+            "required": ["error"],
+        },
+    }
+
+
+def _object(properties: dict) -> dict:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_TEXT = {"type": "string"}
+_WEIGHT = {"type": "number", "minimum": 0, "maximum": 1}
+_K = {"type": "integer", "enum": list(ALLOWED_K)}
+
+# The ranked-answers example (answers.py): its questions and ranked passages.
+ANSWER_SCHEMAS = {
+    "Question": _object({"id": _TEXT, "text": _TEXT, "task": _TEXT}),
+    "Questions": _object({"questions": {"type": "array", "items": _ref("Question")}}),
+    "Answer": _object(
+        {
+            "passage_id": _TEXT,
+            "title": _TEXT,
+            "task": _TEXT,
+            "passage": _TEXT,
+            "start": {"type": "integer", "minimum": 0},
+            "end": {"type": "integer", "minimum": 1},
+            "answer": {**_TEXT, "description": "passage[start:end], the highlighted span"},
+            "score": {"type": "number"},
+            "pass_rank_score": {"type": "number"},
+            "final_score": {"type": "number"},
+        }
+    ),
+    "Answers": _object(
+        {
+            "question": _ref("Question"),
+            "weight": _WEIGHT,
+            "k": _K,
+            "answers": {"type": "array", "items": _ref("Answer"), "maxItems": max(ALLOWED_K)},
+        }
+    ),
+}
+
+
+def _answers_paths(question_ids: list[str]) -> dict:
+    answers = {
+        "summary": "The top k passages for a question, by the weighted final_score",
+        "description": "final_score = weight * score + (1 - weight) * pass_rank_score; each "
+        "passage appears once (its best answer), ties keep the table's order.",
+        "parameters": [
+            {
+                "name": "question",
+                "in": "query",
+                "required": True,
+                "description": "A question id from /api/v1/questions",
+                "schema": {"type": "string", "enum": question_ids},
+            },
+            {
+                "name": "weight",
+                "in": "query",
+                "required": False,
+                "description": "Weight of score against pass_rank_score",
+                "schema": {**_WEIGHT, "default": DEFAULT_WEIGHT},
+            },
+            {
+                "name": "k",
+                "in": "query",
+                "required": False,
+                "description": "How many passages at most",
+                "schema": {**_K, "default": DEFAULT_K},
+            },
+        ],
+        "responses": {
+            "200": {"description": "Ranked answers, best first", "content": _json("Answers")},
+            "400": _error("question is missing, or a parameter is given more than once"),
+            "422": _error("Unknown question, weight not a number in [0, 1], or k not allowed"),
+        },
+    }
+    return {
+        "/api/v1/questions": _get("The example's questions, grouped by task", "Questions"),
+        "/api/v1/answers": {"get": answers},
+    }
+
+
+def _get(summary: str, schema_ref: str) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {"200": {"description": "OK", "content": _json(schema_ref)}},
+        }
+    }
+
+
+def openapi_document() -> dict:
+    max_rows = current_app.config["MAX_ROWS"]
+    predict = {
+        "summary": "Classify one instance, a batch of instances, or a CSV table",
+        "description": f"Every feature is a number from 0 to {MAX_VALUE:,.0f}. JSON takes one "
+        f'instance or {{"instances": [...]}} with at most {max_rows} rows; CSV takes a header '
+        "naming the six features in any order and returns the table with label, "
+        "probability_benign and probability_malignant appended.",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            {"$ref": "#/components/schemas/Instance"},
+                            {"$ref": "#/components/schemas/Batch"},
+                        ]
+                    }
+                },
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        "responses": {
+            "200": {
+                "description": "One prediction per row, in the order sent",
+                "content": {**_json("PredictResponse"), "text/csv": {"schema": {"type": "string"}}},
+            },
+            "400": _error("Body is not valid JSON or not UTF-8"),
+            "413": _error("Body larger than the configured limit"),
+            "415": _error("Content-Type is neither application/json nor text/csv"),
+            "422": _error("A value, row count or CSV column is not acceptable"),
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mlservice",
+            "version": version("mlservice"),
+            "description": "Breast-cancer classifier served by the mlservice template.",
+        },
+        "paths": {
+            "/api/v1/predict": {"post": predict},
+            "/api/v1/model": _get("The model card: features, metrics, versions", "ModelCard"),
+            "/api/v1/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {"description": "OK", "content": {"application/json": {}}}
+                    },
+                }
+            },
+            "/healthz": _get("Liveness: the process answers", "Health"),
+            "/readyz": _get("Readiness: the model is loaded", "Ready"),
+            **_answers_paths([question.id for question in current_answers().questions]),
+        },
+        "components": {"schemas": {**_schemas(max_rows), **ANSWER_SCHEMAS}},
+    }

@@ -1,0 +1,41 @@
+"""The page: a form for one case, prefilled examples, and the prediction."""
+
+from flask import Blueprint, abort, render_template, request
+
+from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice.model import current_model
+from mlservice.validation import row_from_form
+
+bp = Blueprint("web", __name__)
+
+
+@bp.route("/", methods=["GET", "POST"])
+def index():
+    card = current_model().card
+    values: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    result = None
+    if request.method == "POST":
+        values = {name: request.form.get(name, "").strip() for name in FEATURE_NAMES}
+        row, errors = row_from_form(request.form)
+        if not errors:
+            result = _result(row[0])
+    elif example := request.args.get("example"):
+        if example not in card["examples"]:
+            abort(404, f"There is no {example!r} example; try benign or malignant.")
+        values = {name: f"{value:g}" for name, value in card["examples"][example].items()}
+    page = render_template(
+        "index.html", card=card, values=values, errors=errors, result=result, labels=LABELS
+    )
+    return page, 400 if errors else 200
+
+
+def _result(row) -> dict:
+    proba = current_model().predict_proba(row.reshape(1, -1))[0]
+    label = LABELS[int(proba.argmax())]
+    outside = [
+        feature["label"]
+        for feature, value in zip(current_model().card["features"], row, strict=True)
+        if not feature["training_min"] <= value <= feature["training_max"]
+    ]
+    return {"label": label, "probability": float(proba.max()), "outside_training": outside}

@@ -1,0 +1,44 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from mlservice import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_PATH = ROOT / "models" / "model.skops"
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    # The tests exercise the artifact that ships, so `make test` trains it first.
+    if not MODEL_PATH.is_file():
+        pytest.fail("models/model.skops is missing; run `make model` (make test does).")
+    return MODEL_PATH
+
+
+@pytest.fixture(scope="session")
+def card(model_path) -> dict:
+    return json.loads(model_path.with_suffix(".json").read_text())
+
+
+@pytest.fixture
+def app(model_path):
+    return create_app(
+        {
+            "TESTING": True,
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "MAX_ROWS": 50,
+        }
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()

@@ -1,0 +1,117 @@
+import json
+import threading
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask, request
+from werkzeug.serving import make_server
+
+from mlservice import cli, model
+
+
+@pytest.fixture
+def serve():
+    """Run a WSGI app on a free loopback port for the duration of a test."""
+    servers = []
+
+    def start(app) -> str:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_train_writes_artifact_and_card(tmp_path):
+    output = tmp_path / "out" / "model.skops"
+    result = CliRunner().invoke(cli.main, ["train", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    card = json.loads(output.with_suffix(".json").read_text())
+    assert f"version {card['version']}" in result.output
+    assert model.load(output).version == card["version"]
+
+
+def test_train_reports_a_failed_floor(tmp_path, monkeypatch):
+    monkeypatch.setattr(model, "ROC_AUC_FLOOR", 1.01)
+    result = CliRunner().invoke(cli.main, ["train", "--output", str(tmp_path / "m.skops")])
+    assert result.exit_code == 1
+    assert "below the floor" in result.output
+    assert not (tmp_path / "m.skops").exists()
+
+
+def test_smoke_passes_against_the_service(app, serve, card):
+    url = serve(app)
+    result = CliRunner().invoke(cli.main, ["smoke", url, "--wait", "5"])
+    assert result.exit_code == 0, result.output
+    assert "ok   predict malignant example -> malignant" in result.output
+    assert f"serves model {card['version']}" in result.output
+
+
+def test_smoke_checks_the_expected_version(app, serve):
+    result = CliRunner().invoke(cli.main, ["smoke", serve(app), "--expect-version", "0000"])
+    assert result.exit_code == 1
+    assert "expected 0000" in result.output
+
+
+def broken_service(card: dict, **overrides) -> Flask:
+    """A service that answers like mlservice except where a test breaks it."""
+    fake = Flask("fake")
+    answers = {
+        "/healthz": ({"status": "ok"}, 200),
+        "/readyz": ({"status": "ready", "model_version": card["version"]}, 200),
+        "/api/v1/model": (card, 200),
+        "predict": None,  # the example's own label, unless a test breaks it
+        "bad": ({"error": {"code": "invalid_input"}}, 422),
+        **overrides,
+    }
+
+    @fake.get("/<path:path>")
+    def get(path):
+        return answers[f"/{path}"]
+
+    @fake.post("/api/v1/predict")
+    def predict():
+        row = request.get_json()
+        if not isinstance(row.get("radius_mean"), float):
+            return answers["bad"]
+        label = next(label for label, example in card["examples"].items() if example == row)
+        return answers["predict"] or {"predictions": [{"label": label}]}
+
+    return fake
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            {"predict": ({"predictions": [{"label": "benign"}]}, 200)},
+            "the malignant example was predicted benign",
+        ),
+        ({"/healthz": ("down", 503)}, "/healthz answered 503"),
+        ({"/readyz": ("<html>", 200)}, "did not answer JSON"),
+        ({"bad": ("oops", 500)}, "bad input answered 500"),
+    ],
+)
+def test_smoke_fails_on_a_broken_service(card, serve, override, message):
+    url = serve(broken_service(card, **override))
+    result = CliRunner().invoke(cli.main, ["smoke", url])
+    assert result.exit_code == 1
+    assert "smoke test failed" in result.output
+    assert message in result.output
+
+
+def test_smoke_gives_up_waiting(card, serve):
+    url = serve(broken_service(card, **{"/readyz": ("starting", 503)}))
+    result = CliRunner().invoke(cli.main, ["smoke", url, "--wait", "1"])
+    assert result.exit_code == 1
+    assert "not ready after 1 s (status 503)" in result.output
+
+
+def test_smoke_reports_an_unreachable_service():
+    result = CliRunner().invoke(cli.main, ["smoke", "http://127.0.0.1:9", "--wait", "1"])
+    assert result.exit_code == 1
+    assert "not ready after 1 s" in result.output

@@ -1,0 +1,172 @@
+"""deploy/heroku against a real registry: Debian's docker-registry on 127.0.0.1 with htpasswd auth.
+
+The script pushes a real image with the real docker, reads the image config digest back from the
+registry, and releases it through a local stand-in of the Platform API that checks the method,
+path, Accept header, Authorization and body; the smoke test runs against the real app.
+Needs docker and docker-registry: skipped locally without them, a failure under CI=true.
+"""
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import bcrypt
+import pytest
+
+from tests.live_server import running_server
+from tests.standins.heroku_api import API, DOCKER_RELEASES, MANIFEST_V2, FakeHeroku
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "deploy" / "heroku"
+KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
+
+
+def unavailable(message: str) -> None:
+    """Skip on a laptop; under CI=true a missing tool is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require(tool: str) -> str:
+    found = shutil.which(tool)
+    if found is None:
+        unavailable(f"{tool} is not installed (apt-get install docker.io docker-registry)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A docker-registry on 127.0.0.1 where only user `_` with KEY may push, like Heroku's."""
+    binary = require("docker-registry")
+    require("docker")
+    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
+        unavailable("no docker daemon answers (scripts/ensure-docker starts one)")
+    tmp = tmp_path_factory.mktemp("registry")
+    hashed = bcrypt.hashpw(KEY.encode(), bcrypt.gensalt()).decode()
+    (tmp / "htpasswd").write_text(f"_:{hashed}\n")
+    port = free_port()
+    (tmp / "config.yml").write_text(
+        json.dumps(  # JSON is YAML
+            {
+                "version": 0.1,
+                "storage": {"filesystem": {"rootdirectory": str(tmp / "data")}},
+                "http": {"addr": f"127.0.0.1:{port}"},
+                "auth": {"htpasswd": {"realm": "heroku-standin", "path": str(tmp / "htpasswd")}},
+            }
+        )
+    )
+    log = (tmp / "registry.log").open("wb")
+    process = subprocess.Popen([binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
+            except urllib.error.HTTPError as error:
+                if error.code == 401:  # up, and asking for credentials
+                    break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"docker-registry did not start: {(tmp / 'registry.log').read_text()}")
+            time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def tiny_image(registry, tmp_path_factory):
+    """A one-file image built offline (FROM scratch); removed afterwards."""
+    context = tmp_path_factory.mktemp("image")
+    (context / "hello.txt").write_text(uuid.uuid4().hex)  # unique: a fresh config digest
+    (context / "Dockerfile").write_text('FROM scratch\nCOPY hello.txt /\nCMD ["/hello.txt"]\n')
+    tag = f"mlservice-deploy-test:{uuid.uuid4().hex[:12]}"
+    subprocess.run(
+        ["docker", "build", "--quiet", "--network", "host", "-t", tag, str(context)],
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        check=True,
+        capture_output=True,
+    )
+    yield tag
+    pushed = f"{registry}/demo/web"
+    subprocess.run(["docker", "rmi", "--force", tag, pushed], capture_output=True, check=False)
+
+
+def test_heroku_pushes_to_a_real_registry_and_releases_its_config_digest(
+    tmp_path, registry, tiny_image
+):
+    local_id = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", tiny_image],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    with running_server(workers=1) as app_url, FakeHeroku("demo", KEY, app_url + "/") as fake:
+        done = subprocess.run(
+            [sys.executable, SCRIPT, "--image", tiny_image, "--version", "v1.2.3"],
+            env={
+                "PATH": os.environ["PATH"],
+                "HOME": str(tmp_path),
+                "DOCKER_CONFIG": str(tmp_path / "docker"),  # keep the login out of ~/.docker
+                "HEROKU_APP": "demo",
+                "HEROKU_API_KEY": KEY,
+                "HEROKU_REGISTRY": registry,
+                "HEROKU_REGISTRY_INSECURE": "1",
+                "HEROKU_API_URL": fake.url,
+                "DEPLOY_POLL_SECONDS": "0.1",
+                "SMOKE_WAIT": "30",
+                "GITHUB_OUTPUT": str(tmp_path / "output"),
+            },
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        print(done.stdout, done.stderr)
+        assert done.returncode == 0
+        requests = fake.requests
+        released = fake.current()
+
+    # The registry holds the image, and its config digest is the local image's id.
+    manifest_request = urllib.request.Request(
+        f"http://{registry}/v2/demo/web/manifests/latest",
+        headers={"Accept": MANIFEST_V2, "Authorization": basic("_", KEY)},
+    )
+    with urllib.request.urlopen(manifest_request, timeout=10) as answer:
+        manifest = json.load(answer)
+    assert manifest["config"]["digest"] == local_id
+
+    (patch,) = [r for r in requests if r["method"] == "PATCH"]
+    assert patch["path"] == "/apps/demo/formation"
+    assert patch["headers"]["Accept"] == DOCKER_RELEASES
+    assert patch["headers"]["Authorization"] == f"Bearer {KEY}"
+    assert patch["headers"]["Content-Type"] == "application/json"
+    assert patch["body"] == {"updates": [{"type": "web", "docker_image": local_id}]}
+    assert released["image"] == local_id
+    assert all(r["headers"]["Accept"].startswith(API) for r in requests)
+    assert "POST" not in [r["method"] for r in requests]  # no rollback
+    assert (tmp_path / "output").read_text() == f"url={app_url}/\n"
+    assert KEY not in done.stdout + done.stderr
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -1,0 +1,224 @@
+"""The deploy manifests: Lightsail JSON against botocore's API model, app.yaml, .gcloudignore,
+requirements.txt (in step with uv.lock) and the Procfile."""
+
+import json
+import os
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+
+import botocore.session
+import botocore.validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LIGHTSAIL = runpy.run_path(str(ROOT / "deploy" / "lightsail"))
+APPENGINE = runpy.run_path(str(ROOT / "deploy" / "appengine"))
+
+
+def lightsail_input_shape():
+    model = botocore.session.get_session().get_service_model("lightsail")
+    return model.operation_model("CreateContainerServiceDeployment").input_shape
+
+
+def rendered() -> dict:
+    """The parameters deploy/lightsail sends, with a reference as push-container-image prints it."""
+    return {
+        "serviceName": "mlservice",
+        "containers": LIGHTSAIL["render_containers"](":mlservice.v1-2-3.7"),
+        "publicEndpoint": json.loads((ROOT / "public-endpoint.json").read_text()),
+    }
+
+
+def test_lightsail_payload_passes_botocores_validator():
+    report = botocore.validate.ParamValidator().validate(rendered(), lightsail_input_shape())
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_the_validator_would_catch_a_wrong_payload():
+    params = rendered()
+    params["publicEndpoint"]["containerPort"] = "8000"  # a string where the model wants an int
+    params["publicEndpoint"]["healthcheck"] = params["publicEndpoint"].pop("healthCheck")  # typo
+    report = botocore.validate.ParamValidator().validate(params, lightsail_input_shape())
+    assert "publicEndpoint.containerPort" in report.generate_report()
+    assert 'Unknown parameter in publicEndpoint: "healthcheck"' in report.generate_report()
+
+
+def test_port_protocols_are_in_the_models_enum():
+    # botocore's validator checks types, names and required members, not enums: check those here.
+    protocols = lightsail_input_shape().members["containers"].value.members["ports"].value.enum
+    for container in rendered()["containers"].values():
+        assert set(container["ports"].values()) <= set(protocols)
+
+
+def test_lightsail_container_listens_where_the_endpoint_and_health_check_look():
+    params = rendered()
+    ((name, container),) = params["containers"].items()
+    endpoint = params["publicEndpoint"]
+    assert container["image"] == ":mlservice.v1-2-3.7"
+    assert endpoint["containerName"] == name
+    assert container["environment"]["PORT"] == str(endpoint["containerPort"])  # Lightsail sets none
+    assert container["ports"] == {str(endpoint["containerPort"]): "HTTP"}
+    check = endpoint["healthCheck"]
+    assert check["path"] == "/healthz"
+    # Ranges from the Lightsail API reference (the model does not carry them).
+    assert 5 <= check["intervalSeconds"] <= 300
+    assert 2 <= check["timeoutSeconds"] <= 60
+    assert check["timeoutSeconds"] < check["intervalSeconds"]
+    assert 2 <= check["healthyThreshold"] <= 10
+    assert 2 <= check["unhealthyThreshold"] <= 10
+    assert check["successCodes"] == "200"
+
+
+def test_containers_template_holds_the_placeholder_once():
+    assert (ROOT / "containers.json").read_text().count(LIGHTSAIL["PLACEHOLDER"]) == 1
+
+
+def test_push_output_reference_is_parsed_from_the_documented_line():
+    printed = (
+        "Digest: sha256:" + "0" * 64 + '\nImage "mlservice:local" registered.\n'
+        'Refer to this image as ":mlservice.v1-2-3.12" in deployments.\n'
+    )
+    assert LIGHTSAIL["REFERENCE"].search(printed).group(1) == ":mlservice.v1-2-3.12"
+
+
+def test_app_yaml_runs_gunicorn_on_port_with_https_only():
+    app = yaml.safe_load((ROOT / "app.yaml").read_text())
+    assert app["runtime"] == "python313"
+    assert app["entrypoint"].startswith("gunicorn -c gunicorn.conf.py")
+    assert "$PORT" in app["entrypoint"]
+    assert app["instance_class"] in {"F1", "F2", "F4", "F4_1G"}
+    scaling = app["automatic_scaling"]
+    assert 0 <= scaling["min_instances"] <= scaling["max_instances"]
+    assert app["handlers"]
+    assert all(h["secure"] == "always" for h in app["handlers"])
+    assert "service" not in app  # deploy/appengine's APPENGINE_SERVICE default
+
+
+def uploaded(paths: list[str], tmp_path: Path) -> set[str]:
+    """Which paths .gcloudignore lets through, judged by git's matcher (same gitignore syntax)."""
+    if shutil.which("git") is None:
+        pytest.fail("git is needed to read .gcloudignore patterns")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    shutil.copy(ROOT / ".gcloudignore", tmp_path / ".gitignore")
+    for path in paths:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    ignored = subprocess.run(
+        ["git", "-C", str(tmp_path), "check-ignore", "--stdin"],
+        input="\n".join(paths),
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return set(paths) - set(ignored)
+
+
+def test_gcloudignore_uploads_code_requirements_and_model_only(tmp_path):
+    wanted = [
+        "app.yaml",
+        "requirements.txt",
+        "pyproject.toml",
+        "README.md",
+        "gunicorn.conf.py",
+        "src/mlservice/__init__.py",
+        "src/mlservice/templates/index.html",
+        "models/model.skops",
+        "models/model.json",
+        "data/sample_answers.csv",
+    ]
+    unwanted = [
+        "tests/test_api.py",
+        ".venv/bin/python",
+        ".git/config",
+        "Dockerfile",
+        ".dockerignore",
+        "uv.lock",
+        "docs/deploy/appengine.md",
+        "deploy/appengine",
+        "gha-creds-0123.json",
+        "src/mlservice/__pycache__/api.cpython-313.pyc",
+        ".github/workflows/pipeline.yml",
+    ]
+    assert uploaded(wanted + unwanted, tmp_path) == set(wanted)
+    lines = (ROOT / ".gcloudignore").read_text().splitlines()
+    assert not any(line.startswith("#!include:") for line in lines)  # .gitignore drops models/
+
+
+def requirement_lines(text: str) -> list[str]:
+    return [
+        line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def test_requirements_txt_is_the_lock_exported():
+    uv = shutil.which("uv") or str(ROOT / ".tools" / "bin" / "uv")
+    if not os.access(uv, os.X_OK):
+        if os.environ.get("CI") == "true":
+            pytest.fail("uv is missing (make env bootstraps it)")
+        pytest.skip("uv is missing")
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-editable", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    committed = (ROOT / "requirements.txt").read_text()
+    assert requirement_lines(committed) == requirement_lines(exported), "run `make requirements`"
+
+
+def test_requirements_install_the_project_and_its_server():
+    lines = requirement_lines((ROOT / "requirements.txt").read_text())
+    assert "." in lines  # App Engine installs the project itself from the uploaded source
+    assert any(line.startswith("gunicorn==") for line in lines)  # app.yaml's entrypoint
+
+
+def test_procfile_starts_gunicorn_with_the_shared_config():
+    assert (ROOT / "Procfile").read_text() == "web: gunicorn -c gunicorn.conf.py\n"
+
+
+def test_deploy_scripts_are_executable_python_and_share_one_module():
+    for name in ("lightsail", "appengine", "heroku"):
+        script = ROOT / "deploy" / name
+        assert os.access(script, os.X_OK)
+        assert script.read_text().startswith("#!/usr/bin/env python3\n")
+    assert not os.access(ROOT / "deploy" / "common.py", os.X_OK)  # a module, not a target
+
+
+class Recorder:
+    """Just enough of common.Deployer for prune(): canned `versions list`, recorded deletes."""
+
+    dry_run = False
+
+    def __init__(self, listed: list[dict]) -> None:
+        self.listed = listed
+        self.ran: list[list[str]] = []
+
+    def run_json(self, argv):
+        return self.listed
+
+    def run(self, argv):
+        self.ran.append(argv)
+
+    def say(self, message):
+        pass
+
+    def mask(self, text):
+        return text
+
+
+def test_prune_never_deletes_a_version_that_serves_traffic():
+    listed = [
+        {"id": f"v{n}", "traffic_split": 0.5 if n in (0, 1) else 0.0}
+        | {"version": {"createTime": f"2026-01-0{n + 1}T00:00:00Z"}}
+        for n in range(6)
+    ]
+    recorder = Recorder(listed)
+    APPENGINE["prune"](recorder, "default", "v5", 2, ["--project", "demo"])
+    (delete,) = recorder.ran
+    # Newest first: v5 v4 kept; v3 v2 deleted; v1 v0 still serve traffic.
+    assert delete[:6] == ["gcloud", "app", "versions", "delete", "v3", "v2"]
+    assert delete[6] == "--service"

@@ -1,0 +1,410 @@
+"""deploy/lightsail, deploy/appengine and deploy/heroku end to end against stand-ins.
+
+The stand-ins in tests/standins/bin (aws, gcloud, docker, go) come first on PATH; they record
+every call and answer in the documented formats from a state file. tests/standins/heroku_api.py
+stands in for the Heroku Platform API. The smoke test runs for real: against the real app
+(gunicorn on 127.0.0.1) or against a port where nothing listens. Nothing leaves 127.0.0.1.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.live_server import running_server
+from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDINS = ROOT / "tests" / "standins" / "bin"
+IMAGE = "ghcr.io/owner/repo@sha256:" + "a" * 64
+SECRET = "hk-" + uuid.uuid4().hex  # a made-up API key
+
+
+@pytest.fixture(scope="module")
+def live_url():
+    with running_server(workers=1) as url:
+        yield url + "/"
+
+
+@pytest.fixture
+def dead_url() -> str:
+    with socket.socket() as probe:  # a free port: nothing listens there once it is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+class Cloud:
+    """One test's stand-in world: state file, call log, environment, GitHub output files."""
+
+    def __init__(self, tmp: Path, state: dict) -> None:
+        self.tmp = tmp
+        self.state_path = tmp / "state.json"
+        self.log_path = tmp / "calls.jsonl"
+        self.state_path.write_text(json.dumps(state))
+        self.env = {
+            "PATH": f"{STANDINS}{os.pathsep}{os.environ['PATH']}",
+            "HOME": str(tmp),
+            "STANDIN_STATE": str(self.state_path),
+            "STANDIN_LOG": str(self.log_path),
+            "LIGHTSAILCTL_DIR": str(tmp / "tools"),
+            "DEPLOY_POLL_SECONDS": "0.01",
+            "DEPLOY_TIMEOUT": "20",
+            "SMOKE_WAIT": "1",
+            "GITHUB_OUTPUT": str(tmp / "github_output"),
+            "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
+        }
+
+    def deploy(self, target: str, *extra: str, **env: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, str(ROOT / "deploy" / target), "--image", IMAGE]
+        done = subprocess.run(
+            [*argv, "--version", "v1.2.3", *extra],
+            env={**self.env, **env},
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        print(done.stdout, done.stderr)  # shown when a test fails
+        return done
+
+    def calls(self, tool: str | None = None) -> list[dict]:
+        if not self.log_path.exists():
+            return []
+        calls = [json.loads(line) for line in self.log_path.read_text().splitlines()]
+        return [c for c in calls if tool in (None, c["tool"])]
+
+    def state(self) -> dict:
+        return json.loads(self.state_path.read_text())
+
+    def output(self) -> str:
+        path = self.tmp / "github_output"
+        return path.read_text() if path.exists() else ""
+
+
+def one_line_error(done: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    """The script's own error is one line (the smoke test may have printed its reason before)."""
+    assert done.returncode == code
+    (line,) = [x for x in done.stderr.splitlines() if x.startswith("deploy/")]
+    for word in words:
+        assert word in line
+    return line
+
+
+# -- Lightsail -----------------------------------------------------------------------------------
+
+PREVIOUS_CONTAINERS = {
+    "web": {
+        "image": ":mlservice.v1-1-0.3",
+        "environment": {"PORT": "8000"},
+        "ports": {"8000": "HTTP"},
+    }
+}
+PREVIOUS_ENDPOINT = {"containerName": "web", "containerPort": 8000, "healthCheck": {"path": "/"}}
+
+
+def lightsail(tmp_path, url: str, outcomes: list[str]) -> Cloud:
+    previous = {
+        "version": 1,
+        "state": "ACTIVE",
+        "containers": PREVIOUS_CONTAINERS,
+        "publicEndpoint": PREVIOUS_ENDPOINT,
+        "createdAt": "2026-11-01T00:00:00+00:00",
+    }
+    cloud = Cloud(
+        tmp_path,
+        {
+            "service": "mlservice",
+            "url": url,
+            "images": 3,
+            "current": 1,
+            "deployments": [previous],
+            "outcomes": outcomes,
+            "activate_after": 2,
+            "log": ["[boot] gunicorn starting", "[boot] mlservice cannot start: model missing"],
+            "local_images": [],
+        },
+    )
+    cloud.env |= {"LIGHTSAIL_SERVICE": "mlservice", "AWS_REGION": "eu-west-1"}
+    return cloud
+
+
+def operations(cloud: Cloud) -> list[str]:
+    return [next(a for a in c["argv"][5:] if not a.startswith("-")) for c in cloud.calls("aws")]
+
+
+def created(cloud: Cloud) -> list[dict]:
+    """The containers and public endpoint of each create-container-service-deployment call."""
+    result = []
+    for call in cloud.calls("aws"):
+        if "create-container-service-deployment" in call["argv"]:
+            files = {Path(p).name: json.loads(text) for p, text in call["files"].items()}
+            result.append(files)
+    return result
+
+
+def test_lightsail_pushes_deploys_waits_for_the_new_version_and_smoke_tests(tmp_path, live_url):
+    cloud = lightsail(tmp_path, live_url, ["active"])
+    done = cloud.deploy("lightsail")
+    assert done.returncode == 0
+    # lightsailctl was missing: the pinned version was installed before the push needed it.
+    assert [c["argv"] for c in cloud.calls("go")] == [
+        ["install", "github.com/aws/lightsailctl@v1.0.8"]
+    ]
+    assert ["pull", IMAGE] in [c["argv"] for c in cloud.calls("docker")]
+    (push,) = [c["argv"] for c in cloud.calls("aws") if "push-container-image" in c["argv"]]
+    assert push[push.index("--label") + 1] == "v1-2-3"
+    assert push[push.index("--image") + 1] == IMAGE
+    assert push[:3] == ["lightsail", "--region", "eu-west-1"]
+    # The parsed reference went into the rendered containers.json; the endpoint is the file's.
+    (deployment,) = created(cloud)
+    assert deployment["containers.json"]["web"]["image"] == ":mlservice.v1-2-3.4"
+    template = json.loads((ROOT / "public-endpoint.json").read_text())
+    assert deployment["public-endpoint.json"] == template
+    # It kept polling while the deployment was ACTIVATING and stopped once it was current.
+    ops = operations(cloud)
+    after = ops[ops.index("create-container-service-deployment") + 1 :]
+    assert after.count("get-container-services") == 2
+    assert cloud.state()["current"] == 2
+    assert cloud.output() == f"url={live_url}\n"
+    assert "v1.2.3" in (tmp_path / "summary.md").read_text()
+
+
+def test_lightsail_failed_deployment_prints_the_log_and_fails(tmp_path, live_url):
+    cloud = lightsail(tmp_path, live_url, ["failed"])
+    tool = tmp_path / "tools" / "lightsailctl"  # already installed at the pinned version
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\necho v1.0.8\n")
+    tool.chmod(0o755)
+    done = cloud.deploy("lightsail")
+    one_line_error(done, 1, "deployment 2 FAILED", "deployment 1 still serves")
+    assert cloud.calls("go") == []
+    assert "mlservice cannot start: model missing" in done.stdout
+    assert "get-container-log" in operations(cloud)
+    assert len(created(cloud)) == 1  # Lightsail keeps the old deployment: nothing to redeploy
+    assert cloud.output() == ""
+
+
+def test_lightsail_timeout_prints_the_log_and_fails(tmp_path, live_url):
+    cloud = lightsail(tmp_path, live_url, ["stuck"])
+    done = cloud.deploy("lightsail", DEPLOY_TIMEOUT="1", DEPLOY_POLL_SECONDS="0.2")
+    one_line_error(done, 1, "timed out after 1 s", "deployment 2")
+    assert "gunicorn starting" in done.stdout
+    assert cloud.output() == ""
+
+
+def test_lightsail_smoke_failure_redeploys_the_previous_version(tmp_path, dead_url):
+    cloud = lightsail(tmp_path, dead_url, ["active", "active"])
+    done = cloud.deploy("lightsail")
+    one_line_error(done, 1, "smoke test failed", "rolled back to deployment 1")
+    first, rollback = created(cloud)
+    assert first["containers.json"]["web"]["image"] == ":mlservice.v1-2-3.4"
+    assert rollback["containers.json"] == PREVIOUS_CONTAINERS
+    assert rollback["public-endpoint.json"] == PREVIOUS_ENDPOINT
+    assert cloud.state()["current"] == 3  # the rollback deployment was waited for
+    assert cloud.output() == ""
+
+
+def test_lightsail_dry_run_prints_every_call_and_runs_none(tmp_path, live_url):
+    cloud = lightsail(tmp_path, live_url, ["active"])
+    done = cloud.deploy("lightsail", "--dry-run")
+    assert done.returncode == 0
+    assert cloud.calls() == []
+    assert cloud.output() == ""
+    for word in (
+        "get-container-services",
+        "go install github.com/aws/lightsailctl@v1.0.8",
+        "docker pull",
+        "push-container-image",
+        "create-container-service-deployment",
+        '"image": ":mlservice.v1-2-3.<N>"',
+        "mlservice smoke",
+    ):
+        assert word in done.stdout
+
+
+def test_lightsail_without_a_service_is_one_clear_error(tmp_path, live_url):
+    cloud = lightsail(tmp_path, live_url, [])
+    done = cloud.deploy("lightsail", LIGHTSAIL_SERVICE="")
+    one_line_error(done, 2, "LIGHTSAIL_SERVICE is not set")
+    assert cloud.calls() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--version", "1.2.3"], "not a release tag"),
+        (["--image", ""], "--image (or DEPLOY_IMAGE) is not set"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(tmp_path, live_url, args, words):
+    cloud = lightsail(tmp_path, live_url, [])
+    done = cloud.deploy("lightsail", *args)
+    one_line_error(done, 2, words)
+    assert cloud.calls() == []
+
+
+# -- App Engine ----------------------------------------------------------------------------------
+
+
+def appengine(tmp_path, new_version_url: str) -> Cloud:
+    # 22 versions; the oldest serves all traffic until the new one takes over.
+    versions = [
+        {
+            "id": f"v0-{n}-0",
+            "createTime": f"2026-0{1 + n // 10}-{1 + n % 10:02d}T00:00:00Z",
+            "versionUrl": f"https://v0-{n}-0-dot-demo.ew.r.appspot.com",
+        }
+        for n in range(22)
+    ]
+    cloud = Cloud(
+        tmp_path,
+        {
+            "project": "demo",
+            "service": "default",
+            "versions": versions,
+            "allocations": {"v0-0-0": 1.0},
+            "new_version_url": new_version_url,
+        },
+    )
+    cloud.env |= {"GCP_PROJECT_ID": "demo", "APPENGINE_KEEP_VERSIONS": "20"}
+    return cloud
+
+
+def gcloud_commands(cloud: Cloud) -> list[str]:
+    return [" ".join(c["argv"][:3]) for c in cloud.calls("gcloud")]
+
+
+def test_appengine_deploys_without_promoting_smoke_tests_then_migrates_and_prunes(
+    tmp_path, live_url
+):
+    cloud = appengine(tmp_path, live_url)
+    done = cloud.deploy("appengine")
+    assert done.returncode == 0
+    (deploy,) = [c["argv"] for c in cloud.calls("gcloud") if c["argv"][:2] == ["app", "deploy"]]
+    assert deploy[2] == str(ROOT / "app.yaml")
+    assert deploy[deploy.index("--version") + 1] == "v1-2-3"
+    assert {"--no-promote", "--quiet"} <= set(deploy)
+    assert deploy[deploy.index("--project") + 1] == "demo"
+    commands = gcloud_commands(cloud)
+    assert commands.index("app versions describe") < commands.index("app services set-traffic")
+    (traffic,) = [c["argv"] for c in cloud.calls("gcloud") if "set-traffic" in c["argv"]]
+    assert "--splits=v1-2-3=1" in traffic
+    assert "--migrate" in traffic
+    # 23 versions, keep 20: the three oldest go (the old serving one too, once it serves nothing).
+    (delete,) = [c["argv"] for c in cloud.calls("gcloud") if "delete" in c["argv"]]
+    assert delete[3 : delete.index("--service")] == ["v0-2-0", "v0-1-0", "v0-0-0"]
+    state = cloud.state()
+    assert state["allocations"] == {"v1-2-3": 1.0}
+    assert len(state["versions"]) == 20
+    assert cloud.output() == f"url={live_url}\n"
+
+
+def test_appengine_smoke_failure_leaves_traffic_where_it_was(tmp_path, dead_url):
+    cloud = appengine(tmp_path, dead_url)
+    done = cloud.deploy("appengine")
+    one_line_error(done, 1, "smoke test failed", "traffic stays", "v0-0-0")
+    commands = gcloud_commands(cloud)
+    assert "app services set-traffic" not in commands
+    assert "app versions delete" not in commands
+    assert cloud.state()["allocations"] == {"v0-0-0": 1.0}
+    assert cloud.output() == ""
+
+
+def test_appengine_failed_upload_fails_with_gclouds_message(tmp_path, live_url):
+    cloud = appengine(tmp_path, live_url)
+    cloud.state_path.write_text(json.dumps({**cloud.state(), "deploy_fails": True}))
+    done = cloud.deploy("appengine")
+    one_line_error(done, 1, "Cloud build failed")
+    assert "app services set-traffic" not in gcloud_commands(cloud)
+
+
+def test_appengine_dry_run_and_missing_project(tmp_path, live_url):
+    cloud = appengine(tmp_path, live_url)
+    done = cloud.deploy("appengine", "--dry-run")
+    assert done.returncode == 0
+    assert cloud.calls() == []
+    for word in ("gcloud app deploy", "--no-promote", "set-traffic", "versions list"):
+        assert word in done.stdout
+    done = cloud.deploy("appengine", GCP_PROJECT_ID="")
+    one_line_error(done, 2, "GCP_PROJECT_ID is not set")
+    assert cloud.calls() == []
+
+
+# -- Heroku (the Platform API and the registry's token auth stood in for) ----------------------
+
+
+def heroku(tmp_path, fake: FakeHeroku) -> Cloud:
+    cloud = Cloud(tmp_path, {"local_images": [IMAGE]})
+    cloud.env |= {
+        "HEROKU_APP": "demo",
+        "HEROKU_API_KEY": SECRET,
+        "HEROKU_API_URL": fake.url,
+        "HEROKU_REGISTRY": fake.url.removeprefix("http://"),
+        "HEROKU_REGISTRY_INSECURE": "1",
+    }
+    fake.manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"digest": "sha256:" + "e" * 64},
+    }
+    return cloud
+
+
+def test_heroku_smoke_failure_rolls_back_to_the_previous_release(tmp_path, dead_url):
+    with FakeHeroku("demo", SECRET, dead_url) as fake:
+        cloud = heroku(tmp_path, fake)
+        previous = fake.current()
+        done = cloud.deploy("heroku")
+    one_line_error(done, 1, "smoke test failed", f"rolled back to release v{previous['version']}")
+    # The image config digest came through the registry's token flow into the release call.
+    (patch,) = [r for r in fake.requests if r["method"] == "PATCH"]
+    assert patch["body"] == {"updates": [{"type": "web", "docker_image": "sha256:" + "e" * 64}]}
+    assert patch["headers"]["Accept"] == DOCKER_RELEASES
+    (rollback,) = [r for r in fake.requests if r["method"] == "POST"]
+    assert rollback["path"] == "/apps/demo/releases"
+    assert rollback["body"] == {"release": previous["id"]}
+    assert fake.current()["description"] == f"Rollback to v{previous['version']}"
+    # docker: logged in as _ with the key on stdin, never in argv.
+    (login,) = [c for c in cloud.calls("docker") if c["argv"][0] == "login"]
+    assert login["stdin"] == SECRET
+    assert all(SECRET not in " ".join(c["argv"]) for c in cloud.calls())
+    assert SECRET not in done.stdout + done.stderr
+    assert cloud.output() == ""
+
+
+def test_heroku_crashed_dynos_roll_back(tmp_path, live_url):
+    with FakeHeroku("demo", SECRET, live_url, dynos="crashed") as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku")
+    one_line_error(done, 1, "crashed", "rolled back to release v7")
+    assert [r["method"] for r in fake.requests].count("POST") == 1
+    assert "mlservice smoke" not in done.stdout  # no smoke test against a crashed release
+
+
+def test_heroku_dry_run_masks_the_key_and_calls_nothing(tmp_path, live_url):
+    with FakeHeroku("demo", SECRET, live_url) as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku", "--dry-run")
+    assert done.returncode == 0
+    assert fake.requests == []
+    assert cloud.calls() == []
+    assert SECRET not in done.stdout + done.stderr
+    assert "Authorization: Bearer ***" in done.stdout
+    for word in ("docker login", "docker push", "PATCH", "/formation", DOCKER_RELEASES):
+        assert word in done.stdout
+
+
+@pytest.mark.parametrize("missing", ["HEROKU_APP", "HEROKU_API_KEY"])
+def test_heroku_missing_setting_is_one_clear_error(tmp_path, live_url, missing):
+    with FakeHeroku("demo", SECRET, live_url) as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku", **{missing: ""})
+    one_line_error(done, 2, f"{missing} is not set")
+    assert fake.requests == []
+    assert cloud.calls() == []

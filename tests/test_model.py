@@ -1,0 +1,200 @@
+import json
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import skops.io
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from mlservice import model
+from mlservice.features import FEATURE_NAMES, LABELS
+
+VOLATILE = {"created_at", "git_commit", "version", "artifact"}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return model.train()
+
+
+@pytest.fixture
+def artifact(tmp_path, model_path):
+    """A private copy of the shipped artifact and card that a test may damage."""
+    path = tmp_path / "model.skops"
+    shutil.copy(model_path, path)
+    shutil.copy(model_path.with_suffix(".json"), tmp_path / "model.json")
+    return path
+
+
+def edit_card(path, **changes):
+    card_path = path.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    card.update(changes)
+    card_path.write_text(json.dumps(card))
+
+
+def test_same_seed_same_data_same_card(trained):
+    _, first = trained
+    _, second = model.train()
+    strip = lambda card: {k: v for k, v in card.items() if k not in VOLATILE}  # noqa: E731
+    assert strip(first) == strip(second)
+
+
+def test_another_seed_changes_the_split(trained):
+    _, card = trained
+    _, other = model.train(seed=7)
+    assert other["metrics"]["held_out"] != card["metrics"]["held_out"]
+
+
+def test_shipped_model_meets_the_floor(card):
+    held_out = card["metrics"]["held_out"]
+    assert held_out["roc_auc"] >= model.ROC_AUC_FLOOR
+    assert card["metrics"]["cross_validation"]["folds"] == 5
+    assert 0.9 <= card["metrics"]["cross_validation"]["roc_auc_mean"] <= 1
+
+
+def test_report_counts_the_true_labels(trained):
+    # y_true first: supports are the held-out class counts, whatever the model predicted.
+    _, card = trained
+    X, y = model.load_training_data()
+    _, _, _, y_test = train_test_split(
+        X, y, test_size=model.TEST_SIZE, stratify=y, random_state=model.SEED
+    )
+    per_class = card["metrics"]["held_out"]["per_class"]
+    assert [per_class[label]["support"] for label in LABELS] == list(np.bincount(y_test))
+
+
+def test_scaler_is_fitted_on_the_training_split_only(trained):
+    pipeline, card = trained
+    X, y = model.load_training_data()
+    X_train, _, _, _ = train_test_split(
+        X, y, test_size=model.TEST_SIZE, stratify=y, random_state=model.SEED
+    )
+    assert np.allclose(pipeline.named_steps["scale"].mean_, X_train.mean().to_numpy())
+    assert not np.allclose(pipeline.named_steps["scale"].mean_, X.mean().to_numpy())
+    assert card["training"]["rows_train"] == len(X_train)
+
+
+def test_card_describes_features_data_and_choice(trained):
+    _, card = trained
+    X, y = model.load_training_data()
+    assert [f["name"] for f in card["features"]] == list(FEATURE_NAMES)
+    assert all(f["unit"] and f["training_min"] < f["training_max"] for f in card["features"])
+    assert card["training"]["data_sha256"] == model.data_checksum(X, y)
+    cv = card["selection"]["cv_roc_auc"]
+    cheapest_good = next(
+        n for n, s in cv.items() if s >= max(cv.values()) - model.ROC_AUC_TOLERANCE
+    )
+    assert card["selection"]["chosen"] == cheapest_good
+    assert card["selection"]["why"]
+
+
+def test_examples_are_predicted_as_their_class(trained):
+    pipeline, card = trained
+    for label, row in card["examples"].items():
+        values = np.array([[row[name] for name in FEATURE_NAMES]])
+        assert LABELS[int(pipeline.predict(values)[0])] == label
+
+
+def test_training_below_the_floor_fails(monkeypatch):
+    monkeypatch.setattr(model, "ROC_AUC_FLOOR", 1.01)
+    with pytest.raises(model.ModelError, match="below the floor"):
+        model.train()
+
+
+def test_git_commit_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GIT_COMMIT", "abc123")
+    assert model._git_commit() == "abc123"
+
+
+def test_save_and_load_round_trip(trained, tmp_path):
+    pipeline, card = trained
+    saved = model.save(pipeline, card, tmp_path / "m.skops")
+    assert zipfile.is_zipfile(tmp_path / "m.skops")  # skops format, not a pickle
+    assert saved["artifact"]["sha256"] == model.file_checksum(tmp_path / "m.skops")
+    loaded = model.load(tmp_path / "m.skops")
+    assert loaded.version == saved["artifact"]["sha256"][:12]
+    rows = np.array([[r[n] for n in FEATURE_NAMES] for r in card["examples"].values()])
+    assert np.allclose(loaded.predict_proba(rows), pipeline.predict_proba(rows))
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(model.ModelError, match=r"not found; train one with `make model`"):
+        model.load(tmp_path / "absent.skops")
+
+
+def test_missing_card(artifact):
+    artifact.with_suffix(".json").unlink()
+    with pytest.raises(model.ModelError, match=r"Model card .* not found"):
+        model.load(artifact)
+
+
+@pytest.mark.parametrize("text", ["not json", "[]", '{"artifact": {}}'])
+def test_invalid_card(artifact, text):
+    artifact.with_suffix(".json").write_text(text)
+    with pytest.raises(model.ModelError, match="is not a valid model card"):
+        model.load(artifact)
+
+
+def test_card_for_other_features(artifact):
+    edit_card(artifact, features=[{"name": "radius_mean"}])
+    with pytest.raises(model.ModelError, match="other features"):
+        model.load(artifact)
+
+
+def test_checksum_mismatch(artifact):
+    with artifact.open("ab") as file:
+        file.write(b"tampered")
+    with pytest.raises(model.ModelError, match="does not match the checksum"):
+        model.load(artifact)
+
+
+def test_scikit_learn_version_mismatch(artifact):
+    edit_card(artifact, scikit_learn_version="0.19.1")
+    with pytest.raises(
+        model.ModelError, match=r"trained with scikit-learn 0\.19\.1 but .* installed"
+    ):
+        model.load(artifact)
+
+
+def reciprocal(values):
+    return 1 / values
+
+
+def test_untrusted_types_are_refused(trained, tmp_path):
+    pipeline, card = trained
+    unsafe = Pipeline([("custom", FunctionTransformer(reciprocal)), *pipeline.steps])
+    path = tmp_path / "unsafe.skops"
+    model.save(unsafe, card, path)
+    assert skops.io.get_untrusted_types(file=path)
+    with pytest.raises(model.ModelError, match=r"types skops does not trust: .*reciprocal"):
+        model.load(path)
+
+
+def test_unreadable_archive(artifact):
+    artifact.write_bytes(b"this is not a zip archive")
+    edit_card(artifact, artifact={"file": artifact.name, "sha256": model.file_checksum(artifact)})
+    with pytest.raises(model.ModelError, match="is not a readable skops file"):
+        model.load(artifact)
+
+
+def test_affine_form_matches_the_pipeline(trained):
+    pipeline, card = trained
+    fast = model.Model(pipeline, card, model._affine_form(pipeline))
+    slow = model.Model(pipeline, card)
+    X, _ = model.load_training_data()
+    rng = np.random.default_rng(0)
+    rows = np.vstack([X.to_numpy(), X.to_numpy() * rng.uniform(0, 10, X.shape)])
+    assert fast.affine is not None
+    assert slow.affine is None
+    assert np.allclose(fast.predict_proba(rows), slow.predict_proba(rows), atol=1e-12)
+
+
+def test_other_pipelines_use_scikit_learn(trained):
+    pipeline, _ = trained
+    forest = model.build_pipeline("random_forest", model.SEED)
+    assert model._affine_form(forest) is None
+    assert model._affine_form(Pipeline([("classify", pipeline[-1])])) is None
