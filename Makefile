@@ -42,7 +42,7 @@ requirements.txt: pyproject.toml uv.lock | $(UV)
 requirements: requirements.txt ## Re-export requirements.txt (App Engine) from uv.lock
 
 # Retrain when the training code or the locked scikit-learn changes.
-$(MODEL): $(BIN)/.synced src/mlservice/model.py src/mlservice/features.py
+$(MODEL): $(BIN)/.synced src/mlservice/training.py src/mlservice/features.py
 	$(BIN)/mlservice train --output $@
 
 .PHONY: model

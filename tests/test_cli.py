@@ -6,7 +6,7 @@ from click.testing import CliRunner
 from flask import Flask, request
 from werkzeug.serving import make_server
 
-from mlservice import cli, model
+from mlservice import cli, model, training
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_train_writes_artifact_and_card(tmp_path):
 
 
 def test_train_reports_a_failed_floor(tmp_path, monkeypatch):
-    monkeypatch.setattr(model, "ROC_AUC_FLOOR", 1.01)
+    monkeypatch.setattr(training, "ROC_AUC_FLOOR", 1.01)
     result = CliRunner().invoke(cli.main, ["train", "--output", str(tmp_path / "m.skops")])
     assert result.exit_code == 1
     assert "below the floor" in result.output

@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from mlservice import model
+from mlservice import model, training
 from mlservice.features import FEATURE_NAMES, LABELS
 
 VOLATILE = {"created_at", "git_commit", "version", "artifact"}
@@ -17,7 +17,7 @@ VOLATILE = {"created_at", "git_commit", "version", "artifact"}
 
 @pytest.fixture(scope="module")
 def trained():
-    return model.train()
+    return training.train()
 
 
 @pytest.fixture
@@ -38,20 +38,20 @@ def edit_card(path, **changes):
 
 def test_same_seed_same_data_same_card(trained):
     _, first = trained
-    _, second = model.train()
+    _, second = training.train()
     strip = lambda card: {k: v for k, v in card.items() if k not in VOLATILE}  # noqa: E731
     assert strip(first) == strip(second)
 
 
 def test_another_seed_changes_the_split(trained):
     _, card = trained
-    _, other = model.train(seed=7)
+    _, other = training.train(seed=7)
     assert other["metrics"]["held_out"] != card["metrics"]["held_out"]
 
 
 def test_shipped_model_meets_the_floor(card):
     held_out = card["metrics"]["held_out"]
-    assert held_out["roc_auc"] >= model.ROC_AUC_FLOOR
+    assert held_out["roc_auc"] >= training.ROC_AUC_FLOOR
     assert card["metrics"]["cross_validation"]["folds"] == 5
     assert 0.9 <= card["metrics"]["cross_validation"]["roc_auc_mean"] <= 1
 
@@ -59,9 +59,9 @@ def test_shipped_model_meets_the_floor(card):
 def test_report_counts_the_true_labels(trained):
     # y_true first: supports are the held-out class counts, whatever the model predicted.
     _, card = trained
-    X, y = model.load_training_data()
+    X, y = training.load_training_data()
     _, _, _, y_test = train_test_split(
-        X, y, test_size=model.TEST_SIZE, stratify=y, random_state=model.SEED
+        X, y, test_size=training.TEST_SIZE, stratify=y, random_state=training.SEED
     )
     per_class = card["metrics"]["held_out"]["per_class"]
     assert [per_class[label]["support"] for label in LABELS] == list(np.bincount(y_test))
@@ -69,9 +69,9 @@ def test_report_counts_the_true_labels(trained):
 
 def test_scaler_is_fitted_on_the_training_split_only(trained):
     pipeline, card = trained
-    X, y = model.load_training_data()
+    X, y = training.load_training_data()
     X_train, _, _, _ = train_test_split(
-        X, y, test_size=model.TEST_SIZE, stratify=y, random_state=model.SEED
+        X, y, test_size=training.TEST_SIZE, stratify=y, random_state=training.SEED
     )
     assert np.allclose(pipeline.named_steps["scale"].mean_, X_train.mean().to_numpy())
     assert not np.allclose(pipeline.named_steps["scale"].mean_, X.mean().to_numpy())
@@ -80,13 +80,13 @@ def test_scaler_is_fitted_on_the_training_split_only(trained):
 
 def test_card_describes_features_data_and_choice(trained):
     _, card = trained
-    X, y = model.load_training_data()
+    X, y = training.load_training_data()
     assert [f["name"] for f in card["features"]] == list(FEATURE_NAMES)
     assert all(f["unit"] and f["training_min"] < f["training_max"] for f in card["features"])
-    assert card["training"]["data_sha256"] == model.data_checksum(X, y)
+    assert card["training"]["data_sha256"] == training.data_checksum(X, y)
     cv = card["selection"]["cv_roc_auc"]
     cheapest_good = next(
-        n for n, s in cv.items() if s >= max(cv.values()) - model.ROC_AUC_TOLERANCE
+        n for n, s in cv.items() if s >= max(cv.values()) - training.ROC_AUC_TOLERANCE
     )
     assert card["selection"]["chosen"] == cheapest_good
     assert card["selection"]["why"]
@@ -100,19 +100,19 @@ def test_examples_are_predicted_as_their_class(trained):
 
 
 def test_training_below_the_floor_fails(monkeypatch):
-    monkeypatch.setattr(model, "ROC_AUC_FLOOR", 1.01)
+    monkeypatch.setattr(training, "ROC_AUC_FLOOR", 1.01)
     with pytest.raises(model.ModelError, match="below the floor"):
-        model.train()
+        training.train()
 
 
 def test_git_commit_comes_from_the_environment(monkeypatch):
     monkeypatch.setenv("GIT_COMMIT", "abc123")
-    assert model._git_commit() == "abc123"
+    assert training._git_commit() == "abc123"
 
 
 def test_save_and_load_round_trip(trained, tmp_path):
     pipeline, card = trained
-    saved = model.save(pipeline, card, tmp_path / "m.skops")
+    saved = training.save(pipeline, card, tmp_path / "m.skops")
     assert zipfile.is_zipfile(tmp_path / "m.skops")  # skops format, not a pickle
     assert saved["artifact"]["sha256"] == model.file_checksum(tmp_path / "m.skops")
     loaded = model.load(tmp_path / "m.skops")
@@ -168,7 +168,7 @@ def test_untrusted_types_are_refused(trained, tmp_path):
     pipeline, card = trained
     unsafe = Pipeline([("custom", FunctionTransformer(reciprocal)), *pipeline.steps])
     path = tmp_path / "unsafe.skops"
-    model.save(unsafe, card, path)
+    training.save(unsafe, card, path)
     assert skops.io.get_untrusted_types(file=path)
     with pytest.raises(model.ModelError, match=r"types skops does not trust: .*reciprocal"):
         model.load(path)
@@ -185,7 +185,7 @@ def test_affine_form_matches_the_pipeline(trained):
     pipeline, card = trained
     fast = model.Model(pipeline, card, model._affine_form(pipeline))
     slow = model.Model(pipeline, card)
-    X, _ = model.load_training_data()
+    X, _ = training.load_training_data()
     rng = np.random.default_rng(0)
     rows = np.vstack([X.to_numpy(), X.to_numpy() * rng.uniform(0, 10, X.shape)])
     assert fast.affine is not None
@@ -195,6 +195,6 @@ def test_affine_form_matches_the_pipeline(trained):
 
 def test_other_pipelines_use_scikit_learn(trained):
     pipeline, _ = trained
-    forest = model.build_pipeline("random_forest", model.SEED)
+    forest = training.build_pipeline("random_forest", training.SEED)
     assert model._affine_form(forest) is None
     assert model._affine_form(Pipeline([("classify", pipeline[-1])])) is None

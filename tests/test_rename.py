@@ -127,7 +127,7 @@ def test_imports_use_the_package_name_and_everything_else_the_dash_form(renamed)
     assert project["tool"]["coverage"]["run"]["source"] == [NEW]
     makefile = (copy / "Makefile").read_text()
     assert "$(BIN)/my-model train" in makefile
-    assert "src/my_model/model.py" in makefile
+    assert "src/my_model/training.py" in makefile
     assert "IMAGE ?= my-model:local" in makefile
     assert 'wsgi_app = "my_model.wsgi:app"' in (copy / "gunicorn.conf.py").read_text()
     dockerfile = (copy / "Dockerfile").read_text()
@@ -161,7 +161,7 @@ def test_the_renamed_copy_is_lint_clean(renamed):
     scripts = [str(p) for p in (copy / "scripts").iterdir() if p.name == "container-test"]
     # Imports re-sorted and lines re-wrapped by the script; no undefined name after the rename.
     check = subprocess.run(
-        [ruff, "check", "--select", "I,F,E501", "--quiet", ".", *scripts],
+        [ruff, "check", "--quiet", ".", *scripts],
         cwd=copy,
         capture_output=True,
         text=True,

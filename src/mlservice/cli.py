@@ -20,17 +20,19 @@ def main() -> None:
     show_default=True,
     help="Where to write the skops artifact; the model card goes next to it as .json.",
 )
-@click.option("--seed", type=int, help="Random seed for the split and folds [default: model.SEED].")
+@click.option(
+    "--seed", type=int, help="Seed for the split and the folds [default: SEED in training.py]."
+)
 def train(output: Path, seed: int | None) -> None:
     """Train the classifier and write the artifact and its model card."""
     # Imported here: scikit-learn takes seconds to load, and `smoke` runs in deploy jobs.
-    from mlservice import model
+    from mlservice import model, training
 
     try:
-        pipeline, card = model.train(model.SEED if seed is None else seed)
+        pipeline, card = training.train(training.SEED if seed is None else seed)
     except model.ModelError as error:
         raise click.ClickException(str(error)) from None
-    card = model.save(pipeline, card, output)
+    card = training.save(pipeline, card, output)
     held_out = card["metrics"]["held_out"]
     click.echo(
         f"wrote {output} (version {card['version']}): {card['estimator']}, "
