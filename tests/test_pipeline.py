@@ -8,12 +8,13 @@ actionlint and zizmor checks CI runs.
 import os
 import re
 import runpy
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+
+from tests.tools import run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW_PATH = ROOT / ".github" / "workflows" / "pipeline.yml"
@@ -398,17 +399,6 @@ def test_dependabot_updates_python_actions_and_docker_weekly_in_groups():
 
 
 # -- The same tools CI runs -------------------------------------------------------------------
-
-
-def run_tool(*args):
-    return subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize(

@@ -4,11 +4,12 @@ the invariants the pipeline's workflow keeps too."""
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.tools import run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 GITHUB = ROOT / ".github"
@@ -21,17 +22,6 @@ MAKE_TARGETS = set(re.findall(r"^([a-z][a-z-]*):", (ROOT / "Makefile").read_text
 template_only = pytest.mark.skipif(not RENAME_PATH.exists(), reason="renamed: no rename workflow")
 
 
-def tool(*args):
-    return subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("schema", "path"),
     [
@@ -42,13 +32,13 @@ def tool(*args):
     ],
 )
 def test_files_match_githubs_published_schemas(schema, path):
-    done = tool("check-jsonschema", "--builtin-schema", schema, str(GITHUB / path))
+    done = run_tool("check-jsonschema", "--builtin-schema", schema, str(GITHUB / path))
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 @template_only
 def test_rename_workflow_passes_actionlint():
-    done = tool("actionlint", f"-shellcheck={BIN / 'shellcheck'}", str(RENAME_PATH))
+    done = run_tool("actionlint", f"-shellcheck={BIN / 'shellcheck'}", str(RENAME_PATH))
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -1,0 +1,69 @@
+"""The OpenAPI document and the app stay in step: same operations, answers that match it."""
+
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+
+# Page routes, static files and the document itself are not API operations.
+UNDOCUMENTED = {"/", "/answers", "/static/<path:filename>"}
+
+
+@pytest.fixture
+def document(client):
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def test_every_route_is_documented_and_every_operation_exists(app, document):
+    routes = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        if rule.rule not in UNDOCUMENTED
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    documented = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert routes == documented
+
+
+def test_the_document_is_openapi_3_1_with_resolvable_references(document):
+    assert document["openapi"].startswith("3.1")
+    registry = Registry().with_resource("urn:api", Resource.opaque(document))
+    for name, schema in document["components"]["schemas"].items():
+        jsonschema.Draft202012Validator.check_schema(schema)
+        assert registry.resolver("urn:api").lookup(f"urn:api#/components/schemas/{name}")
+
+
+def validate(document: dict, path: str, method: str, response) -> None:
+    """Check a response body against the schema the document gives for its status."""
+    documented = document["paths"][path][method]["responses"][str(response.status_code)]
+    schema = documented["content"]["application/json"]["schema"]
+    registry = Registry().with_resource("urn:api", Resource.opaque(document))
+    if "$ref" in schema:
+        schema = {"$ref": "urn:api" + schema["$ref"]}
+    validator = jsonschema.Draft202012Validator(schema, registry=registry)
+    validator.validate(response.get_json())
+
+
+def test_documented_features_are_the_validated_ones(document, card):
+    instance = document["components"]["schemas"]["Instance"]
+    assert instance["required"] == [feature["name"] for feature in card["features"]]
+    assert instance["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [("example", 200), ({"radius_mean": "x"}, 422), ({"instances": []}, 422)],
+)
+def test_predict_answers_match_the_document(client, document, card, body, status):
+    payload = card["examples"]["benign"] if body == "example" else body
+    response = client.post("/api/v1/predict", json=payload)
+    assert response.status_code == status
+    validate(document, "/api/v1/predict", "post", response)
+
+
+@pytest.mark.parametrize("path", ["/api/v1/model", "/healthz", "/readyz"])
+def test_read_only_answers_match_the_document(client, document, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    validate(document, path, "get", response)
