@@ -26,8 +26,8 @@ help: ## List the targets
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
+# Bytecode is compiled at install, so start-up stays fast even where PYTHONDONTWRITEBYTECODE is set.
 $(BIN)/.synced: pyproject.toml uv.lock | $(UV)
-	# Precompiled bytecode: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set.
 	$(UV) sync --frozen --quiet --compile-bytecode
 	@touch $@
 
@@ -84,6 +84,10 @@ FUZZ_EXAMPLES ?= 10000
 .PHONY: fuzz
 fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis), long run
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
+
+.PHONY: screenshot
+screenshot: $(MODEL) ## Refresh docs/screenshot.png from the browser test (Chromium)
+	SCREENSHOT_PATH=docs/screenshot.png $(BIN)/pytest tests/test_browser.py -k screenshot --no-cov -q
 
 .PHONY: soak
 soak: $(MODEL) ## 60 s of wrk load on gunicorn: no errors, flat worker memory (docs/performance.md)
