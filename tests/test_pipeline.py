@@ -85,7 +85,7 @@ NON_RELEASE_TAG = ("push", "refs/tags/nightly")
 
 def test_triggers():
     assert TRIGGERS["push"]["tags"] == ["v*"]
-    assert "main" in TRIGGERS["push"]["branches"]
+    assert TRIGGERS["push"]["branches"] == ["**"]  # every branch push, not only main
     assert "pull_request" in TRIGGERS
     inputs = TRIGGERS["workflow_dispatch"]["inputs"]
     assert inputs["tag"]["required"] is True
