@@ -201,6 +201,7 @@ def test_csv_missing_and_extra_columns(client, row):
         ("", "the cell is empty"),
         ("-2", "negative"),
         ("inf", "not a finite"),
+        ("1e308", "1e308 is larger than 1,000,000,000"),
     ],
 )
 def test_csv_bad_cell_names_row_and_column(client, card, cell, reason):

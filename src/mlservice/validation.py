@@ -139,6 +139,11 @@ def _check_shape(table: pd.DataFrame, max_rows: int) -> None:
         )
 
 
+def _acceptable(numbers: np.ndarray) -> np.ndarray:
+    """The JSON rule for every cell: a finite number from 0 to MAX_VALUE (NaN fails all three)."""
+    return np.isfinite(numbers) & (numbers >= 0) & (numbers <= MAX_VALUE)
+
+
 def frame_from_csv(text: str, max_rows: int) -> tuple[pd.DataFrame, np.ndarray]:
     """Parse a CSV batch; return the table (columns as sent) and the (n, 6) feature array."""
     try:
@@ -149,7 +154,7 @@ def frame_from_csv(text: str, max_rows: int) -> tuple[pd.DataFrame, np.ndarray]:
     if table is not None:
         _check_shape(table, max_rows)
         numbers = table[list(FEATURE_NAMES)].to_numpy()
-        if (np.isfinite(numbers) & (numbers >= 0)).all():
+        if _acceptable(numbers).all():
             return table, numbers
     table = _read_csv(text, dtype=str, keep_default_na=False)
     _check_shape(table, max_rows)
@@ -159,7 +164,7 @@ def frame_from_csv(text: str, max_rows: int) -> tuple[pd.DataFrame, np.ndarray]:
 def _numbers_from_text(raw: pd.DataFrame) -> np.ndarray:
     values = raw.apply(lambda column: pd.to_numeric(column.str.strip(), errors="coerce"))
     numbers = values.to_numpy(dtype=float)
-    bad = ~np.isfinite(numbers) | (numbers < 0)
+    bad = ~_acceptable(numbers)
     if not bad.any():
         return numbers
     errors = []
