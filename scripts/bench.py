@@ -10,100 +10,37 @@ import io
 import json
 import os
 import pickle
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.preprocessing import StandardScaler
 
-from mlservice.features import FEATURE_NAMES
-from mlservice.training import load_training_data
-
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
+sys.path.insert(0, str(ROOT))  # for tests.live_server
+
+import wrk  # noqa: E402 (scripts/wrk.py, beside this file)
+
+from mlservice.features import FEATURE_NAMES  # noqa: E402
+from mlservice.training import load_training_data  # noqa: E402
+from tests.live_server import gunicorn_server  # noqa: E402
+
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
-WRK_SCRIPT = """
-wrk.method = "{method}"
-wrk.body = [[{body}]]
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.timeout,
-    e.status))
-end
-"""
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def gunicorn(app: str | None, env: dict, probe: str):
-    """Serve `app` (default: the service) with gunicorn.conf.py until the block ends."""
-    port = free_port()
-    command = [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}"]
-    command += ["--access-logfile", "/dev/null", "--pythonpath", "scripts"]
-    if app:
-        command.append(app)
-    server = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                request = urllib.request.Request(base + probe, data=b"{}", method="POST")
-                request.add_header("Content-Type", "application/json")
-                urllib.request.urlopen(request, timeout=2).close()
-                break
-            except urllib.error.HTTPError:
-                break  # answering, even if with an error: it is up
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"bench: {app or 'mlservice'} did not start") from None
-                time.sleep(0.3)
-        yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def wrk(url: str, body: str, seconds: int, connections: int, method: str = "POST") -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.format(method=method, body=body))
-    try:
-        output = subprocess.run(
-            ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + 60,
-        ).stdout
-    finally:
-        os.unlink(script.name)
-    line = next(line for line in output.splitlines() if line.startswith("RESULT"))
-    requests, duration_us, p50, p99, socket_errors, non_2xx = map(int, line.split()[1:])
+def throughput(url: str, seconds: int, connections: int, body: str = "") -> dict:
+    totals = wrk.run(url, seconds, connections, method="POST" if body else "GET", body=body)
     return {
-        "rps": requests / (duration_us / 1e6),
-        "p50_ms": p50 / 1000,
-        "p99_ms": p99 / 1000,
-        "errors": socket_errors + non_2xx,
+        "rps": totals["requests"] / (totals["duration_us"] / 1e6),
+        "p50_ms": totals["p50_us"] / 1000,
+        "p99_ms": totals["p99_us"] / 1000,
+        "errors": totals["non_2xx"] + sum(totals[key] for key in wrk.SOCKET_ERRORS),
     }
 
 
@@ -153,31 +90,33 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        raise SystemExit("bench: wrk is not installed (Debian/Ubuntu: apt-get install wrk)")
 
     card = json.loads((ROOT / "models" / "model.json").read_text())
     row = json.dumps(card["examples"]["benign"])
     env = {"MAX_ROWS": "100000", "MAX_BODY_BYTES": str(64 * 1024 * 1024), "LOG_LEVEL": "WARNING"}
+    apps_env = {**env, "PYTHONPATH": str(ROOT / "scripts")}  # bench_apps lives beside this file
     results = {}
-    with gunicorn(None, env, "/api/v1/predict") as base:
-        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = wrk(
-            f"{base}/api/v1/predict", row, args.seconds, args.connections
+    # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app.
+    with gunicorn_server(env, workers=None) as service:
+        base = service.url
+        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = throughput(
+            f"{base}/api/v1/predict", args.seconds, args.connections, row
         )
         if query := answers_query(base):
-            results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = wrk(
-                base + query, "", args.seconds, args.connections, method="GET"
+            results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = throughput(
+                base + query, args.seconds, args.connections
             )
         batch_seconds = time_batch(base, batch_csv(100_000))
-    with gunicorn("bench_apps:ceiling", env, "/api/v1/predict") as base:
-        results["(b) ceiling: constant JSON, same gunicorn"] = wrk(
-            f"{base}/api/v1/predict", row, args.seconds, args.connections
+    with gunicorn_server(apps_env, workers=None, app="bench_apps:ceiling") as ceiling:
+        results["(b) ceiling: constant JSON, same gunicorn"] = throughput(
+            f"{ceiling.url}/api/v1/predict", args.seconds, args.connections, row
         )
     with tempfile.TemporaryDirectory() as folder:
         baseline_pickles(Path(folder))
-        with gunicorn("bench_apps:baseline", {**env, "BASELINE_DIR": folder}, "/") as base:
-            results["(c) original design: pickled scaler + forest, DataFrame per request"] = wrk(
-                f"{base}/api/v1/predict", row, args.seconds, args.connections
+        baseline_env = {**apps_env, "BASELINE_DIR": folder}
+        with gunicorn_server(baseline_env, workers=None, app="bench_apps:baseline") as baseline:
+            results["(c) original design: pickled scaler + forest, DataFrame per request"] = (
+                throughput(f"{baseline.url}/api/v1/predict", args.seconds, args.connections, row)
             )
 
     a, b, c = (next(v for k, v in results.items() if k.startswith(p)) for p in ["(a", "(b", "(c"])

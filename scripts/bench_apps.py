@@ -17,6 +17,14 @@ from mlservice.features import FEATURE_NAMES, LABELS
 ceiling = Flask("ceiling")
 
 
+def ready():
+    # What the bench's server launcher (tests/live_server.py) waits for.
+    return {"status": "ready"}
+
+
+ceiling.get("/readyz")(ready)
+
+
 @ceiling.post("/api/v1/predict")
 def constant():
     request.get_data()
@@ -29,6 +37,7 @@ def _baseline() -> Flask:
     scaler = pickle.loads((folder / "scaler.pkl").read_bytes())  # noqa: S301 (our own temp file)
     forest = pickle.loads((folder / "forest.pkl").read_bytes())  # noqa: S301 (our own temp file)
     app = Flask("baseline")
+    app.get("/readyz")(ready)
 
     @app.post("/api/v1/predict")
     def predict():

@@ -1,7 +1,7 @@
 """`make soak`: hold the production server under load and check it stays healthy and flat.
 
 Starts gunicorn with gunicorn.conf.py on loopback (tests/live_server.py), warms it up, records
-each worker's resident memory (RSS), drives POST /api/v1/predict with wrk (scripts/soak.lua,
+each worker's resident memory (RSS), drives POST /api/v1/predict with wrk (scripts/wrk.lua,
 one JSON row per request) and records RSS again. Prints a Markdown table for
 docs/performance.md and exits 1 if a budget is missed: any non-2xx response, any socket
 error, a worker replaced during the run, or a worker's RSS more than 10% above its start.
@@ -10,9 +10,6 @@ error, a worker replaced during the run, or a worker's RSS more than 10% above i
 import argparse
 import json
 import os
-import re
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,23 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # for tests.live_server
 
+import wrk  # noqa: E402 (scripts/wrk.py, beside this file)
+
 from tests.live_server import gunicorn_server, rss_kib  # noqa: E402
 
-LUA = ROOT / "scripts" / "soak.lua"
 CARD = ROOT / "models" / "model.json"
-RESULT = re.compile(r"^SOAK (.*)$", re.MULTILINE)
-
-
-def wrk(url: str, body: str, seconds: int, connections: int, threads: int) -> dict[str, int]:
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(LUA)]
-    command += [f"{url}/api/v1/predict", "--", body]
-    finished = subprocess.run(
-        command, capture_output=True, text=True, timeout=seconds + 60, check=False
-    )
-    match = RESULT.search(finished.stdout)
-    if finished.returncode != 0 or not match:
-        sys.exit(f"soak: wrk failed ({finished.returncode}): {finished.stderr or finished.stdout}")
-    return {key: int(value) for key, value in (pair.split("=") for pair in match[1].split())}
 
 
 def main() -> int:
@@ -48,21 +33,23 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=(os.cpu_count() or 1) + 1)
     parser.add_argument("--rss-growth", type=float, default=0.10, help="allowed, as a fraction")
     args = parser.parse_args()
-    if not shutil.which("wrk"):
-        sys.exit("soak: wrk is not installed (apt-get install wrk)")
 
     body = json.dumps(json.loads(CARD.read_text())["examples"]["benign"])
+
+    def load(url: str, seconds: int) -> dict[str, int]:
+        return wrk.run(f"{url}/api/v1/predict", seconds, args.connections, args.threads, body=body)
+
     with gunicorn_server(workers=args.workers) as server:
         # First requests import lazily loaded code in each worker; measure from after that.
-        wrk(server.url, body, args.warmup, args.connections, args.threads)
+        load(server.url, args.warmup)
         workers = sorted(server.worker_pids())
         rss_start = {pid: rss_kib(pid) for pid in workers}
-        result = wrk(server.url, body, args.seconds, args.connections, args.threads)
+        result = load(server.url, args.seconds)
         time.sleep(1)
         workers_after = sorted(server.worker_pids())
         rss_end = {pid: rss_kib(pid) for pid in workers_after if pid in rss_start}
 
-    socket_errors = sum(result[key] for key in ("connect", "read", "write", "timeout"))
+    socket_errors = sum(result[key] for key in wrk.SOCKET_ERRORS)
     seconds = result["duration_us"] / 1e6
     print(
         f"Soak: {args.seconds} s, {args.connections} connections, {args.threads} wrk threads, "

@@ -106,12 +106,17 @@ def stop(server: Server, timeout: float = 15) -> int:
 
 @contextmanager
 def gunicorn_server(
-    env: dict[str, str] | None = None, workers: int = 2, wait: bool = True
+    env: dict[str, str] | None = None,
+    workers: int | None = 2,
+    wait: bool = True,
+    app: str | None = None,
 ) -> Iterator[Server]:
     """Run `gunicorn -c gunicorn.conf.py` on 127.0.0.1 with a port the kernel picks.
 
-    `env` adds to (or overrides) this process's environment. With wait=False the block starts
-    as soon as the process does, for callers that expect start-up to fail.
+    `env` adds to (or overrides) this process's environment; workers=None keeps the config's
+    (WEB_CONCURRENCY); `app` serves another WSGI app ("module:name") with the same settings, and
+    it must answer /readyz. With wait=False the block starts as soon as the process does, for
+    callers that expect start-up to fail.
     """
     with tempfile.TemporaryDirectory(prefix="mlservice-server-") as tmp:
         log_path = Path(tmp) / "gunicorn.log"
@@ -121,11 +126,14 @@ def gunicorn_server(
             "gunicorn",
             "-c",
             "gunicorn.conf.py",
-            # Command-line settings win over the config file: loopback only, port 0.
+            # Command-line settings win over the config file: loopback only, port 0, and the
+            # info level that prints the "Listening at" line this launcher reads the port from.
             "--bind",
             "127.0.0.1:0",
-            "--workers",
-            str(workers),
+            "--log-level",
+            "info",
+            *(["--workers", str(workers)] if workers is not None else []),
+            *([app] if app else []),
         ]
         with log_path.open("wb") as log:
             process = subprocess.Popen(

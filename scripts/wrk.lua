@@ -1,6 +1,7 @@
--- wrk script for `make soak`: POST one JSON row (the first script argument) to the URL given,
--- count every response outside 2xx (wrk's own count lets 3xx pass) and print totals at the end.
--- Usage: wrk -t2 -c64 -d60s -s scripts/soak.lua URL -- '{"radius_mean": 12.0, ...}'
+-- wrk script for `make bench` and `make soak`: send METHOD (default POST) with an optional JSON
+-- BODY, count every response outside 2xx (wrk's own count lets 3xx pass) and print the totals
+-- as one `RESULT key=value ...` line at the end.
+-- Usage: wrk -t2 -c64 -d60s -s scripts/wrk.lua URL -- POST '{"radius_mean": 12.0, ...}'
 
 local threads = {}
 
@@ -9,9 +10,11 @@ function setup(thread)
 end
 
 function init(args)
-  wrk.method = "POST"
-  wrk.body = args[1]
-  wrk.headers["Content-Type"] = "application/json"
+  wrk.method = args[1] or "POST"
+  if args[2] then
+    wrk.body = args[2]
+    wrk.headers["Content-Type"] = "application/json"
+  end
   non_2xx = 0
 end
 
@@ -28,7 +31,7 @@ function done(summary, latency, requests)
   end
   local errors = summary.errors
   io.write(string.format(
-    "SOAK requests=%d duration_us=%d non_2xx=%d connect=%d read=%d write=%d timeout=%d "
+    "RESULT requests=%d duration_us=%d non_2xx=%d connect=%d read=%d write=%d timeout=%d "
       .. "p50_us=%d p99_us=%d max_us=%d\n",
     summary.requests, summary.duration, non_2xx_total, errors.connect, errors.read,
     errors.write, errors.timeout, latency:percentile(50), latency:percentile(99), latency.max))
