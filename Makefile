@@ -54,8 +54,8 @@ run: $(MODEL) ## Serve the page and API with gunicorn on http://localhost:$(PORT
 
 .PHONY: format
 format: $(BIN)/.synced ## Rewrite code in the project's style
-	$(BIN)/ruff check --fix --quiet .
-	$(BIN)/ruff format --quiet .
+	$(BIN)/ruff check --fix --quiet . $(PY_SCRIPTS)
+	$(BIN)/ruff format --quiet . $(PY_SCRIPTS)
 
 # Executables without an extension, told apart by their shebang, so ruff and shellcheck see them.
 SCRIPTS := $(filter-out %.py %.json %.md,$(wildcard .ci/run scripts/* deploy/*))

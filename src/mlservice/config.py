@@ -35,20 +35,21 @@ def _positive_int(environ: Mapping[str, str], name: str) -> int:
     return value
 
 
+def _path(environ: Mapping[str, str], name: str) -> str:
+    path = environ.get(name, DEFAULTS[name]).strip()
+    if not path:
+        raise ConfigError(f"{name} is set but empty.")
+    return path
+
+
 def from_environ(environ: Mapping[str, str] = os.environ) -> dict:
     """Return the Flask config for these environment variables, or raise ConfigError."""
     log_level = environ.get("LOG_LEVEL", DEFAULTS["LOG_LEVEL"]).strip().upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}.")
-    model_path = environ.get("MODEL_PATH", DEFAULTS["MODEL_PATH"]).strip()
-    if not model_path:
-        raise ConfigError("MODEL_PATH is set but empty.")
-    answers_path = environ.get("ANSWERS_PATH", DEFAULTS["ANSWERS_PATH"]).strip()
-    if not answers_path:
-        raise ConfigError("ANSWERS_PATH is set but empty.")
     return {
-        "MODEL_PATH": model_path,
-        "ANSWERS_PATH": answers_path,
+        "MODEL_PATH": _path(environ, "MODEL_PATH"),
+        "ANSWERS_PATH": _path(environ, "ANSWERS_PATH"),
         "MAX_ROWS": _positive_int(environ, "MAX_ROWS"),
         # Flask and Werkzeug enforce this one themselves and answer 413.
         "MAX_CONTENT_LENGTH": _positive_int(environ, "MAX_BODY_BYTES"),

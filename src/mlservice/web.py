@@ -1,9 +1,10 @@
 """The page: a form for one case, prefilled examples, and the prediction."""
 
+import numpy as np
 from flask import Blueprint, abort, render_template, request
 
 from mlservice.features import FEATURE_NAMES, LABELS
-from mlservice.model import current_model
+from mlservice.model import Model, current_model
 from mlservice.validation import row_from_form
 
 bp = Blueprint("web", __name__)
@@ -11,7 +12,8 @@ bp = Blueprint("web", __name__)
 
 @bp.route("/", methods=["GET", "POST"])
 def index():
-    card = current_model().card
+    model = current_model()
+    card = model.card
     values: dict[str, str] = {}
     errors: dict[str, str] = {}
     result = None
@@ -19,7 +21,7 @@ def index():
         values = {name: request.form.get(name, "").strip() for name in FEATURE_NAMES}
         row, errors = row_from_form(request.form)
         if not errors:
-            result = _result(row[0])
+            result = _result(model, row[0])
     elif example := request.args.get("example"):
         if example not in card["examples"]:
             abort(404, f"There is no {example!r} example; try benign or malignant.")
@@ -30,12 +32,15 @@ def index():
     return page, 400 if errors else 200
 
 
-def _result(row) -> dict:
-    proba = current_model().predict_proba(row.reshape(1, -1))[0]
-    label = LABELS[int(proba.argmax())]
+def _result(model: Model, row: np.ndarray) -> dict:
+    proba = model.predict_proba(row.reshape(1, -1))[0]
     outside = [
         feature["label"]
-        for feature, value in zip(current_model().card["features"], row, strict=True)
+        for feature, value in zip(model.card["features"], row, strict=True)
         if not feature["training_min"] <= value <= feature["training_max"]
     ]
-    return {"label": label, "probability": float(proba.max()), "outside_training": outside}
+    return {
+        "label": LABELS[int(proba.argmax())],
+        "probability": float(proba.max()),
+        "outside_training": outside,
+    }
