@@ -96,8 +96,10 @@ def main() -> int:
     env = {"MAX_ROWS": "100000", "MAX_BODY_BYTES": str(64 * 1024 * 1024), "LOG_LEVEL": "WARNING"}
     apps_env = {**env, "PYTHONPATH": str(ROOT / "scripts")}  # bench_apps lives beside this file
     results = {}
-    # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app.
-    with gunicorn_server(env, workers=None) as service:
+    # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app; no access
+    # log, so the numbers are the apps' own cost.
+    server = {"workers": None, "options": ("--access-logfile", "/dev/null")}
+    with gunicorn_server(env, **server) as service:
         base = service.url
         results["(a) mlservice: POST /api/v1/predict, one JSON row"] = throughput(
             f"{base}/api/v1/predict", args.seconds, args.connections, row
@@ -107,14 +109,14 @@ def main() -> int:
                 base + query, args.seconds, args.connections
             )
         batch_seconds = time_batch(base, batch_csv(100_000))
-    with gunicorn_server(apps_env, workers=None, app="bench_apps:ceiling") as ceiling:
+    with gunicorn_server(apps_env, app="bench_apps:ceiling", **server) as ceiling:
         results["(b) ceiling: constant JSON, same gunicorn"] = throughput(
             f"{ceiling.url}/api/v1/predict", args.seconds, args.connections, row
         )
     with tempfile.TemporaryDirectory() as folder:
         baseline_pickles(Path(folder))
         baseline_env = {**apps_env, "BASELINE_DIR": folder}
-        with gunicorn_server(baseline_env, workers=None, app="bench_apps:baseline") as baseline:
+        with gunicorn_server(baseline_env, app="bench_apps:baseline", **server) as baseline:
             results["(c) original design: pickled scaler + forest, DataFrame per request"] = (
                 throughput(f"{baseline.url}/api/v1/predict", args.seconds, args.connections, row)
             )

@@ -110,12 +110,13 @@ def gunicorn_server(
     workers: int | None = 2,
     wait: bool = True,
     app: str | None = None,
+    options: tuple[str, ...] = (),
 ) -> Iterator[Server]:
     """Run `gunicorn -c gunicorn.conf.py` on 127.0.0.1 with a port the kernel picks.
 
     `env` adds to (or overrides) this process's environment; workers=None keeps the config's
     (WEB_CONCURRENCY); `app` serves another WSGI app ("module:name") with the same settings, and
-    it must answer /readyz. With wait=False the block starts as soon as the process does, for
+    it must answer /readyz; `options` are more gunicorn command-line settings. With wait=False the block starts as soon as the process does, for
     callers that expect start-up to fail.
     """
     with tempfile.TemporaryDirectory(prefix="mlservice-server-") as tmp:
@@ -133,6 +134,7 @@ def gunicorn_server(
             "--log-level",
             "info",
             *(["--workers", str(workers)] if workers is not None else []),
+            *options,
             *([app] if app else []),
         ]
         with log_path.open("wb") as log:
