@@ -219,3 +219,13 @@ def test_multi_class_cards_compare_per_class():
     better["metrics"]["held_out"]["per_class"]["normal"]["recall"] = 0.7
     comparison = cards.compare(three, better, tolerance=0.01, floor=0.95)
     assert "| normal: recall | 0.6000 | 0.7000 | +0.1000 better |" in comparison.markdown
+
+
+def test_baseline_label_names_the_baseline(tmp_path):
+    result = run(
+        tmp_path, card(0.97, version="abc"), card(0.97), "--baseline-label", "release v1.0.0"
+    )
+    assert "| Held-out metric | release v1.0.0 (`abc`) | This model | Change |" in result.output
+    (tmp_path / "old.json").unlink()
+    missing = run(tmp_path, None, card(0.97), "--baseline-label", "earlier release")
+    assert "No baseline yet: there is no earlier release to compare with." in missing.output

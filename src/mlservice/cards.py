@@ -91,6 +91,7 @@ def compare(
     tolerance: float,
     floor: float,
     accept_regression: bool = False,
+    baseline_label: str = "Baseline",
     baseline_note: str | None = None,
 ) -> Comparison:
     """Compare NEW with OLD (None: no baseline); baseline_note says why OLD is missing."""
@@ -120,7 +121,7 @@ def compare(
     if old_metrics:
         version = old.get("version", "?")
         lines = [
-            f"| Held-out metric | Baseline (`{version}`) | This model | Change |",
+            f"| Held-out metric | {baseline_label} (`{version}`) | This model | Change |",
             "|---|---:|---:|---|",
         ]
         for name, value in new_metrics.items():

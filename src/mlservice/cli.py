@@ -72,7 +72,13 @@ def smoke_command(url: str, wait: float, expect_version: str | None) -> None:
     is_flag=True,
     help="Pass a drop beyond the tolerance with a warning (the floor still applies).",
 )
-def compare_cards(old: Path, new: Path, tolerance: float, accept_regression: bool) -> None:
+@click.option(
+    "--baseline-label",
+    help="What OLD is, for the table and notes (e.g. 'release v1.2.0') [default: OLD's path].",
+)
+def compare_cards(
+    old: Path, new: Path, tolerance: float, accept_regression: bool, baseline_label: str | None
+) -> None:
     """Print NEW's held-out metrics against OLD's as Markdown; fail the quality gate.
 
     OLD may be missing (no baseline yet). Exits 1 when NEW's held-out ROC-AUC is under the
@@ -83,7 +89,7 @@ def compare_cards(old: Path, new: Path, tolerance: float, accept_regression: boo
 
     baseline, note = None, None
     if not old.exists():
-        note = f"No baseline yet: {old} does not exist, so there is nothing to compare with."
+        note = f"No baseline yet: there is no {baseline_label or old} to compare with."
     else:
         try:
             baseline = cards.read_card(old)
@@ -96,6 +102,7 @@ def compare_cards(old: Path, new: Path, tolerance: float, accept_regression: boo
             tolerance=tolerance,
             floor=ROC_AUC_FLOOR,
             accept_regression=accept_regression,
+            baseline_label=baseline_label or "Baseline",
             baseline_note=note,
         )
     except cards.CardError as error:
