@@ -157,3 +157,50 @@ def compare(
         verdict += "".join(f" {warning}" for warning in comparison.warnings)
     comparison.markdown = "\n".join([*lines, "", *notes, *([""] if notes else []), verdict]) + "\n"
     return comparison
+
+
+def figures(card: dict) -> list[dict]:
+    """The card's curves as figures to draw, each with the text that stands in for it."""
+    report = held_out(card)
+    curves = report.get("curves")
+    if not isinstance(curves, dict):
+        return []
+    positive = curves.get("positive_label", "the positive class")
+    found = []
+    roc, pr = curves.get("roc"), curves.get("precision_recall")
+    if isinstance(roc, dict) and roc.get("points"):
+        roc_auc = _number(report.get("roc_auc"))
+        found.append(
+            {
+                "id": "roc",
+                "title": f"ROC curve for {positive}",
+                "summary": f"True-positive against false-positive rate for {positive} as the "
+                "threshold moves"
+                + (f"; held-out ROC-AUC {roc_auc:.4f}" if roc_auc is not None else "")
+                + ". The diagonal is chance.",
+                "points": roc["points"],
+                "x_label": "False-positive rate",
+                "y_label": "True-positive rate",
+                "chance": True,
+            }
+        )
+    if isinstance(pr, dict) and pr.get("points"):
+        average_precision = _number(pr.get("average_precision"))
+        found.append(
+            {
+                "id": "precision-recall",
+                "title": f"Precision-recall curve for {positive}",
+                "summary": f"Precision against recall for {positive} as the threshold moves"
+                + (
+                    f"; average precision {average_precision:.4f}"
+                    if average_precision is not None
+                    else ""
+                )
+                + ".",
+                "points": pr["points"],
+                "x_label": "Recall",
+                "y_label": "Precision",
+                "chance": False,
+            }
+        )
+    return found

@@ -115,3 +115,33 @@ def compare_cards(
         click.echo(f"::error title=Model quality gate::{failure}", err=True)
     if not comparison.passed:
         raise SystemExit(1)
+
+
+@main.command("export-curves")
+@click.argument("card_path", metavar="CARD", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write model-roc.svg and model-precision-recall.svg.",
+)
+def export_curves(card_path: Path, output_dir: Path) -> None:
+    """Write the curves of the model card CARD as SVG files, drawn as on the /model page."""
+    from jinja2 import Environment, PackageLoader
+
+    from mlservice import cards
+
+    try:
+        figures = cards.figures(cards.read_card(card_path))
+    except cards.CardError as error:
+        raise click.ClickException(str(error)) from None
+    if not figures:
+        raise click.ClickException(f"The model card {card_path} records no curves.")
+    template = Environment(loader=PackageLoader("mlservice"), autoescape=True).get_template(
+        "curve.svg"
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for figure in figures:
+        path = output_dir / f"model-{figure['id']}.svg"
+        path.write_text(template.render(figure=figure) + "\n")
+        click.echo(f"wrote {path}")

@@ -3,7 +3,7 @@
 import numpy as np
 from flask import Blueprint, abort, render_template, request
 
-from mlservice.cards import held_out
+from mlservice.cards import figures, held_out
 from mlservice.features import FEATURE_NAMES, LABELS
 from mlservice.model import Model, current_model
 from mlservice.validation import row_from_form
@@ -36,7 +36,7 @@ def index():
 @bp.get("/model")
 def model_card():
     card = current_model().card
-    return render_template("model.html", card=card, held_out=held_out(card))
+    return render_template("model.html", card=card, held_out=held_out(card), figures=figures(card))
 
 
 def _result(model: Model, row: np.ndarray) -> dict:
