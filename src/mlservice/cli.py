@@ -137,7 +137,7 @@ def export_curves(card_path: Path, output_dir: Path) -> None:
         raise click.ClickException(str(error)) from None
     if not figures:
         raise click.ClickException(f"The model card {card_path} records no curves.")
-    template = Environment(loader=PackageLoader("mlservice"), autoescape=True).get_template(
+    template = Environment(loader=PackageLoader(__package__), autoescape=True).get_template(
         "curve.svg"
     )
     output_dir.mkdir(parents=True, exist_ok=True)
