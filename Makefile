@@ -86,8 +86,9 @@ fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
 
 .PHONY: screenshot
-screenshot: $(MODEL) ## Refresh docs/screenshot.png from the browser test (Chromium)
-	SCREENSHOT_PATH=docs/screenshot.png $(BIN)/pytest tests/test_browser.py -k screenshot --no-cov -q
+screenshot: $(MODEL) ## Refresh docs/screenshot.png and docs/model-card.png from the browser test (Chromium)
+	SCREENSHOT_PATH=docs/screenshot.png MODEL_CARD_SCREENSHOT_PATH=docs/model-card.png \
+		$(BIN)/pytest tests/test_browser.py -k screenshot --no-cov -q
 
 .PHONY: soak
 soak: $(MODEL) ## 60 s of wrk load on gunicorn: no errors, flat worker memory (docs/performance.md)

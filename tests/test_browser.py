@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CARD = json.loads((ROOT / "models" / "model.json").read_text())
 # `make screenshot` sets this to docs/screenshot.png; other runs leave the docs untouched.
 SCREENSHOT_PATH = os.environ.get("SCREENSHOT_PATH")
+# ... and this to docs/model-card.png, the model card page.
+MODEL_CARD_SCREENSHOT_PATH = os.environ.get("MODEL_CARD_SCREENSHOT_PATH")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",  # CI containers run as root, where Chromium's sandbox cannot start
@@ -135,3 +137,31 @@ def test_answers_page_ranks_and_highlights(page):
     marks = answers.locator("mark").all_inner_texts()
     assert len(marks) == answers.count()
     assert all(mark.strip() for mark in marks)
+
+
+def test_model_card_page_from_the_header_draws_its_curves_and_is_screenshotted(page, tmp_path):
+    page.goto("/")
+    page.get_by_role("navigation").get_by_role("link", name="Model card").click()
+    expect(page).to_have_url(re.compile(r"/model$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Model card")
+    held_out = CARD["metrics"]["held_out"]
+    expect(page.locator("#roc-auc")).to_have_text(f"{held_out['roc_auc']:.4f}")
+    expect(page.locator("#confusion-matrix tbody tr")).to_have_count(len(CARD["labels"]))
+    positive = held_out["curves"]["positive_label"]
+    for name, figure in [
+        (f"ROC curve for {positive}", "#roc"),
+        (f"Precision-recall curve for {positive}", "#precision-recall"),
+    ]:
+        image = page.get_by_role("img", name=name)
+        expect(image).to_be_visible()
+        line = page.locator(f"{figure} polyline")
+        box = line.bounding_box()
+        assert box["width"] > 100
+        assert box["height"] > 50
+        # The stylesheet reaches the inline SVG: unstyled, a polyline is filled black.
+        assert line.evaluate("node => getComputedStyle(node).fill") == "none"
+    screenshot = (
+        Path(MODEL_CARD_SCREENSHOT_PATH) if MODEL_CARD_SCREENSHOT_PATH else tmp_path / "model.png"
+    )
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

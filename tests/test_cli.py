@@ -1,5 +1,6 @@
 import json
 import threading
+from xml.etree import ElementTree
 
 import pytest
 from click.testing import CliRunner
@@ -115,3 +116,48 @@ def test_smoke_reports_an_unreachable_service():
     result = CliRunner().invoke(cli.main, ["smoke", "http://127.0.0.1:9", "--wait", "1"])
     assert result.exit_code == 1
     assert "not ready after 1 s" in result.output
+
+
+def parse_svg(path):
+    return ElementTree.parse(path).getroot()  # noqa: S314 (a file the test just wrote)
+
+
+def test_export_curves_writes_standalone_svg_files(card, model_path, tmp_path):
+    result = CliRunner().invoke(
+        cli.main,
+        ["export-curves", str(model_path.with_suffix(".json")), "--output-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model-precision-recall.svg",
+        "model-roc.svg",
+    ]
+    svg = "{http://www.w3.org/2000/svg}"
+    curves = card["metrics"]["held_out"]["curves"]
+    for name, key in [("roc", "roc"), ("precision-recall", "precision_recall")]:
+        root = parse_svg(tmp_path / f"model-{name}.svg")
+        assert root.tag == f"{svg}svg"
+        assert root.find(f"{svg}title").text.endswith(f"curve for {curves['positive_label']}")
+        points = root.find(f"{svg}polyline").get("points").split()
+        assert len(points) == len(curves[key]["points"])
+    roc = parse_svg(tmp_path / "model-roc.svg")
+    assert f"ROC-AUC {card['metrics']['held_out']['roc_auc']:.4f}" in roc.find(f"{svg}desc").text
+
+
+def test_export_curves_of_a_card_without_curves_says_so(tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"metrics": {"held_out": {"roc_auc": 0.97}}}))
+    result = CliRunner().invoke(
+        cli.main, ["export-curves", str(old), "--output-dir", str(tmp_path / "out")]
+    )
+    assert result.exit_code == 1
+    assert f"The model card {old} records no curves." in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_curves_of_a_missing_card_says_so(tmp_path):
+    result = CliRunner().invoke(
+        cli.main, ["export-curves", str(tmp_path / "none.json"), "--output-dir", str(tmp_path)]
+    )
+    assert result.exit_code == 1
+    assert "Cannot read the model card" in result.output

@@ -198,3 +198,40 @@ def test_other_pipelines_use_scikit_learn(trained):
     forest = training.build_pipeline("random_forest", training.SEED)
     assert model._affine_form(forest) is None
     assert model._affine_form(Pipeline([("classify", pipeline[-1])])) is None
+
+
+def test_confusion_matrix_rows_are_the_true_classes(trained):
+    _, card = trained
+    held_out = card["metrics"]["held_out"]
+    matrix = held_out["confusion_matrix"]
+    assert [sum(row) for row in matrix] == [held_out["per_class"][lab]["support"] for lab in LABELS]
+    correct = sum(matrix[i][i] for i in range(len(LABELS)))
+    assert correct / card["training"]["rows_test"] == pytest.approx(held_out["accuracy"], abs=1e-4)
+
+
+def test_curves_are_thinned_and_span_the_whole_range(trained):
+    _, card = trained
+    curves = card["metrics"]["held_out"]["curves"]
+    assert curves["positive_label"] == "benign"
+    roc = curves["roc"]["points"]
+    assert roc[0] == [0.0, 0.0]
+    assert roc[-1] == [1.0, 1.0]
+    pr = curves["precision_recall"]["points"]
+    assert pr[0][0] == 0.0
+    assert pr[-1][0] == 1.0
+    assert [x for x, _ in pr] == sorted(x for x, _ in pr)
+    for points in (roc, pr):
+        assert 2 <= len(points) <= training.CURVE_POINTS
+        assert all(0 <= value <= 1 for point in points for value in point)
+    assert 0.5 < curves["precision_recall"]["average_precision"] <= 1
+
+
+def test_thin_keeps_the_ends_and_spaces_the_rest():
+    x = np.arange(10) / 9
+    assert training._thin(x, x, limit=4) == [
+        [0.0, 0.0],
+        [0.3333, 0.3333],
+        [0.6667, 0.6667],
+        [1.0, 1.0],
+    ]
+    assert len(training._thin(x[:3], x[:3], limit=4)) == 3

@@ -5,7 +5,7 @@ import pytest
 from referencing import Registry, Resource
 
 # Page routes, static files and the document itself are not API operations.
-UNDOCUMENTED = {"/", "/answers", "/static/<path:filename>"}
+UNDOCUMENTED = {"/", "/answers", "/model", "/static/<path:filename>"}
 
 
 @pytest.fixture

@@ -1,8 +1,12 @@
+import dataclasses
+import json
 import re
+import shutil
 
 import html5lib
 import pytest
 
+from mlservice import create_app
 from mlservice.features import FEATURE_NAMES
 
 
@@ -115,3 +119,169 @@ def test_json_clients_get_json_errors_outside_the_api(client):
     response = client.get("/nowhere", headers={"Accept": "application/json"})
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+# --- The model card page -------------------------------------------------------------------
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def cells(tree, table_id: str) -> list[list[str]]:
+    table = tree.find(f".//table[@id='{table_id}']/tbody")
+    return [["".join(cell.itertext()).strip() for cell in row] for row in table.iter("tr")]
+
+
+def test_header_links_to_the_model_card_page(client):
+    tree = parse_strict(client.get("/").get_data(as_text=True))
+    link = next(a for a in tree.iter("a") if a.text == "Model card")
+    assert link.get("href") == "/model"
+
+
+def test_model_card_page_shows_metrics_matrix_features_and_provenance(client, card):
+    response = client.get("/model")
+    assert response.status_code == 200
+    assert "script-src" not in response.headers["Content-Security-Policy"]  # default-src only
+    page = response.get_data(as_text=True)
+    tree = parse_strict(page)
+    held_out = card["metrics"]["held_out"]
+    assert tree.find(".//dd[@id='roc-auc']").text == f"{held_out['roc_auc']:.4f}"
+    assert tree.find(".//dd[@id='accuracy']").text == f"{held_out['accuracy']:.4f}"
+    cv = card["metrics"]["cross_validation"]
+    assert tree.find(".//dd[@id='cv-roc-auc']").text == (
+        f"{cv['roc_auc_mean']:.4f} ± {cv['roc_auc_std']:.4f}"
+    )
+    per_class = cells(tree, "per-class")
+    assert [row[0] for row in per_class] == ["malignant", "benign"]
+    assert per_class[1][2] == f"{held_out['per_class']['benign']['recall']:.4f}"
+    (tn, fp), (fn, tp) = held_out["confusion_matrix"]
+    assert cells(tree, "confusion-matrix") == [
+        ["true malignant", str(tn), str(fp)],
+        ["true benign", str(fn), str(tp)],
+    ]
+    for feature in card["features"]:
+        assert feature["label"] in page
+        assert f"{feature['training_min']:g}–{feature['training_max']:g}" in page  # noqa: RUF001
+    for value in (card["artifact"]["sha256"], card["training"]["data_sha256"]):
+        assert f"<code>{value}</code>" in page
+    assert card["scikit_learn_version"] in page
+    assert card["created_at"] in page
+    assert card["selection"]["why"] in page
+
+
+def test_model_card_curves_are_inline_svg_with_text_alternatives(client, card):
+    page = client.get("/model").get_data(as_text=True)
+    tree = parse_strict(page)
+    curves = card["metrics"]["held_out"]["curves"]
+    figures = {figure.get("id"): figure for figure in tree.iter("figure")}
+    assert set(figures) == {"roc", "precision-recall"}
+    roc_auc = f"{card['metrics']['held_out']['roc_auc']:.4f}"
+    average_precision = f"{curves['precision_recall']['average_precision']:.4f}"
+    for name, key, number in [
+        ("roc", "roc", roc_auc),
+        ("precision-recall", "precision_recall", average_precision),
+    ]:
+        svg = figures[name].find(f"{SVG}svg")
+        assert svg.get("role") == "img"
+        assert svg.get("aria-labelledby") == f"{name}-title {name}-desc"
+        assert number in svg.find(f"{SVG}desc").text
+        assert number in figures[name].find("figcaption").text
+        points = svg.find(f"{SVG}polyline").get("points").split()
+        assert len(points) == len(curves[key]["points"])
+        # The ends of the plot: (0, 0) at the bottom left, (1, 1) at the top right.
+        xs, ys = zip(*(map(float, point.split(",")) for point in points), strict=True)
+        assert 40 <= min(xs) <= max(xs) <= 260
+        assert 10 <= min(ys) <= max(ys) <= 210
+    roc_points = figures["roc"].find(f"{SVG}svg/{SVG}polyline").get("points").split()
+    assert (roc_points[0], roc_points[-1]) == ("40.0,210.0", "260.0,10.0")
+    # Nothing the Content-Security-Policy would block: no script, no inline style.
+    assert "<script" not in page
+    assert "style=" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+
+
+def test_model_card_page_shows_what_an_older_card_has(tmp_path, model_path, card):
+    # A card from before the confusion matrix and curves, and without the selection notes.
+    older = json.loads(json.dumps(card))
+    del older["metrics"]["held_out"]["confusion_matrix"]
+    del older["metrics"]["held_out"]["curves"]
+    del older["schema_version"], older["selection"], older["metrics"]["cross_validation"]
+    shutil.copy(model_path, tmp_path / "model.skops")
+    (tmp_path / "model.json").write_text(json.dumps(older))
+    app = create_app({"TESTING": True, "MODEL_PATH": str(tmp_path / "model.skops")})
+    response = app.test_client().get("/model")
+    assert response.status_code == 200
+    tree = parse_strict(response.get_data(as_text=True))
+    assert tree.find(".//dd[@id='roc-auc']").text == f"{card['metrics']['held_out']['roc_auc']:.4f}"
+    assert tree.find(".//dd[@id='cv-roc-auc']") is None
+    assert tree.find(".//table[@id='confusion-matrix']") is None
+    assert tree.find(".//section[@id='choice']") is None
+    assert "This card records no curves." in response.get_data(as_text=True)
+
+
+def test_model_card_page_without_any_metrics(app, card):
+    bare = {k: v for k, v in card.items() if k not in {"metrics", "training", "selection"}}
+    model = app.extensions["mlservice.model"]
+    app.extensions["mlservice.model"] = dataclasses.replace(model, card=bare)
+    response = app.test_client().get("/model")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    parse_strict(page)
+    assert "This card records no held-out metrics." in page
+    assert "This card records no curves." in page
+
+
+THREE_CLASS_CARD = {
+    "version": "3class",
+    "description": "Sorts a sample into one of three kinds.",
+    "estimator": "StandardScaler + LogisticRegression",
+    "labels": ["setosa", "versicolor", "virginica"],
+    "features": [
+        {
+            "name": "petal_length",
+            "label": "Petal length",
+            "unit": "cm",
+            "description": "Long side.",
+            "training_min": 1.0,
+            "training_max": 6.9,
+        },
+    ],
+    "metrics": {
+        "held_out": {
+            "accuracy": 0.9333,
+            "roc_auc": 0.9911,
+            "per_class": {
+                "setosa": {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 10},
+                "versicolor": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 10},
+                "virginica": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 10},
+            },
+            "confusion_matrix": [[10, 0, 0], [0, 9, 1], [0, 1, 9]],
+        },
+        "cross_validation": {"folds": 5, "roc_auc_mean": 0.99, "roc_auc_std": 0.004},
+    },
+    "scikit_learn_version": "1.7.2",
+    "artifact": {"file": "model.skops", "sha256": "ab" * 32},
+}
+
+
+def test_model_card_page_renders_a_three_class_card(app):
+    model = app.extensions["mlservice.model"]
+    app.extensions["mlservice.model"] = dataclasses.replace(model, card=THREE_CLASS_CARD)
+    response = app.test_client().get("/model")
+    assert response.status_code == 200
+    tree = parse_strict(response.get_data(as_text=True))
+    assert cells(tree, "confusion-matrix") == [
+        ["true setosa", "10", "0", "0"],
+        ["true versicolor", "0", "9", "1"],
+        ["true virginica", "0", "1", "9"],
+    ]
+    header = tree.find(".//table[@id='confusion-matrix']/thead/tr")
+    assert [th.text for th in header.iter("th")] == [
+        "predicted setosa",
+        "predicted versicolor",
+        "predicted virginica",
+    ]
+    assert [row[0] for row in cells(tree, "per-class")] == ["setosa", "versicolor", "virginica"]
+    assert cells(tree, "per-class")[1] == ["versicolor", "0.9000", "0.9000", "0.9000", "10"]
+    assert tree.find(".//dd[@id='roc-auc']").text == "0.9911"
+    assert "This card records no curves." in response.get_data(as_text=True)

@@ -55,3 +55,93 @@ def smoke_command(url: str, wait: float, expect_version: str | None) -> None:
     except (smoke.SmokeFailure, OSError, KeyError, TypeError) as error:
         raise click.ClickException(f"smoke test failed: {error}") from None
     click.echo(f"smoke test passed: {url} serves model {served}")
+
+
+@main.command("compare-cards")
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0),
+    default=0.01,
+    show_default=True,
+    help="Largest drop in held-out ROC-AUC from OLD to NEW that still passes.",
+)
+@click.option(
+    "--accept-regression",
+    is_flag=True,
+    help="Pass a drop beyond the tolerance with a warning (the floor still applies).",
+)
+@click.option(
+    "--baseline-label",
+    help="What OLD is, for the table and notes (e.g. 'release v1.2.0') [default: OLD's path].",
+)
+def compare_cards(
+    old: Path, new: Path, tolerance: float, accept_regression: bool, baseline_label: str | None
+) -> None:
+    """Print NEW's held-out metrics against OLD's as Markdown; fail the quality gate.
+
+    OLD may be missing (no baseline yet). Exits 1 when NEW's held-out ROC-AUC is under the
+    floor training enforces, or below OLD's by more than the tolerance.
+    """
+    from mlservice import cards
+    from mlservice.training import ROC_AUC_FLOOR
+
+    baseline, note = None, None
+    if not old.exists():
+        note = f"No baseline yet: there is no {baseline_label or old} to compare with."
+    else:
+        try:
+            baseline = cards.read_card(old)
+        except cards.CardError as error:
+            note = f"No comparison: the baseline is unreadable. {error}"
+    try:
+        comparison = cards.compare(
+            baseline,
+            cards.read_card(new),
+            tolerance=tolerance,
+            floor=ROC_AUC_FLOOR,
+            accept_regression=accept_regression,
+            baseline_label=baseline_label or "Baseline",
+            baseline_note=note,
+        )
+    except cards.CardError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(comparison.markdown, nl=False)
+    # Workflow commands: GitHub shows these lines as annotations on the run.
+    for warning in comparison.warnings:
+        click.echo(f"::warning title=Model quality gate::{warning}", err=True)
+    for failure in comparison.failures:
+        click.echo(f"::error title=Model quality gate::{failure}", err=True)
+    if not comparison.passed:
+        raise SystemExit(1)
+
+
+@main.command("export-curves")
+@click.argument("card_path", metavar="CARD", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Where to write model-roc.svg and model-precision-recall.svg.",
+)
+def export_curves(card_path: Path, output_dir: Path) -> None:
+    """Write the curves of the model card CARD as SVG files, drawn as on the /model page."""
+    from jinja2 import Environment, PackageLoader
+
+    from mlservice import cards
+
+    try:
+        figures = cards.figures(cards.read_card(card_path))
+    except cards.CardError as error:
+        raise click.ClickException(str(error)) from None
+    if not figures:
+        raise click.ClickException(f"The model card {card_path} records no curves.")
+    template = Environment(loader=PackageLoader(__package__), autoescape=True).get_template(
+        "curve.svg"
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for figure in figures:
+        path = output_dir / f"model-{figure['id']}.svg"
+        path.write_text(template.render(figure=figure) + "\n")
+        click.echo(f"wrote {path}")

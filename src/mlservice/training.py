@@ -17,7 +17,15 @@ import skops.io
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -31,6 +39,10 @@ CV_FOLDS = 5
 ROC_AUC_FLOOR = 0.95
 # A cheaper model is preferred while its cross-validated ROC-AUC is within this of the best.
 ROC_AUC_TOLERANCE = 0.01
+# Version 2 added the confusion matrix and the ROC and precision-recall curves.
+CARD_SCHEMA = 2
+# Points kept per curve: enough to draw it, few enough to keep the card small.
+CURVE_POINTS = 40
 
 # Candidates, cheapest to serve first: a linear model costs six multiply-adds a row, the
 # forest of the original app walks 100 trees of depth 4.
@@ -74,10 +86,34 @@ def _git_commit() -> str | None:
     return result.stdout.strip() or None
 
 
+def _thin(x: np.ndarray, y: np.ndarray, limit: int = CURVE_POINTS) -> list[list[float]]:
+    """At most `limit` (x, y) points, evenly spaced along the curve, first and last kept."""
+    keep = np.unique(np.linspace(0, len(x) - 1, min(limit, len(x))).round().astype(int))
+    return [[round(float(x[i]), 4), round(float(y[i]), 4)] for i in keep]
+
+
+def _curves(y_true: np.ndarray, score: np.ndarray) -> dict:
+    """ROC and precision-recall points of P(benign), for the model card page to draw."""
+    fpr, tpr, _ = roc_curve(y_true, score)
+    precision, recall, _ = precision_recall_curve(y_true, score)
+    return {
+        "positive_label": LABELS[1],
+        "roc": {"x": "false_positive_rate", "y": "true_positive_rate", "points": _thin(fpr, tpr)},
+        "precision_recall": {
+            "x": "recall",
+            "y": "precision",
+            # scikit-learn returns recall from 1 down to 0; the page draws it left to right.
+            "points": _thin(recall[::-1], precision[::-1]),
+            "average_precision": round(float(average_precision_score(y_true, score)), 4),
+        },
+    }
+
+
 def _held_out_report(y_true: np.ndarray, proba: np.ndarray) -> dict:
     y_pred = proba.argmax(axis=1)
+    codes = list(range(len(LABELS)))
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=[0, 1], zero_division=0
+        y_true, y_pred, labels=codes, zero_division=0
     )
     return {
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
@@ -92,6 +128,9 @@ def _held_out_report(y_true: np.ndarray, proba: np.ndarray) -> dict:
             }
             for code, label in enumerate(LABELS)
         },
+        # Rows are the true class, columns the predicted one, both in LABELS order.
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=codes).tolist(),
+        "curves": _curves(y_true, proba[:, 1]),
     }
 
 
@@ -133,6 +172,7 @@ def train(seed: int = SEED) -> tuple[Pipeline, dict]:
         )
 
     card = {
+        "schema_version": CARD_SCHEMA,
         "name": "breast-cancer-classifier",
         "description": "Predicts whether a breast mass is malignant or benign from six "
         "measurements of cell nuclei in a fine-needle aspirate image.",

@@ -1,8 +1,9 @@
-"""The page: a form for one case, prefilled examples, and the prediction."""
+"""The pages: a form for one case with prefilled examples and the prediction; the model card."""
 
 import numpy as np
 from flask import Blueprint, abort, render_template, request
 
+from mlservice.cards import figures, held_out
 from mlservice.features import FEATURE_NAMES, LABELS
 from mlservice.model import Model, current_model
 from mlservice.validation import row_from_form
@@ -30,6 +31,12 @@ def index():
         "index.html", card=card, values=values, errors=errors, result=result, labels=LABELS
     )
     return page, 400 if errors else 200
+
+
+@bp.get("/model")
+def model_card():
+    card = current_model().card
+    return render_template("model.html", card=card, held_out=held_out(card), figures=figures(card))
 
 
 def _result(model: Model, row: np.ndarray) -> dict:

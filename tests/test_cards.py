@@ -1,0 +1,231 @@
+"""`mlservice compare-cards`: the Markdown table and the quality gate, on hand-written cards."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mlservice import cards, cli, training
+
+FEATURES = [{"name": "radius_mean"}, {"name": "texture_mean"}]
+
+
+def card(roc_auc, accuracy=0.9, version="new", features=FEATURES) -> dict:
+    return {
+        "version": version,
+        "features": features,
+        "metrics": {
+            "held_out": {
+                "accuracy": accuracy,
+                "roc_auc": roc_auc,
+                "per_class": {
+                    "malignant": {"precision": 0.8, "recall": 0.75, "f1": 0.7742, "support": 4},
+                    "benign": {"precision": 0.9, "recall": 0.95, "f1": 0.9243, "support": 6},
+                },
+            },
+            "cross_validation": {"folds": 5, "roc_auc_mean": 0.97, "roc_auc_std": 0.01},
+        },
+    }
+
+
+def run(tmp_path, old: dict | None, new: dict, *args: str):
+    old_path, new_path = tmp_path / "old.json", tmp_path / "new.json"
+    if old is not None:
+        old_path.write_text(json.dumps(old))
+    new_path.write_text(json.dumps(new))
+    return CliRunner().invoke(cli.main, ["compare-cards", str(old_path), str(new_path), *args])
+
+
+def row(output: str, metric: str) -> list[str]:
+    line = next(line for line in output.splitlines() if line.startswith(f"| {metric} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_better_model_passes_and_says_better(tmp_path):
+    result = run(tmp_path, card(0.97, accuracy=0.92, version="v1"), card(0.985))
+    assert result.exit_code == 0, result.output
+    assert "| Held-out metric | Baseline (`v1`) | This model | Change |" in result.output
+    assert row(result.output, "ROC-AUC") == ["ROC-AUC", "0.9700", "0.9850", "+0.0150 better"]
+    assert row(result.output, "Accuracy") == ["Accuracy", "0.9200", "0.9000", "-0.0200 worse"]
+    assert row(result.output, "benign: recall") == [
+        "benign: recall",
+        "0.9500",
+        "0.9500",
+        "unchanged",
+    ]
+    assert "Quality gate: passed" in result.output
+    assert "::error" not in result.output
+
+
+def test_equal_model_passes_unchanged(tmp_path):
+    result = run(tmp_path, card(0.97), card(0.97))
+    assert result.exit_code == 0
+    assert row(result.output, "ROC-AUC")[3] == "unchanged"
+    assert row(result.output, "5-fold ROC-AUC (training split)")[1:] == [
+        "0.9700",
+        "0.9700",
+        "unchanged",
+    ]
+
+
+def test_slightly_worse_within_the_tolerance_passes(tmp_path):
+    result = run(tmp_path, card(0.98), card(0.975))
+    assert result.exit_code == 0
+    assert row(result.output, "ROC-AUC")[3] == "-0.0050 worse"
+    assert "Quality gate: passed" in result.output
+
+
+def test_worse_beyond_the_tolerance_fails_with_an_annotation(tmp_path):
+    result = run(tmp_path, card(0.99), card(0.97))
+    assert result.exit_code == 1
+    assert row(result.output, "ROC-AUC")[3] == "-0.0200 worse"
+    assert (
+        "::error title=Model quality gate::Held-out ROC-AUC fell from 0.9900 to 0.9700 (0.0200), "
+        "more than the tolerance of 0.01." in result.output
+    )
+    assert "**Quality gate: failed.**" in result.output
+
+
+@pytest.mark.parametrize(("old", "new"), [(0.98, 0.97), (0.99, 0.98), (0.96, 0.95)])
+def test_a_drop_of_exactly_the_tolerance_passes(tmp_path, old, new):
+    # In binary floating point 0.98 - 0.97 is 0.010000000000000009: four decimals decide.
+    result = run(tmp_path, card(old), card(new))
+    assert result.exit_code == 0, result.output
+    assert row(result.output, "ROC-AUC")[3] == "-0.0100 worse"
+
+
+def test_a_drop_just_past_the_tolerance_fails(tmp_path):
+    assert run(tmp_path, card(0.98), card(0.9699)).exit_code == 1
+
+
+def test_the_tolerance_option_widens_the_gate(tmp_path):
+    assert run(tmp_path, card(0.99), card(0.97), "--tolerance", "0.02").exit_code == 0
+    assert run(tmp_path, card(0.99), card(0.97), "--tolerance", "0.019").exit_code == 1
+
+
+def test_negative_tolerance_is_refused(tmp_path):
+    result = run(tmp_path, card(0.99), card(0.97), "--tolerance", "-0.1")
+    assert result.exit_code == 2
+    assert "--tolerance" in result.output
+
+
+def test_accepted_regression_passes_with_a_warning(tmp_path):
+    result = run(tmp_path, card(0.99), card(0.96), "--accept-regression")
+    assert result.exit_code == 0
+    assert "::warning title=Model quality gate::Held-out ROC-AUC fell from 0.9900" in result.output
+    assert "Accepted as a deliberate drop." in result.output
+    assert "::error" not in result.output
+
+
+def test_under_the_floor_fails_even_without_a_baseline(tmp_path):
+    result = run(tmp_path, None, card(0.94))
+    assert result.exit_code == 1
+    assert (
+        f"::error title=Model quality gate::Held-out ROC-AUC 0.9400 is below the floor of "
+        f"{training.ROC_AUC_FLOOR}." in result.output
+    )
+
+
+def test_under_the_floor_is_not_accepted_by_the_override(tmp_path):
+    result = run(tmp_path, card(0.99), card(0.94), "--accept-regression", "--tolerance", "0.1")
+    assert result.exit_code == 1
+    assert "below the floor" in result.output
+
+
+def test_the_floor_is_the_one_training_enforces(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "ROC_AUC_FLOOR", 0.99)
+    assert run(tmp_path, None, card(0.985)).exit_code == 1
+
+
+def test_no_baseline_yet_shows_the_new_metrics(tmp_path):
+    result = run(tmp_path, None, card(0.97))
+    assert result.exit_code == 0
+    assert "No baseline yet" in result.output
+    assert "| Held-out metric | This model |" in result.output
+    assert row(result.output, "ROC-AUC") == ["ROC-AUC", "0.9700"]
+    assert row(result.output, "malignant: F1") == ["malignant: F1", "0.7742"]
+
+
+def test_baseline_from_an_older_schema_is_not_compared(tmp_path):
+    older = {"version": "old", "features": FEATURES, "metrics": {"accuracy": 0.99}}
+    result = run(tmp_path, older, card(0.96))
+    assert result.exit_code == 0, result.output
+    assert "older schema without held-out metrics" in result.output
+    assert "Baseline" not in result.output
+
+
+def test_baseline_with_other_features_gates_on_the_floor_only(tmp_path):
+    other = card(0.999, features=[{"name": "area_mean"}])
+    result = run(tmp_path, other, card(0.96))
+    assert result.exit_code == 0, result.output
+    assert "trained on other features" in result.output
+    assert "Baseline" not in result.output
+    assert run(tmp_path, other, card(0.9)).exit_code == 1
+
+
+def test_unreadable_baseline_is_no_comparison(tmp_path):
+    (tmp_path / "old.json").write_text("<html>not found</html>")
+    (tmp_path / "new.json").write_text(json.dumps(card(0.97)))
+    result = CliRunner().invoke(
+        cli.main, ["compare-cards", str(tmp_path / "old.json"), str(tmp_path / "new.json")]
+    )
+    assert result.exit_code == 0
+    assert "the baseline is unreadable" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]", "is not a model card (a JSON object)"),
+        ("{", "is not JSON"),
+        ('{"metrics": {"held_out": {"roc_auc": "high"}}}', "has no held-out ROC-AUC"),
+        ('{"metrics": {"accuracy": 0.9}}', "has no held-out ROC-AUC"),
+    ],
+)
+def test_a_new_card_that_cannot_be_judged_is_a_clear_error(tmp_path, text, message):
+    (tmp_path / "new.json").write_text(text)
+    result = CliRunner().invoke(
+        cli.main, ["compare-cards", str(tmp_path / "absent.json"), str(tmp_path / "new.json")]
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_missing_new_card_is_a_clear_error(tmp_path):
+    result = CliRunner().invoke(
+        cli.main, ["compare-cards", str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    )
+    assert result.exit_code == 1
+    assert "Cannot read the model card" in result.output
+
+
+def test_a_metric_the_baseline_lacks_is_marked_new():
+    old = card(0.97)
+    del old["metrics"]["cross_validation"]
+    comparison = cards.compare(old, card(0.97), tolerance=0.01, floor=0.95)
+    assert "| 5-fold ROC-AUC (training split) | n/a | 0.9700 | new |" in comparison.markdown
+    assert comparison.passed
+
+
+def test_multi_class_cards_compare_per_class():
+    three = card(0.97)
+    three["metrics"]["held_out"]["per_class"]["normal"] = {
+        "precision": 0.5,
+        "recall": 0.6,
+        "f1": 0.5455,
+    }
+    better = json.loads(json.dumps(three))
+    better["metrics"]["held_out"]["per_class"]["normal"]["recall"] = 0.7
+    comparison = cards.compare(three, better, tolerance=0.01, floor=0.95)
+    assert "| normal: recall | 0.6000 | 0.7000 | +0.1000 better |" in comparison.markdown
+
+
+def test_baseline_label_names_the_baseline(tmp_path):
+    result = run(
+        tmp_path, card(0.97, version="abc"), card(0.97), "--baseline-label", "release v1.0.0"
+    )
+    assert "| Held-out metric | release v1.0.0 (`abc`) | This model | Change |" in result.output
+    (tmp_path / "old.json").unlink()
+    missing = run(tmp_path, None, card(0.97), "--baseline-label", "earlier release")
+    assert "No baseline yet: there is no earlier release to compare with." in missing.output
