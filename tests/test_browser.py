@@ -42,7 +42,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def base_url(model_path):
-    with running_server(workers=2) as url:
+    with running_server(env={"MODEL_PATH": str(model_path)}, workers=2) as url:
         yield url
 
 
