@@ -18,9 +18,14 @@ UV := $(or $(shell command -v uv 2>/dev/null),.tools/bin/uv)
 export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
+# The help texts may name these variables; help shows their values.
+HELP_VARIABLES := PORT IMAGE
+
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| sed $(foreach v,$(HELP_VARIABLES),-e 's|\$$($(v))|$($(v))|g') \
+		| awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -140,8 +145,12 @@ container-test: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Run
 release: ## Tag vVERSION on a clean tree (make release VERSION=1.2.3); prints the push command
 	@[[ "$(VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] \
 		|| { echo "release: give the version as VERSION=X.Y.Z (got '$(VERSION)')" >&2; exit 2; }
-	@[[ -z "$$(git status --porcelain)" ]] \
-		|| { echo "release: the working tree has uncommitted changes; commit or stash them" >&2; exit 1; }
+	@untracked="$$(git ls-files --others --exclude-standard --directory)"; [[ -z "$$untracked" ]] \
+		|| { echo "release: untracked files; commit, delete or ignore them:" >&2; \
+			sed 's/^/  /' <<<"$$untracked" >&2; exit 1; }
+	@changed="$$(git status --short --untracked-files=no)"; [[ -z "$$changed" ]] \
+		|| { echo "release: uncommitted changes; commit or stash them:" >&2; \
+			sed 's/^/  /' <<<"$$changed" >&2; exit 1; }
 	@! git rev-parse -q --verify "refs/tags/v$(VERSION)" >/dev/null \
 		|| { echo "release: tag v$(VERSION) exists already" >&2; exit 1; }
 	@branch="$$(git branch --show-current)"; [[ "$$branch" == main ]] \

@@ -4,7 +4,6 @@ Chromium comes from the OS (Debian's `chromium`, or CHROMIUM_PATH), never `playw
 Locally the tests skip when it is missing; under CI=true they fail instead.
 """
 
-import json
 import os
 import re
 from pathlib import Path
@@ -14,8 +13,6 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.live_server import running_server
 
-ROOT = Path(__file__).resolve().parent.parent
-CARD = json.loads((ROOT / "models" / "model.json").read_text())
 # `make screenshot` sets this to docs/screenshot.png; other runs leave the docs untouched.
 SCREENSHOT_PATH = os.environ.get("SCREENSHOT_PATH")
 # ... and this to docs/model-card.png, the model card page.
@@ -46,8 +43,8 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def base_url():
-    with running_server(workers=2) as url:
+def base_url(model_path):
+    with running_server(env={"MODEL_PATH": str(model_path)}, workers=2) as url:
         yield url
 
 
@@ -75,26 +72,26 @@ def field(page: Page, name: str):
 
 
 @pytest.mark.parametrize("label", ["malignant", "benign"])
-def test_example_button_fills_the_form_and_submitting_shows_the_prediction(page, label):
+def test_example_button_fills_the_form_and_submitting_shows_the_prediction(page, card, label):
     page.goto("/")
     page.get_by_role("link", name=f"{label.capitalize()} example").click()
-    for name, value in CARD["examples"][label].items():
+    for name, value in card["examples"][label].items():
         assert float(field(page, name).input_value()) == value
     page.get_by_role("button", name="Get prediction").click()
     expect(page.locator("#prediction")).to_have_text(label.capitalize())
     expect(page.locator(".result")).to_contain_text("Probability")
 
 
-def test_typed_values_are_predicted_and_the_page_is_screenshotted(page, tmp_path):
+def test_typed_values_are_predicted_and_the_page_is_screenshotted(page, card, tmp_path):
     page.goto("/")
-    for name, value in CARD["examples"]["malignant"].items():
+    for name, value in card["examples"]["malignant"].items():
         field(page, name).fill(str(value))
     page.get_by_role("button", name="Get prediction").click()
     expect(page.locator("#prediction")).to_have_text("Malignant")
     # The form keeps what was typed, so the reader sees which case was classified.
     assert (
         float(field(page, "radius_mean").input_value())
-        == CARD["examples"]["malignant"]["radius_mean"]
+        == card["examples"]["malignant"]["radius_mean"]
     )
     screenshot = Path(SCREENSHOT_PATH) if SCREENSHOT_PATH else tmp_path / "page.png"
     page.screenshot(path=str(screenshot), full_page=True)

@@ -1,5 +1,8 @@
 import json
 import threading
+import tomllib
+from importlib import metadata
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -8,6 +11,8 @@ from flask import Flask, request
 from werkzeug.serving import make_server
 
 from mlservice import cli, model, training
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
 
 @pytest.fixture
@@ -50,6 +55,23 @@ def test_smoke_passes_against_the_service(app, serve, card):
     assert result.exit_code == 0, result.output
     assert "ok   predict malignant example -> malignant" in result.output
     assert f"serves model {card['version']}" in result.output
+
+
+def test_smoke_assumes_http_when_the_url_has_no_scheme(app, serve):
+    url = serve(app)
+    result = CliRunner().invoke(cli.main, ["smoke", url.removeprefix("http://") + "/"])
+    assert result.exit_code == 0, result.output
+    assert f"smoke test passed: {url} serves model" in result.output
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://example.com", "http://", "localhost:port", "localhost:70000", "local host:80"]
+)
+def test_smoke_refuses_what_is_not_an_http_url(url):
+    result = CliRunner().invoke(cli.main, ["smoke", url])
+    assert result.exit_code == 2
+    assert f"{url!r} is not an http(s) URL; give one like http://localhost:8000" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_smoke_checks_the_expected_version(app, serve):
@@ -161,3 +183,20 @@ def test_export_curves_of_a_missing_card_says_so(tmp_path):
     )
     assert result.exit_code == 1
     assert "Cannot read the model card" in result.output
+
+
+def test_version_is_the_projects():
+    version = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
+    result = CliRunner().invoke(cli.main, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"mlservice {version}\n"
+
+
+def test_version_without_installed_metadata_comes_from_pyproject(monkeypatch):
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    version = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
+    result = CliRunner().invoke(cli.main, ["--version"])
+    assert result.output == f"mlservice {version}\n"

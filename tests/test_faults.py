@@ -7,15 +7,16 @@ import shutil
 import signal
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 from tests.live_server import gunicorn_server
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "model.skops"
-CARD = json.loads(MODEL.with_suffix(".json").read_text())
-EXAMPLE = CARD["examples"]["benign"]
+
+@pytest.fixture(scope="module")
+def example(card) -> dict:
+    return card["examples"]["benign"]
 
 
 def post(base_url: str, body: str, content_type: str, timeout: float = 60) -> tuple[int, bytes]:
@@ -39,7 +40,7 @@ def wait_for(condition, timeout: float, interval: float = 0.1) -> bool:
     return condition()
 
 
-def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced():
+def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced(example):
     clients, per_client, time_limit = 4, 300, 20.0
     outcomes: list[str] = []  # "200", another status, or the connection error's name
     lock = threading.Lock()
@@ -51,7 +52,7 @@ def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced():
             if stop.is_set() or time.monotonic() > deadline:
                 return
             try:
-                status, _ = post(base_url, json.dumps(EXAMPLE), "application/json", timeout=10)
+                status, _ = post(base_url, json.dumps(example), "application/json", timeout=10)
                 outcome = str(status)
             except (OSError, http.client.HTTPException) as error:
                 outcome = type(error).__name__
@@ -91,10 +92,10 @@ def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced():
         assert len(outcomes) >= done_at_kill + 100, "requests stopped succeeding after the kill"
 
 
-def test_corrupted_model_file_stops_start_up_with_one_clear_line(tmp_path):
-    for artifact in (MODEL, MODEL.with_suffix(".json")):
+def test_corrupted_model_file_stops_start_up_with_one_clear_line(model_path, tmp_path):
+    for artifact in (model_path, model_path.with_suffix(".json")):
         shutil.copy(artifact, tmp_path)
-    damaged = tmp_path / MODEL.name
+    damaged = tmp_path / model_path.name
     data = bytearray(damaged.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte, as a bad disk or a broken copy would do
     damaged.write_bytes(bytes(data))
@@ -111,11 +112,11 @@ def test_corrupted_model_file_stops_start_up_with_one_clear_line(tmp_path):
     assert str(damaged) in reasons[0]
 
 
-def test_sigterm_lets_the_in_flight_request_finish():
+def test_sigterm_lets_the_in_flight_request_finish(example):
     # A slow upload: the worker has accepted the request and is reading its body when SIGTERM
     # arrives, however fast the service itself is.
     rows, chunks, pause = 2000, 10, 0.15
-    lines = [",".join(EXAMPLE)] + [",".join(map(str, EXAMPLE.values()))] * rows
+    lines = [",".join(example)] + [",".join(map(str, example.values()))] * rows
     body = ("\n".join(lines) + "\n").encode()
     size = -(-len(body) // chunks)
     result: dict = {}

@@ -39,8 +39,9 @@ def repo(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy2(ROOT / "Makefile", repo / "Makefile")
+    (repo / "README.md").write_text("first\n")
     git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "Makefile")
+    git(repo, "add", "Makefile", "README.md")
     git(repo, "commit", "-q", "-m", "first")
     return repo
 
@@ -80,19 +81,34 @@ def test_refuses_a_version_that_is_not_x_y_z(repo, version):
     assert tags(repo) == []
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        lambda repo: (repo / "README.md").write_text("changed\n"),
-        lambda repo: (repo / "new.txt").write_text("untracked\n"),
-    ],
-    ids=["modified", "untracked"],
-)
-def test_refuses_a_dirty_tree(repo, change):
-    change(repo)
+def test_refuses_uncommitted_changes_and_names_them(repo):
+    (repo / "README.md").write_text("changed\n")
+    git(repo, "add", "README.md")
+    (repo / "Makefile").write_text((repo / "Makefile").read_text() + "# edited\n")
     done = release(repo, "1.0.0")
     assert done.returncode != 0
     assert "uncommitted changes" in done.stderr
+    assert "M  README.md" in done.stderr  # staged
+    assert " M Makefile" in done.stderr  # not staged
+    assert tags(repo) == []
+
+
+def test_refuses_untracked_files_and_names_them(repo):
+    (repo / "notes.txt").write_text("untracked\n")
+    (repo / "drafts").mkdir()
+    (repo / "drafts" / "a.txt").write_text("untracked\n")
+    (repo / ".gitignore").write_text("*.log\n.gitignore\n")
+    (repo / "run.log").write_text("ignored\n")
+    done = release(repo, "1.0.0")
+    assert done.returncode != 0
+    first, *rest = done.stderr.splitlines()
+    assert "untracked files" in first
+    assert "uncommitted" not in done.stderr
+    # Listed one per line, indented; the ignored run.log is not among them.
+    assert sorted(line.strip() for line in rest if line.startswith("  ")) == [
+        "drafts/",
+        "notes.txt",
+    ]
     assert tags(repo) == []
 
 

@@ -141,6 +141,79 @@ def test_imports_use_the_package_name_and_everything_else_the_dash_form(renamed)
     assert re.search(r"^\* @octo-org$", codeowners, flags=re.MULTILINE)
 
 
+def test_docs_and_license_describe_the_new_project_not_the_template(renamed):
+    copy, _ = renamed
+    readme = (copy / "README.md").read_text()
+    contributing = (copy / "CONTRIBUTING.md").read_text()
+    for text in (readme, contributing):
+        assert "template-only" not in text
+        assert "scripts/rename" not in text
+        assert "Use this template" not in text
+        assert "\n\n\n" not in text  # a dropped section leaves no gap
+        assert not text.endswith("\n\n")
+    assert "## Use this template" in (ROOT / "README.md").read_text()
+    assert "## Make it yours" in readme
+    assert readme.startswith("# my-model\n\nA Flask machine-learning service")
+    assert "## Template-only: renaming" not in contributing
+    assert "## Cut a release" in contributing
+    license_text = (copy / "LICENSE").read_text()
+    assert re.search(r"^Copyright \(c\) 20\d\d The my-model authors$", license_text, re.M)
+    assert "template" not in license_text
+    assert "Permission is hereby granted" in license_text
+
+
+def test_workflow_files_are_never_rewritten(renamed):
+    copy, _ = renamed
+    # The workflow token may delete a workflow file but not change one, so rename.yml goes and
+    # every other workflow stays byte for byte.
+    workflows = ROOT / ".github" / "workflows"
+    before = {p.name: p.read_bytes() for p in workflows.iterdir() if p.name != "rename.yml"}
+    after = {p.name: p.read_bytes() for p in (copy / ".github" / "workflows").iterdir()}
+    assert before
+    assert after == before
+
+
+def test_lists_only_the_lines_the_new_name_made_too_long(tmp_path):
+    copy = copy_template(tmp_path)
+    long_name = "a_rather_long_model_name"  # 15 characters longer than mlservice
+    source = (
+        "from mlservice import features\n\n"
+        f"# {'x' * 95} mlservice, already too long\n"
+        f"# {'y' * 80} mlservice\n"  # 92 characters: 107 after the rename
+        "print(features)\n"
+    )
+    (copy / "tests" / "long_lines.py").write_text(source)
+    workflow = copy / ".github" / "workflows" / "extra.yml"
+    workflow.write_text("name: extra  # runs mlservice\n")
+    tools = tmp_path / "bin"  # ruff on PATH, as in a checkout without .venv
+    tools.mkdir()
+    (tools / "ruff").symlink_to(ROOT / ".venv" / "bin" / "ruff")
+    env = copy_env()
+    done = rename(copy, long_name, "--no-lock", env=env | {"PATH": f"{tools}:{env['PATH']}"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    listed = done.stdout.split("the new name made them too long:\n", 1)[1].splitlines()
+    reported = [line for line in listed if line.startswith("tests/long_lines.py:")]
+    assert reported == ["tests/long_lines.py:4: 107 characters"]
+    # A workflow is not rewritten, only named, even when it holds the old name.
+    assert workflow.read_text() == "name: extra  # runs mlservice\n"
+    assert "rename: .github/workflows/extra.yml still names mlservice" in done.stdout
+
+
+def test_an_unclosed_template_only_section_stops_the_rename_before_any_change(tmp_path):
+    copy = copy_template(tmp_path)
+    readme = copy / "README.md"
+    readme.write_text(readme.read_text() + "\n<!-- template-only:start -->\nnever closed\n")
+    before = (copy / "pyproject.toml").read_text()
+    done = rename(copy, NEW, "--no-lock")
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == "rename: README.md: template-only section without <!-- template-only:end -->\n"
+    )
+    assert (copy / "src" / "mlservice").is_dir()
+    assert (copy / "pyproject.toml").read_text() == before
+
+
 def test_a_renamed_copy_is_refused_and_the_same_name_is_a_no_op(renamed, tmp_path):
     copy, _ = renamed
     # The script removed itself from the copy: run the template's against a copy of the copy.

@@ -1,5 +1,7 @@
 """The `mlservice` command: train the model, smoke-test a running service."""
 
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import click
@@ -7,7 +9,34 @@ import click
 from mlservice import smoke
 
 
+def package_version() -> str:
+    """The installed distribution's version, else pyproject.toml's in a source checkout."""
+    try:
+        return metadata.version("mlservice")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+        return tomllib.loads(pyproject.read_text())["project"]["version"]
+    except (OSError, ValueError, KeyError):
+        return "unknown (not installed)"
+
+
+def print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(f"mlservice {package_version()}")
+        ctx.exit()
+
+
 @click.group()
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=print_version,
+    help="Show the version and exit.",
+)
 def main() -> None:
     """Train, check and ship the mlservice model."""
 
@@ -48,6 +77,10 @@ def train(output: Path, seed: int | None) -> None:
 @click.option("--expect-version", help="Fail unless the service serves this model version.")
 def smoke_command(url: str, wait: float, expect_version: str | None) -> None:
     """Check a running service at URL: health, readiness, predictions, error handling."""
+    try:
+        url = smoke.base_url(url)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="URL") from None
     try:
         served = smoke.run(url, wait=wait, say=click.echo)
         if expect_version and served != expect_version:

@@ -13,8 +13,6 @@ HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
 }
 
 

@@ -8,10 +8,24 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 
 class SmokeFailure(Exception):
     pass
+
+
+def base_url(url: str) -> str:
+    """The service's base URL; http:// when none is given (localhost:8000)."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        valid = parts.scheme in {"http", "https"} and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number up to 65535
+        valid = False
+    valid = valid and url.isprintable() and " " not in url  # urllib refuses these later
+    if not valid:
+        raise ValueError(f"{url!r} is not an http(s) URL; give one like http://localhost:8000")
+    return parts.geturl().rstrip("/")
 
 
 def _request(url: str, body: bytes | None = None, content_type: str | None = None):
