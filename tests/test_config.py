@@ -164,9 +164,15 @@ def test_ipv6_host_is_bracketed():
         ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1, got 0."),
         ({"WEB_CONCURRENCY": "33"}, "WEB_CONCURRENCY must be at most 32, got 33."),
         ({"WEB_TIMEOUT": "0"}, "WEB_TIMEOUT must be at least 1, got 0."),
-        ({"WEB_GRACEFUL_TIMEOUT": "2.5"}, "WEB_GRACEFUL_TIMEOUT must be a whole number, got '2.5'."),
+        (
+            {"WEB_GRACEFUL_TIMEOUT": "2.5"},
+            "WEB_GRACEFUL_TIMEOUT must be a whole number, got '2.5'.",
+        ),
         ({"HOST": "  "}, "HOST is set but empty."),
-        ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'CHATTY'."),
+        (
+            {"LOG_LEVEL": "chatty"},
+            "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'CHATTY'.",
+        ),
     ],
 )
 def test_bad_server_settings_fail_with_one_clear_sentence(environ, message):

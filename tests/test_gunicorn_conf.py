@@ -80,9 +80,11 @@ def test_gunicorn_refuses_a_bad_setting_with_one_line(environ, line):
 
 def served_thread_pools(env: dict[str, str]) -> list[tuple[str, int]]:
     """Thread counts of numpy's and scipy's native pools, asked from inside a worker."""
-    with gunicorn_server(env=env, workers=1, app="tests.threadpool_app:app") as server:
-        with urllib.request.urlopen(f"{server.url}/threads", timeout=10) as response:
-            pools = json.load(response)
+    with (
+        gunicorn_server(env=env, workers=1, app="tests.threadpool_app:app") as server,
+        urllib.request.urlopen(f"{server.url}/threads", timeout=10) as response,
+    ):
+        pools = json.load(response)
     assert pools, "no native thread pool loaded: nothing was measured"
     return [(api, threads) for api, threads in pools]
 

@@ -22,7 +22,9 @@ DEFAULTS = {
     "MAX_BODY_BYTES": str(4 * 1024 * 1024),  # larger request bodies are refused with 413
     "LOG_LEVEL": "INFO",
     # gunicorn (gunicorn.conf.py); WEB_CONCURRENCY's default is default_workers().
-    "HOST": "0.0.0.0",  # the image and platforms; `make run` sets 127.0.0.1
+    # Containers and platforms (Procfile, app.yaml) must listen on every interface; `make run`
+    # sets 127.0.0.1.
+    "HOST": "0.0.0.0",  # noqa: S104
     "PORT": "8000",  # Heroku and App Engine set $PORT
     "WEB_TIMEOUT": "30",  # seconds before a stuck worker is killed and replaced
     "WEB_GRACEFUL_TIMEOUT": "8",  # seconds to finish requests on SIGTERM (Docker waits 10)
