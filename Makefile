@@ -52,7 +52,7 @@ model: $(MODEL) ## Train the model if it is missing or stale
 # Loopback only by default (the image and the platforms listen on 0.0.0.0); HOST=0.0.0.0 to share.
 .PHONY: run
 run: $(MODEL) ## Serve the page and API with gunicorn on http://$(HOST):$(PORT)
-	HOST=$(HOST) PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/mlservice-server
 
 .PHONY: format
 format: $(BIN)/.synced ## Rewrite code in the project's style

@@ -5,12 +5,13 @@ import os
 import runpy
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.live_server import gunicorn_server
+from tests.live_server import LISTENING, gunicorn_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_TIMEOUT", "WEB_GRACEFUL_TIMEOUT")
@@ -76,6 +77,50 @@ def test_gunicorn_refuses_a_bad_setting_with_one_line(environ, line):
     assert result.returncode == 1
     assert result.stderr == f"mlservice cannot start: {line}\n"
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY must be a whole number, got 'abc'."),
+        ({"PORT": "99999"}, "PORT must be at most 65535, got 99999."),
+    ],
+)
+def test_mlservice_server_refuses_a_bad_setting_with_one_line(environ, line):
+    # gunicorn itself parses WEB_CONCURRENCY on import, before reading gunicorn.conf.py.
+    result = subprocess.run(
+        [Path(sys.executable).parent / "mlservice-server"],
+        cwd=ROOT,
+        env=clean_environ(**environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"mlservice cannot start: {line}\n"
+
+
+def test_mlservice_server_runs_gunicorn_with_the_config(tmp_path):
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [Path(sys.executable).parent / "mlservice-server", "--bind", "127.0.0.1:0"],
+            cwd=ROOT,
+            env=clean_environ(WEB_CONCURRENCY="1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := LISTENING.search(log_path.read_text())):
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://{match.group(1)}/readyz", timeout=10) as response:
+            assert json.load(response)["status"] == "ready"
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
 
 
 def served_thread_pools(env: dict[str, str]) -> list[tuple[str, int]]:
