@@ -86,7 +86,7 @@ def test_gunicorn_refuses_a_bad_setting_with_one_line(environ, line):
         ({"PORT": "99999"}, "PORT must be at most 65535, got 99999."),
     ],
 )
-def test_mlservice_server_refuses_a_bad_setting_with_one_line(environ, line):
+def test_the_server_command_refuses_a_bad_setting_with_one_line(environ, line):
     # gunicorn itself parses WEB_CONCURRENCY on import, before reading gunicorn.conf.py.
     result = subprocess.run(
         [Path(sys.executable).parent / "mlservice-server"],
@@ -100,7 +100,7 @@ def test_mlservice_server_refuses_a_bad_setting_with_one_line(environ, line):
     assert result.stderr == f"mlservice cannot start: {line}\n"
 
 
-def test_mlservice_server_runs_gunicorn_with_the_config(tmp_path):
+def test_the_server_command_runs_gunicorn_with_the_config(tmp_path):
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         server = subprocess.Popen(
