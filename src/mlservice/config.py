@@ -102,7 +102,7 @@ def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
         cpus = os.cpu_count() or 1
     quota = _quota_cpus(cgroup_root)
     if quota is not None:
-        cpus = min(cpus, math.ceil(quota))  # 1.5 CPUs of quota keep 2 workers busy
+        cpus = min(cpus, math.ceil(quota))  # a 1.5-CPU quota is spread over 2 CPUs
     return max(cpus, 1)
 
 
