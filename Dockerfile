@@ -71,7 +71,9 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8000'), timeout=4)"]
 
 # Exec form: gunicorn is PID 1 and receives SIGTERM from `docker stop` and the platforms directly.
-CMD ["gunicorn", "-c", "gunicorn.conf.py"]
+# mlservice-server is `gunicorn -c gunicorn.conf.py` after a check of the settings (a bad one
+# stops it with one line; gunicorn alone fails on a non-numeric WEB_CONCURRENCY with a traceback).
+CMD ["mlservice-server"]
 
 # Labels last: CREATED changes on every build and would otherwise invalidate the cached layers.
 ARG BASE_IMAGE

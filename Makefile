@@ -11,6 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MODEL := models/model.skops
 PORT ?= 8000
+HOST ?= 127.0.0.1
 IMAGE ?= mlservice:local
 
 # uv from PATH when there is one, else a private copy bootstrapped with pip.
@@ -53,9 +54,10 @@ $(MODEL): $(BIN)/.synced src/mlservice/training.py src/mlservice/features.py
 .PHONY: model
 model: $(MODEL) ## Train the model if it is missing or stale
 
+# Loopback only by default (the image and the platforms listen on 0.0.0.0); HOST=0.0.0.0 to share.
 .PHONY: run
-run: $(MODEL) ## Serve the page and API with gunicorn on http://localhost:$(PORT)
-	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
+run: $(MODEL) ## Serve the page and API with gunicorn on http://$(HOST):$(PORT)
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/mlservice-server
 
 .PHONY: format
 format: $(BIN)/.synced ## Rewrite code in the project's style

@@ -1,34 +1,48 @@
 """Gunicorn settings used by every production start: make run, the image, Procfile and app.yaml.
 
-Read with `gunicorn -c gunicorn.conf.py`; each value can be changed by the environment variable
-named next to it.
+Read with `gunicorn -c gunicorn.conf.py`. The values come from environment variables (HOST, PORT,
+WEB_CONCURRENCY, WEB_TIMEOUT, WEB_GRACEFUL_TIMEOUT, LOG_LEVEL), checked with the service's other
+settings in mlservice/config.py: a bad one stops the start with one line naming it.
 """
 
 import os
 
+# One BLAS/OpenMP thread per worker: the workers already use every CPU, and numpy's and scipy's
+# thread pools on top of them would only compete for the same cores. Set before the app imports
+# numpy (they are read once, at load); a value set in the environment is kept.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+from mlservice.config import ConfigError, server_from_environ  # noqa: E402
+
+try:
+    _server = server_from_environ()
+except ConfigError as error:
+    raise SystemExit(f"mlservice cannot start: {error}") from None
+
 # The app object; create_app() runs once in the master because of preload_app below.
 wsgi_app = "mlservice.wsgi:app"
 
-# Platforms (Heroku, App Engine) tell us the port in $PORT; 8000 everywhere else.
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# HOST:PORT; platforms (Heroku, App Engine) set $PORT.
+bind = _server["bind"]
 
-# Requests are short and CPU-bound, so one process per core, plus one to cover I/O waits.
-workers = int(os.environ.get("WEB_CONCURRENCY", (os.cpu_count() or 1) + 1))
+# Default: the CPUs this process may use (affinity, container quota) + 1, at most 8.
+workers = _server["workers"]
 
 # Load the model once in the master and fork: workers share its memory and a broken model
 # stops the server before any worker starts.
 preload_app = True
 
 # A request that takes longer than this is stuck; the worker is killed and replaced.
-timeout = int(os.environ.get("WEB_TIMEOUT", "30"))
+timeout = _server["timeout"]
 # On SIGTERM, workers finish in-flight requests for up to this long (under Docker's 10 s stop).
-graceful_timeout = int(os.environ.get("WEB_GRACEFUL_TIMEOUT", "8"))
+graceful_timeout = _server["graceful_timeout"]
 keepalive = 5
 
 # Logs go to stdout/stderr, where Docker and every platform collect them.
 accesslog = "-"
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = _server["loglevel"]
 
 # Gunicorn's runtime control socket is not used; skip it so the app needs no writable $HOME.
 control_socket_disable = True

@@ -1,5 +1,4 @@
 import os
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -85,25 +84,98 @@ def test_server_refuses_to_start_with_one_line(environ, reason):
     assert result.stderr.startswith(f"mlservice cannot start: {reason}")
 
 
-def read_gunicorn_conf(monkeypatch, **environ) -> dict:
-    for name in ("PORT", "WEB_CONCURRENCY", "WEB_TIMEOUT"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in environ.items():
-        monkeypatch.setenv(name, value)
-    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+@pytest.mark.parametrize(
+    ("cpus", "workers"),
+    [(1, 2), (2, 3), (4, 5), (7, 8), (8, 8), (64, 8)],
+)
+def test_default_workers_one_per_cpu_plus_one_at_most_eight(cpus, workers):
+    assert config.default_workers(cpus) == workers
 
 
-def test_gunicorn_binds_port_and_preloads(monkeypatch):
-    conf = read_gunicorn_conf(monkeypatch, PORT="9123", WEB_CONCURRENCY="3", WEB_TIMEOUT="12")
-    assert conf["bind"] == "0.0.0.0:9123"
-    assert conf["workers"] == 3
-    assert conf["timeout"] == 12
-    assert conf["preload_app"] is True
-    assert conf["wsgi_app"] == "mlservice.wsgi:app"
-    assert conf["graceful_timeout"] < 10  # inside Docker's stop timeout
+def fake_cgroup(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
 
 
-def test_gunicorn_defaults(monkeypatch):
-    conf = read_gunicorn_conf(monkeypatch)
-    assert conf["bind"] == "0.0.0.0:8000"
-    assert conf["workers"] == (os.cpu_count() or 1) + 1
+@pytest.mark.parametrize(
+    ("affinity", "files", "cpus"),
+    [
+        (64, {}, 64),  # no cgroup files: the affinity decides
+        (64, {"cpu.max": "max 100000\n"}, 64),  # cgroup v2 without a quota
+        (64, {"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs of quota keep two workers busy
+        (64, {"cpu.max": "100000 100000\n"}, 1),
+        (64, {"cpu.max": "50000 100000\n"}, 1),  # never below one
+        (2, {"cpu.max": "400000 100000\n"}, 2),  # a quota above the affinity does not add CPUs
+        (64, {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
+        (64, {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 64),
+        (3, {"cpu.max": "garbage\n"}, 3),
+    ],
+)
+def test_usable_cpus_follow_affinity_and_container_quota(
+    monkeypatch, tmp_path, affinity, files, cpus
+):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(affinity)), raising=False)
+    assert config.usable_cpus(fake_cgroup(tmp_path, files)) == cpus
+
+
+def test_server_settings_defaults():
+    assert config.server_from_environ({}, cpus=2) == {
+        "bind": "0.0.0.0:8000",
+        "workers": 3,
+        "timeout": 30,
+        "graceful_timeout": 8,
+        "loglevel": "info",
+    }
+
+
+def test_server_settings_from_environment():
+    settings = config.server_from_environ(
+        {
+            "HOST": "127.0.0.1",
+            "PORT": "9123",
+            "WEB_CONCURRENCY": "12",
+            "WEB_TIMEOUT": "12",
+            "WEB_GRACEFUL_TIMEOUT": "5",
+            "LOG_LEVEL": "warning",
+        },
+        cpus=64,
+    )
+    assert settings == {
+        "bind": "127.0.0.1:9123",
+        "workers": 12,  # an explicit count may exceed the default's cap of 8
+        "timeout": 12,
+        "graceful_timeout": 5,
+        "loglevel": "warning",
+    }
+
+
+def test_ipv6_host_is_bracketed():
+    assert config.server_from_environ({"HOST": "::1", "PORT": "80"}, cpus=1)["bind"] == "[::1]:80"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PORT": "99999"}, "PORT must be at most 65535, got 99999."),
+        ({"PORT": "0"}, "PORT must be at least 1, got 0."),
+        ({"PORT": "http"}, "PORT must be a whole number, got 'http'."),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1, got 0."),
+        ({"WEB_CONCURRENCY": "33"}, "WEB_CONCURRENCY must be at most 32, got 33."),
+        ({"WEB_TIMEOUT": "0"}, "WEB_TIMEOUT must be at least 1, got 0."),
+        (
+            {"WEB_GRACEFUL_TIMEOUT": "2.5"},
+            "WEB_GRACEFUL_TIMEOUT must be a whole number, got '2.5'.",
+        ),
+        ({"HOST": "  "}, "HOST is set but empty."),
+        (
+            {"LOG_LEVEL": "chatty"},
+            "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'CHATTY'.",
+        ),
+    ],
+)
+def test_bad_server_settings_fail_with_one_clear_sentence(environ, message):
+    with pytest.raises(config.ConfigError) as raised:
+        config.server_from_environ(environ, cpus=2)
+    assert str(raised.value) == message

@@ -1,13 +1,16 @@
 import json
 import shutil
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
 import pytest
 import skops.io
+from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mlservice import model, training
 from mlservice.features import FEATURE_NAMES, LABELS
@@ -235,3 +238,74 @@ def test_thin_keeps_the_ends_and_spaces_the_rest():
         [1.0, 1.0],
     ]
     assert len(training._thin(x[:3], x[:3], limit=4)) == 3
+
+
+def test_served_linear_model_is_read_without_scikit_learn(model_path):
+    # The shipped model is served from its arrays: the start-up skips importing these libraries.
+    code = (
+        "import sys; from mlservice import model; "
+        f"loaded = model.load({str(model_path)!r}); "
+        "print(loaded.pipeline is None, loaded.affine is not None, "
+        "sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skops', 'scipy'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["True", "True", "[]"]
+
+
+def test_arrays_read_from_the_archive_match_skops(model_path):
+    pipeline = skops.io.load(model_path, trusted=[])
+    weights, bias = model._read_affine(model_path)
+    reference_weights, reference_bias = model._affine_form(pipeline)
+    assert np.array_equal(weights, reference_weights)
+    assert bias == reference_bias
+    X, _ = training.load_training_data()
+    served = model.load(model_path).predict_proba(X.to_numpy())
+    assert np.allclose(served, pipeline.predict_proba(X.to_numpy()), atol=1e-12)
+
+
+def rewrite_schema(path, edit):
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    schema = json.loads(members["schema.json"])
+    edit(schema)
+    members["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def scaler_attributes(schema):
+    return schema["content"]["content"]["steps"]["content"][0]["content"][1]["content"]["content"]
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda schema: schema.update(protocol=3),  # a layout this reader does not know
+        lambda schema: scaler_attributes(schema)["with_mean"].update(content="false"),
+        lambda schema: scaler_attributes(schema)["mean_"].update(__module__="custom"),
+        lambda schema: scaler_attributes(schema).pop("scale_"),
+    ],
+)
+def test_anything_but_the_folded_pipeline_is_left_to_skops(artifact, edit):
+    assert model._read_affine(artifact) is not None
+    rewrite_schema(artifact, edit)
+    assert model._read_affine(artifact) is None
+
+
+def test_other_pipelines_are_loaded_by_skops(trained, tmp_path):
+    _, card = trained
+    X, y = training.load_training_data()
+    rows = X.to_numpy()
+    for pipeline in (
+        Pipeline([("scale", StandardScaler(with_mean=False)), ("classify", LogisticRegression())]),
+        Pipeline([("classify", LogisticRegression(max_iter=5000))]),
+    ):
+        pipeline.fit(rows, y)
+        path = tmp_path / "other.skops"
+        training.save(pipeline, card, path)
+        loaded = model.load(path)
+        assert loaded.pipeline is not None
+        assert np.allclose(loaded.predict_proba(rows), pipeline.predict_proba(rows), atol=1e-12)

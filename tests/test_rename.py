@@ -122,7 +122,10 @@ def test_imports_use_the_package_name_and_everything_else_the_dash_form(renamed)
     copy, _ = renamed
     project = tomllib.loads((copy / "pyproject.toml").read_text())
     assert project["project"]["name"] == "my-model"
-    assert project["project"]["scripts"] == {"my-model": "my_model.cli:main"}
+    assert project["project"]["scripts"] == {
+        "my-model": "my_model.cli:main",
+        "my-model-server": "my_model.server:main",
+    }
     assert project["tool"]["ruff"]["lint"]["isort"]["known-first-party"][0] == NEW
     assert project["tool"]["coverage"]["run"]["source"] == [NEW]
     makefile = (copy / "Makefile").read_text()

@@ -1,11 +1,16 @@
 """mlservice: a Flask machine-learning service, built to be tested, containerised and deployed."""
 
-from flask import Flask
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None) -> "Flask":
     """Build the app; raise ConfigError or ModelError rather than start half-alive."""
-    # Imported here so that `mlservice smoke` loads neither Flask's app nor scikit-learn.
+    # Imported here so that `mlservice smoke` and the settings check load neither Flask nor numpy.
+    from flask import Flask
+
     from mlservice import answers, answers_web, api, config, errors, health, model, security, web
 
     app = Flask(__name__)

@@ -5,8 +5,10 @@ environment variables (see the README's configuration table).
 """
 
 import logging
+import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 
 class ConfigError(Exception):
@@ -19,19 +21,35 @@ DEFAULTS = {
     "MAX_ROWS": "10000",  # rows accepted in one prediction request (JSON or CSV)
     "MAX_BODY_BYTES": str(4 * 1024 * 1024),  # larger request bodies are refused with 413
     "LOG_LEVEL": "INFO",
+    # gunicorn (gunicorn.conf.py); WEB_CONCURRENCY's default is default_workers().
+    # Containers and platforms (Procfile, app.yaml) must listen on every interface; `make run`
+    # sets 127.0.0.1.
+    "HOST": "0.0.0.0",  # noqa: S104
+    "PORT": "8000",  # Heroku and App Engine set $PORT
+    "WEB_TIMEOUT": "30",  # seconds before a stuck worker is killed and replaced
+    "WEB_GRACEFUL_TIMEOUT": "8",  # seconds to finish requests on SIGTERM (Docker waits 10)
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+# Each worker holds its own copy of the libraries, about 150 MB: 8 workers already need 1.2 GB,
+# and with one request at a time per core more workers than cores + 1 only queue for the CPU.
+MAX_DEFAULT_WORKERS = 8
+MAX_WORKERS = 32  # an explicit WEB_CONCURRENCY above this is a typo, not a plan
 
-def _positive_int(environ: Mapping[str, str], name: str) -> int:
-    raw = environ.get(name, DEFAULTS[name]).strip()
+
+def _positive_int(
+    environ: Mapping[str, str], name: str, default: str | None = None, maximum: int | None = None
+) -> int:
+    raw = environ.get(name, DEFAULTS[name] if default is None else default).strip()
     try:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}.") from None
     if value < 1:
         raise ConfigError(f"{name} must be at least 1, got {value}.")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name} must be at most {maximum}, got {value}.")
     return value
 
 
@@ -54,6 +72,63 @@ def from_environ(environ: Mapping[str, str] = os.environ) -> dict:
         # Flask and Werkzeug enforce this one themselves and answer 413.
         "MAX_CONTENT_LENGTH": _positive_int(environ, "MAX_BODY_BYTES"),
         "LOG_LEVEL": log_level,
+    }
+
+
+def _quota_cpus(cgroup_root: Path) -> float | None:
+    """CPUs the container's CPU quota allows (cgroup v2 or v1), or None when there is none."""
+    try:  # cgroup v2: "max 100000" or "150000 100000"
+        quota, period = (cgroup_root / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        try:  # cgroup v1: quota -1 means none
+            quota = (cgroup_root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup_root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max"
+        return None
+    if quota_us <= 0 or period_us <= 0:
+        return None
+    return quota_us / period_us
+
+
+def usable_cpus(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may run on: its affinity, lowered by a container's CPU quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity
+        cpus = os.cpu_count() or 1
+    quota = _quota_cpus(cgroup_root)
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))  # a 1.5-CPU quota is spread over 2 CPUs
+    return max(cpus, 1)
+
+
+def default_workers(cpus: int) -> int:
+    """Requests are short and CPU-bound: one worker per CPU plus one to cover I/O waits."""
+    return min(cpus + 1, MAX_DEFAULT_WORKERS)
+
+
+def server_from_environ(environ: Mapping[str, str] = os.environ, cpus: int | None = None) -> dict:
+    """gunicorn's settings for these environment variables, or raise ConfigError."""
+    host = environ.get("HOST", DEFAULTS["HOST"]).strip()
+    if not host:
+        raise ConfigError("HOST is set but empty.")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    port = _positive_int(environ, "PORT", maximum=65535)
+    if cpus is None:
+        cpus = usable_cpus()
+    return {
+        "bind": f"{host}:{port}",
+        "workers": _positive_int(
+            environ, "WEB_CONCURRENCY", default=str(default_workers(cpus)), maximum=MAX_WORKERS
+        ),
+        "timeout": _positive_int(environ, "WEB_TIMEOUT"),
+        "graceful_timeout": _positive_int(environ, "WEB_GRACEFUL_TIMEOUT"),
+        "loglevel": from_environ(environ)["LOG_LEVEL"].lower(),
     }
 
 

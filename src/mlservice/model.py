@@ -1,18 +1,21 @@
-"""The served model: loading a skops artifact safely, and predicting with it."""
+"""The served model: loading a skops artifact safely, and predicting with it.
+
+scikit-learn, scipy and skops are imported only when the artifact is not the linear pipeline
+the service folds into one dot product: importing them is most of a cold start (about 1.3 s of
+2 s in the image, docs/performance.md), and that pipeline needs only its arrays.
+"""
 
 import hashlib
+import io
 import json
+import zipfile
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import sklearn
-import skops.io
 from flask import Flask, current_app
-from scipy.special import expit
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
 
 from mlservice.features import FEATURE_NAMES
 
@@ -25,12 +28,21 @@ def file_checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _affine_form(pipeline: Pipeline) -> tuple[np.ndarray, float] | None:
-    """Weights and bias of StandardScaler + binary LogisticRegression folded into one map.
+def _fold(mean, scale, coef: np.ndarray, intercept: float) -> tuple[np.ndarray, float]:
+    """StandardScaler + binary LogisticRegression folded into one map.
 
     Such a pipeline is sigmoid(w . (x - mean) / scale + b) = sigmoid(x . w' + b'), so a row costs
-    one dot product instead of scikit-learn's per-call input checks. Other pipelines get None.
+    one dot product instead of scikit-learn's per-call input checks.
     """
+    weights = coef / scale
+    return weights, float(intercept - np.sum(weights * mean))
+
+
+def _affine_form(pipeline: Any) -> tuple[np.ndarray, float] | None:
+    """The folded map of a loaded StandardScaler + binary LogisticRegression; None for others."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     steps = [step for _, step in pipeline.steps]
     if len(steps) != 2 or type(steps[0]) is not StandardScaler:
         return None
@@ -39,13 +51,81 @@ def _affine_form(pipeline: Pipeline) -> tuple[np.ndarray, float] | None:
         return None
     mean = scaler.mean_ if scaler.with_mean else 0.0
     scale = scaler.scale_ if scaler.with_std else 1.0
-    weights = classifier.coef_[0] / scale
-    return weights, float(classifier.intercept_[0] - np.sum(weights * mean))
+    return _fold(mean, scale, classifier.coef_[0], classifier.intercept_[0])
+
+
+# What the archive of the folded pipeline may contain: these estimators, plain containers and
+# strings, numpy arrays. Nothing in it is instantiated; the arrays are read with
+# allow_pickle=False. Anything else goes through skops.io.load and its trusted-types check.
+FOLDED_STEPS = (
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.linear_model._logistic.LogisticRegression",
+)
+FOLDED_NODE_TYPES = {
+    "sklearn.pipeline.Pipeline",
+    *FOLDED_STEPS,
+    "builtins.dict",
+    "builtins.list",
+    "builtins.tuple",
+    "builtins.str",
+    "numpy.ndarray",
+    "numpy.float64",
+}
+SKOPS_PROTOCOL = 2  # the schema layout read below
+
+
+def _node_types(node: Any) -> set[str]:
+    if isinstance(node, list):
+        return set().union(*map(_node_types, node))
+    if not isinstance(node, dict):
+        return set()
+    found = {f"{node['__module__']}.{node['__class__']}"} if "__class__" in node else set()
+    return found.union(*map(_node_types, node.values()))
+
+
+def _read_affine(path: Path) -> tuple[np.ndarray, float] | None:
+    """The folded map read from the archive as data, if it holds exactly that pipeline."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read("schema.json"))
+            if schema.get("protocol") != SKOPS_PROTOCOL:
+                return None
+            if not _node_types(schema) <= FOLDED_NODE_TYPES:
+                return None
+
+            def attributes(node: dict) -> dict:
+                return node["content"]["content"]
+
+            def array(node: dict) -> np.ndarray:
+                with archive.open(node["file"]) as file:
+                    return np.load(io.BytesIO(file.read()), allow_pickle=False)
+
+            steps = [pair["content"][1] for pair in attributes(schema)["steps"]["content"]]
+            if [f"{step['__module__']}.{step['__class__']}" for step in steps] != list(
+                FOLDED_STEPS
+            ):
+                return None
+            scaler, classifier = map(attributes, steps)
+            if not (
+                json.loads(scaler["with_mean"]["content"]) is True
+                and json.loads(scaler["with_std"]["content"]) is True
+            ):
+                return None
+            mean, scale = array(scaler["mean_"]), array(scaler["scale_"])
+            coef, intercept = array(classifier["coef_"]), array(classifier["intercept_"])
+            classes = array(classifier["classes_"])
+    except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile):
+        return None  # not that pipeline, or damaged: skops.io.load decides and explains
+    features = len(FEATURE_NAMES)
+    shapes = (mean.shape, scale.shape, coef.shape, intercept.shape, classes.shape)
+    if shapes != ((features,), (features,), (1, features), (1,), (2,)):
+        return None
+    return _fold(mean, scale, coef[0], intercept[0])
 
 
 @dataclass(frozen=True)
 class Model:
-    pipeline: Pipeline
+    pipeline: Any  # the scikit-learn Pipeline; None when the folded map was read directly
     card: dict
     affine: tuple[np.ndarray, float] | None = None
 
@@ -57,8 +137,11 @@ class Model:
         """Probabilities per row, columns in LABELS order; rows are already validated."""
         if self.affine is not None:
             weights, bias = self.affine
-            benign = expit(rows @ weights + bias)
+            # The logistic function as exp(-log(1 + e^-z)): no overflow for any z.
+            benign = np.exp(-np.logaddexp(0.0, -(rows @ weights + bias)))
             return np.column_stack([1 - benign, benign])
+        import sklearn
+
         # Inputs are checked finite before they get here, so skip scikit-learn's re-check.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self.pipeline.predict_proba(rows)
@@ -82,11 +165,17 @@ def load(model_path: str | Path) -> Model:
         raise ModelError(f"Model card {card_path} lists other features than this service serves.")
     if file_checksum(path) != expected:
         raise ModelError(f"Model file {path} does not match the checksum in {card_path.name}.")
-    if trained_with != sklearn.__version__:
+    installed = version("scikit-learn")  # sklearn.__version__, without importing it
+    if trained_with != installed:
         raise ModelError(
             f"Model {path} was trained with scikit-learn {trained_with} but "
-            f"{sklearn.__version__} is installed; retrain it with `make model`."
+            f"{installed} is installed; retrain it with `make model`."
         )
+    affine = _read_affine(path)
+    if affine is not None:
+        return Model(pipeline=None, card=card, affine=affine)
+    import skops.io
+
     try:
         untrusted = skops.io.get_untrusted_types(file=path)
         if untrusted:

@@ -1,0 +1,145 @@
+"""gunicorn.conf.py: the settings every production start uses, and refusing bad ones."""
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.live_server import LISTENING, gunicorn_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_TIMEOUT", "WEB_GRACEFUL_TIMEOUT")
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def clean_environ(**environ: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVER_VARIABLES + THREAD_VARIABLES}
+    return {**env, **environ}
+
+
+def read_conf(monkeypatch, **environ: str) -> dict:
+    for name in SERVER_VARIABLES + THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    conf = read_conf(
+        monkeypatch, HOST="127.0.0.1", PORT="9123", WEB_CONCURRENCY="3", WEB_TIMEOUT="12"
+    )
+    assert conf["bind"] == "127.0.0.1:9123"
+    assert conf["workers"] == 3
+    assert conf["timeout"] == 12
+    assert conf["graceful_timeout"] < 10  # inside Docker's stop timeout
+    assert conf["preload_app"] is True
+    assert conf["wsgi_app"] == "mlservice.wsgi:app"
+
+
+def test_image_and_platform_default_listens_on_every_interface(monkeypatch):
+    conf = read_conf(monkeypatch, WEB_CONCURRENCY="2")
+    assert conf["bind"] == "0.0.0.0:8000"
+
+
+def test_native_thread_pools_default_to_one_but_keep_a_set_value(monkeypatch):
+    read_conf(monkeypatch, OPENBLAS_NUM_THREADS="4")
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    assert os.environ["MKL_NUM_THREADS"] == "1"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        ({"PORT": "99999"}, "PORT must be at most 65535, got 99999."),
+        ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY must be at least 1, got 0."),
+        ({"WEB_TIMEOUT": "soon"}, "WEB_TIMEOUT must be a whole number, got 'soon'."),
+        ({"WEB_GRACEFUL_TIMEOUT": "-3"}, "WEB_GRACEFUL_TIMEOUT must be at least 1, got -3."),
+        ({"HOST": ""}, "HOST is set but empty."),
+    ],
+)
+def test_gunicorn_refuses_a_bad_setting_with_one_line(environ, line):
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+        cwd=ROOT,
+        env=clean_environ(**environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"mlservice cannot start: {line}\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("environ", "line"),
+    [
+        ({"WEB_CONCURRENCY": "abc"}, "WEB_CONCURRENCY must be a whole number, got 'abc'."),
+        ({"PORT": "99999"}, "PORT must be at most 65535, got 99999."),
+    ],
+)
+def test_the_server_command_refuses_a_bad_setting_with_one_line(environ, line):
+    # gunicorn itself parses WEB_CONCURRENCY on import, before reading gunicorn.conf.py.
+    result = subprocess.run(
+        [Path(sys.executable).parent / "mlservice-server"],
+        cwd=ROOT,
+        env=clean_environ(**environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr == f"mlservice cannot start: {line}\n"
+
+
+def test_the_server_command_runs_gunicorn_with_the_config(tmp_path):
+    log_path = tmp_path / "server.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            [Path(sys.executable).parent / "mlservice-server", "--bind", "127.0.0.1:0"],
+            cwd=ROOT,
+            env=clean_environ(WEB_CONCURRENCY="1"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (match := LISTENING.search(log_path.read_text())):
+            assert server.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://{match.group(1)}/readyz", timeout=10) as response:
+            assert json.load(response)["status"] == "ready"
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+
+
+def served_thread_pools(env: dict[str, str]) -> list[tuple[str, int]]:
+    """Thread counts of numpy's and scipy's native pools, asked from inside a worker."""
+    with (
+        gunicorn_server(env=env, workers=1, app="tests.threadpool_app:app") as server,
+        urllib.request.urlopen(f"{server.url}/threads", timeout=10) as response,
+    ):
+        pools = json.load(response)
+    assert pools, "no native thread pool loaded: nothing was measured"
+    return [(api, threads) for api, threads in pools]
+
+
+def test_a_worker_runs_numeric_libraries_with_one_thread():
+    pools = served_thread_pools(clean_environ())
+    assert {threads for _, threads in pools} == {1}
+
+
+def test_a_thread_count_set_by_the_operator_is_kept():
+    # 2: OpenBLAS never uses more threads than the machine has CPUs (2 is the smallest CI runner).
+    pools = served_thread_pools(clean_environ(OPENBLAS_NUM_THREADS="2"))
+    assert {threads for api, threads in pools if api == "openblas"} == {2}
