@@ -103,8 +103,9 @@ audit: $(BIN)/.synced ## Known vulnerabilities in the locked dependencies (pip-a
 		--requirement $(VENV)/audit-requirements.txt
 
 # --- Container image (docs/container.md) ----------------------------------------------------
-# Base image: $(BASE_IMAGE) if set, else python:3.13-slim, else the Debian stand-in built without
-# Docker Hub (scripts/base-image decides). The classic builder is used when buildx is missing.
+# Base image: the Dockerfile's literal python:3.13-slim. Offline, scripts/base-image tags the Debian
+# stand-in (or $(BASE_IMAGE) if set) locally under that name, and the build uses the local image.
+# The classic builder is used when buildx is missing.
 # --network host: a dockerd started with --iptables=false (scripts/ensure-docker) gives bridged
 # build containers no route out; set DOCKER_BUILD_FLAGS= where the default network works.
 DOCKER_BUILD_FLAGS ?= --network host
