@@ -135,7 +135,7 @@ container-test: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Run
 	IMAGE=$(IMAGE) $(BIN)/python scripts/container-test
 
 # --- Releases (CONTRIBUTING.md) ------------------------------------------------------------
-# Only tags: pushing the tag is left to you, as it deploys to every configured target.
+# Only tags: pushing the tag is left to you, as it deploys to every enabled production environment.
 .PHONY: release
 release: ## Tag vVERSION on a clean tree (make release VERSION=1.2.3); prints the push command
 	@[[ "$(VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] \
