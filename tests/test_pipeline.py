@@ -11,7 +11,6 @@ import re
 import runpy
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -349,7 +348,7 @@ def test_deploy_calls_the_target_script_with_values_from_env():
     assert JOBS["image"]["outputs"]["image"] == "${{ steps.push.outputs.image }}"
 
 
-def test_every_deploy_verifies_the_attestation_before_deploying():
+def test_every_deploy_verifies_the_attestation_before_deploying(tmp_path):
     steps = JOBS["deploy"]["steps"]
     (verify,) = [s for s in steps if "gh attestation verify" in s.get("run", "")]
     assert 'gh attestation verify "oci://$IMAGE" --repo "$REPOSITORY"' in verify["run"]
@@ -367,7 +366,7 @@ def test_every_deploy_verifies_the_attestation_before_deploying():
         proc = subprocess.run(
             ["bash", "-c", script],
             env={
-                "PATH": f"{fake_gh()}:{os.environ['PATH']}",
+                "PATH": f"{fake_gh(tmp_path)}:{os.environ['PATH']}",
                 "ATTESTED": attested,
                 "PRIVATE": private,
                 "IMAGE": "ghcr.io/o/r@sha256:abc",
@@ -383,9 +382,9 @@ def test_every_deploy_verifies_the_attestation_before_deploying():
         assert ("::notice" in proc.stdout) is (not verifies)
 
 
-def fake_gh():
-    """A directory holding a `gh` that prints its command line."""
-    path = Path(tempfile.mkdtemp()) / "gh"
+def fake_gh(directory):
+    """`directory`, holding a `gh` that prints its command line."""
+    path = directory / "gh"
     path.write_text('#!/bin/sh\necho "gh $*"\n')
     path.chmod(0o755)
     return path.parent
