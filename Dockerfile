@@ -1,18 +1,18 @@
 # The one image for local runs, AWS Lightsail and Heroku (docs/container.md explains the choices).
 # Plain Dockerfile syntax only: the classic builder (DOCKER_BUILDKIT=0) and buildx both build it.
 #
-#   docker build --build-arg BASE_IMAGE=python:3.13-slim -t mlservice:local .   (or: make image)
+#   docker build -t mlservice:local .   (or: make image)
 #
 # The model is not trained here: the image carries models/model.skops and models/model.json from
 # the build context, which is the artifact the test job tested (make image / the pipeline put it
 # there).
 
-# Any Debian-based image with python3 (>= 3.11) and useradd; scripts/stand-in-base-image makes one
-# without Docker Hub. Both stages use it, so the venv's python symlink resolves in the runtime.
-ARG BASE_IMAGE=python:3.13-slim
+# Literal FROM lines, so Dependabot sees and updates them. Both stages use the same image, so the
+# venv's python symlink resolves in the runtime. Without Docker Hub, scripts/base-image tags a
+# Debian stand-in locally as python:3.13-slim (make image does this).
 
 # ---- build: the locked dependencies and the package, installed into /opt/venv ----------------
-FROM ${BASE_IMAGE} AS build
+FROM python:3.13-slim AS build
 
 # Same uv as the Makefile, so the image installs exactly what uv.lock says, as `make env` does.
 ARG UV_VERSION=0.13.9
@@ -43,7 +43,7 @@ RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --python python3 \
     && /opt/venv/bin/python -c "import mlservice.api, gunicorn, pandas, sklearn, skops.io"
 
 # ---- runtime: the venv, the gunicorn settings, the model and the example data ----------------
-FROM ${BASE_IMAGE}
+FROM python:3.13-slim
 
 # A fixed, unprivileged UID/GID: volume permissions and Kubernetes' runAsNonRoot can rely on it.
 # -l: no lastlog/faillog entries (a large sparse file for a high UID).
@@ -76,7 +76,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
 CMD ["mlservice-server"]
 
 # Labels last: CREATED changes on every build and would otherwise invalidate the cached layers.
-ARG BASE_IMAGE
+ARG BASE_IMAGE=python:3.13-slim
 ARG SOURCE=""
 ARG REVISION=""
 ARG VERSION=""

@@ -111,8 +111,9 @@ audit: $(BIN)/.synced ## Known vulnerabilities in the locked dependencies (pip-a
 		--requirement $(VENV)/audit-requirements.txt
 
 # --- Container image (docs/container.md) ----------------------------------------------------
-# Base image: $(BASE_IMAGE) if set, else python:3.13-slim, else the Debian stand-in built without
-# Docker Hub (scripts/base-image decides). The classic builder is used when buildx is missing.
+# Base image: the Dockerfile's literal python:3.13-slim. Offline, scripts/base-image tags the Debian
+# stand-in (or $(BASE_IMAGE) if set) locally under that name, and the build uses the local image.
+# The classic builder is used when buildx is missing.
 # --network host: a dockerd started with --iptables=false (scripts/ensure-docker) gives bridged
 # build containers no route out; set DOCKER_BUILD_FLAGS= where the default network works.
 DOCKER_BUILD_FLAGS ?= --network host
@@ -142,7 +143,7 @@ container-test: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Run
 	IMAGE=$(IMAGE) $(BIN)/python scripts/container-test
 
 # --- Releases (CONTRIBUTING.md) ------------------------------------------------------------
-# Only tags: pushing the tag is left to you, as it deploys to every configured target.
+# Only tags: pushing the tag is left to you, as it deploys to every enabled production environment.
 .PHONY: release
 release: ## Tag vVERSION on a clean tree (make release VERSION=1.2.3); prints the push command
 	@[[ "$(VERSION)" =~ ^[0-9]+\.[0-9]+\.[0-9]+$$ ]] \

@@ -5,9 +5,12 @@ permissions, pins and conditions (evaluated for each kind of event), plus the sa
 actionlint and zizmor checks CI runs.
 """
 
+import json
 import os
 import re
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +29,6 @@ JOBS = WORKFLOW["jobs"]
 TRIGGERS = WORKFLOW[True]  # YAML 1.1 reads the key `on` as a boolean
 
 OIDC_ACTIONS = {"aws-actions/configure-aws-credentials", "google-github-actions/auth"}
-PUSH_ACTIONS = {"docker/build-push-action"}
 
 
 def plan_target_names():
@@ -44,15 +46,31 @@ def steps_using(job, name):
     return [step for step in JOBS[job]["steps"] if action(step) == name]
 
 
-# -- A small evaluator for the workflow's `if:` and concurrency expressions -----------------
+# -- A small evaluator for the workflow's expressions ------------------------------------------
 
 
-def context(event, ref, targets="[]", run_id=1):
-    """The parts of the GitHub expression context the conditions read, for one kind of run."""
+def ns(**fields):
+    return SimpleNamespace(**fields)
+
+
+def context(event, ref, *, run_id=1, private=False, needs=None, steps=None, matrix=None):
+    """The parts of the GitHub expression context the workflow reads, for one kind of run."""
     return {
-        "github": SimpleNamespace(event_name=event, ref=ref, workflow="pipeline", run_id=run_id),
-        "needs": SimpleNamespace(plan=SimpleNamespace(outputs=SimpleNamespace(targets=targets))),
+        "github": ns(
+            event_name=event,
+            ref=ref,
+            ref_name=ref.split("/", 2)[-1],
+            workflow="pipeline",
+            run_id=run_id,
+            event=ns(repository=ns(default_branch="main", private=private)),
+        ),
+        "needs": needs or ns(),
+        "steps": steps or ns(),
+        "matrix": matrix or ns(),
+        "env": ns(PUSHES=None),
         "startsWith": lambda text, prefix: text.startswith(prefix),
+        "contains": lambda text, part: part in text,
+        "format": lambda template, *args: template.format(*args),
         "always": lambda: True,
         "cancelled": lambda: False,
     }
@@ -69,15 +87,107 @@ def evaluate(expression, ctx):
 
 
 def render(template, ctx):
-    """Substitute every ${{ }} in a string, as the runner does for `concurrency.group`."""
+    """Substitute every ${{ }} in a string, as the runner does."""
     return re.sub(r"\$\{\{(.*?)\}\}", lambda m: str(evaluate(m.group(1), ctx)), template)
 
 
-TAG = ("push", "refs/tags/v1.2.3")
+def truthy(value):
+    """A job output or env value as the runner renders it ("true"/"false")."""
+    return str(value).lower() == "true"
+
+
 MAIN = ("push", "refs/heads/main")
+BRANCH = ("push", "refs/heads/feature/x")
 PULL_REQUEST = ("pull_request", "refs/pull/7/merge")
+TAG = ("push", "refs/tags/v1.2.3")
+RC_TAG = ("push", "refs/tags/v1.2.3-rc.1")
 DISPATCH = ("workflow_dispatch", "refs/heads/main")
 NON_RELEASE_TAG = ("push", "refs/tags/nightly")
+SHA = "0123456789abcdef0123456789abcdef01234567"
+EVERY_ENVIRONMENT = (
+    "lightsail-staging lightsail-production appengine-staging appengine-production"
+    " heroku-staging heroku-production"
+)
+
+
+def plan(run, environments=EVERY_ENVIRONMENT, tier="staging", tag="v1.2.3"):
+    """scripts/plan-deploys' outputs for `run`, with the env the plan step gives it."""
+    (step,) = [s for s in JOBS["plan"]["steps"] if s.get("id") == "plan"]
+    ctx = context(*run)
+    ctx["vars"] = ns(DEPLOY_ENVIRONMENTS=environments)
+    ctx["inputs"] = (
+        ns(tag=tag, tier=tier, targets="")
+        if run[0] == "workflow_dispatch"
+        else ns(tag="", tier="", targets="")
+    )
+    env = {name: render(value, ctx) for name, value in step["env"].items()}
+    github = ctx["github"]
+    env |= {
+        "GITHUB_EVENT_NAME": github.event_name,
+        "GITHUB_REF": github.ref,
+        "GITHUB_REF_NAME": github.ref_name,
+        "GITHUB_SHA": SHA,
+        "PATH": os.environ["PATH"],
+    }
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "plan-deploys")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = proc.stdout.split("## Deploy plan")[0].splitlines()
+    outputs = dict(line.split("=", 1) for line in lines if "=" in line and "::" not in line)
+    return ns(deploys=outputs["deploys"], tier=outputs["tier"], version=outputs["version"])
+
+
+def image_job(run):
+    """What the image job does for `run`: (pushes?, the tags metadata-action computes)."""
+    ctx = context(*run)
+    pushes = truthy(evaluate(JOBS["image"]["env"]["PUSHES"], ctx))
+    (meta,) = steps_using("image", "docker/metadata-action")
+    github = ctx["github"]
+    is_default_branch = github.ref == "refs/heads/main"
+    version = github.ref_name[1:] if github.ref.startswith("refs/tags/v") else None
+    tags = []
+    for line in meta["with"]["tags"].splitlines():
+        # type=...,key=value,... where a value may hold commas inside ${{ }}.
+        kind, *parts = re.split(r",(?=[a-z-]+=)", line)
+        options = dict(part.split("=", 1) for part in parts)
+        enable = options.pop("enable", "true")
+        enable = {"{{is_default_branch}}": str(is_default_branch)}.get(enable, enable)
+        if not truthy(render(enable, ctx)):
+            continue
+        # What each type yields for the event, per metadata-action's README.
+        if kind == "type=sha":
+            tags.append(f"sha-{SHA[:7]}")
+        elif (
+            kind == "type=ref"
+            and options["event"] == "branch"
+            and github.ref.startswith("refs/heads/")
+        ):
+            tags.append(github.ref_name)
+        elif kind == "type=semver" and version:
+            major, minor, _ = version.split("-")[0].split(".")
+            pattern = options["pattern"]
+            tags.append(
+                pattern.replace("{{version}}", version)
+                .replace("{{major}}", major)
+                .replace("{{minor}}", minor)
+            )
+    (latest,) = [line for line in meta["with"]["flavor"].splitlines() if line.startswith("latest=")]
+    if truthy(render(latest.removeprefix("latest="), ctx)):
+        tags.append("latest")
+    return pushes, tags
+
+
+def runs(job, run, **needs):
+    """Whether `job` runs for `run`, given the results/outputs of the jobs it needs."""
+    condition = JOBS[job].get("if")
+    if condition is None:
+        return True
+    return evaluate(condition, context(*run, needs=ns(**needs))) is True
 
 
 # -- Triggers and the job graph ---------------------------------------------------------------
@@ -85,10 +195,11 @@ NON_RELEASE_TAG = ("push", "refs/tags/nightly")
 
 def test_triggers():
     assert TRIGGERS["push"]["tags"] == ["v*"]
-    assert TRIGGERS["push"]["branches"] == ["**"]  # every branch push, not only main
+    assert TRIGGERS["push"]["branches"] == ["**"]  # every branch is built and tested
     assert "pull_request" in TRIGGERS
     inputs = TRIGGERS["workflow_dispatch"]["inputs"]
     assert inputs["tag"]["required"] is True
+    assert inputs["tier"]["options"] == ["staging", "production"]
     assert inputs["targets"]["required"] is False
 
 
@@ -101,32 +212,108 @@ def test_job_graph():
     assert needs["ci-ok"] == set(JOBS) - {"ci-ok"}  # the gate waits for every job
 
 
+# -- Every event: which jobs run, which tier, which tags --------------------------------------
+
+OK = ns(result="success")
+
+
 @pytest.mark.parametrize(
-    ("run", "targets", "deploys"),
+    ("run", "pushes", "tags", "tier", "environments", "releases"),
     [
-        (TAG, '["heroku"]', True),
-        (DISPATCH, '["lightsail","appengine"]', True),
-        (TAG, "[]", False),  # a fresh copy: nothing configured, deploy is skipped, run is green
-        (MAIN, '["heroku"]', False),
-        (PULL_REQUEST, '["heroku"]', False),
-        (NON_RELEASE_TAG, '["heroku"]', False),
+        (MAIN, True, ["sha-0123456", "main"], "staging", ["lightsail-staging"], False),
+        (BRANCH, False, [], "", [], False),
+        (PULL_REQUEST, False, [], "", [], False),
+        (TAG, True, ["1.2.3", "1.2", "latest"], "production", ["lightsail-production"], True),
+        (RC_TAG, True, ["1.2.3-rc.1"], "staging", ["lightsail-staging"], True),
+    ],
+    ids=["main", "other-branch", "pull-request", "release-tag", "pre-release-tag"],
+)
+def test_each_push_or_pull_request(run, pushes, tags, tier, environments, releases):
+    assert runs("lint", run)
+    assert runs("test", run)
+    assert image_job(run) == (pushes, tags)
+    planned = plan(run, environments="lightsail-staging lightsail-production")
+    assert planned.tier == tier
+    deploys = json.loads(planned.deploys)
+    assert [d["environment"] for d in deploys] == environments
+    image = ns(result="success", outputs=ns(image="i", attested="true"))
+    deploys_run = runs("deploy", run, image=image, plan=ns(result="success", outputs=planned))
+    assert deploys_run is bool(environments)
+    deploy = ns(result="success" if environments else "skipped")
+    assert runs("release", run, image=image, plan=OK, deploy=deploy) is releases
+
+
+def test_a_dispatch_redeploys_without_building():
+    for job in ("lint", "test"):
+        assert not runs(job, DISPATCH)
+    planned = plan(DISPATCH, tier="production", tag="v1.2.3")
+    assert [d["environment"] for d in json.loads(planned.deploys)] == [
+        "lightsail-production",
+        "appengine-production",
+        "heroku-production",
+    ]
+    skipped = ns(result="skipped", outputs=ns(image="", attested=""))
+    assert runs("deploy", DISPATCH, image=skipped, plan=ns(result="success", outputs=planned))
+    # A push whose image job was skipped (lint or tests failed) deploys nothing.
+    assert not runs("deploy", MAIN, image=skipped, plan=ns(result="success", outputs=planned))
+    assert not runs("release", DISPATCH, image=skipped, plan=OK, deploy=OK)
+
+
+def test_a_fresh_copy_deploys_nothing_and_still_releases():
+    image = ns(result="success", outputs=ns(image="i", attested="true"))
+    for run in (MAIN, TAG, RC_TAG):
+        planned = plan(run, environments="")
+        assert planned.deploys == "[]"
+        assert not runs("deploy", run, image=image, plan=ns(result="success", outputs=planned))
+    skipped = ns(result="skipped")
+    assert runs("release", TAG, image=image, plan=OK, deploy=skipped)
+
+
+@pytest.mark.parametrize(
+    ("results", "releases"),
+    [
+        ({"deploy": "success"}, True),
+        ({"deploy": "failure"}, False),  # rolled back: no release announces it
+        ({"deploy": "cancelled"}, False),  # superseded by a newer pending deploy
+        ({"image": "failure"}, False),
+        ({"image": "skipped"}, False),  # lint or test failed
+        ({"plan": "failure"}, False),
     ],
 )
-def test_deploy_runs_only_for_v_tags_and_dispatch(run, targets, deploys):
-    assert evaluate(JOBS["deploy"]["if"], context(*run, targets=targets)) is deploys
+def test_release_waits_for_the_image_and_the_deploys(results, releases):
+    needs = {name: ns(result=results.get(name, "success")) for name in ("image", "plan", "deploy")}
+    assert runs("release", TAG, **needs) is releases
+    assert not runs("release", NON_RELEASE_TAG, image=OK, plan=OK, deploy=OK)
 
 
-def test_deploy_is_a_matrix_over_the_plan_with_one_environment_and_queue_per_target():
+def test_deploy_matrix_and_environments_match_the_plan():
     deploy = JOBS["deploy"]
     assert deploy["strategy"]["fail-fast"] is False
-    assert deploy["strategy"]["matrix"]["target"] == "${{ fromJSON(needs.plan.outputs.targets) }}"
-    assert JOBS["plan"]["outputs"]["targets"] == "${{ steps.plan.outputs.targets }}"
-    assert deploy["environment"] == {
-        "name": "${{ matrix.target }}",
-        "url": "${{ steps.deploy.outputs.url }}",
+    assert deploy["strategy"]["matrix"] == {
+        "include": "${{ fromJSON(needs.plan.outputs.deploys) }}"
     }
-    assert "matrix.target" in deploy["concurrency"]["group"]
+    assert JOBS["plan"]["outputs"]["deploys"] == "${{ steps.plan.outputs.deploys }}"
+    groups = set()
+    for run in (MAIN, TAG):
+        for entry in json.loads(plan(run).deploys):
+            ctx = context(*run, matrix=ns(**entry))
+            # The job runs in the environment plan-deploys named, queued per target and tier.
+            assert render(deploy["environment"]["name"], ctx) == entry["environment"]
+            groups.add(render(deploy["concurrency"]["group"], ctx))
+    assert len(groups) == 6
     assert deploy["concurrency"]["cancel-in-progress"] is False
+    assert deploy["timeout-minutes"] == 45
+
+
+def test_plan_reads_one_repository_variable_and_the_dispatch_inputs():
+    (step,) = [s for s in JOBS["plan"]["steps"] if s.get("id") == "plan"]
+    assert step["env"] == {
+        "DEPLOY_ENVIRONMENTS": "${{ vars.DEPLOY_ENVIRONMENTS }}",
+        "DEFAULT_BRANCH": "${{ github.event.repository.default_branch }}",
+        "DEPLOY_TAG": "${{ inputs.tag }}",
+        "DEPLOY_TIER": "${{ inputs.tier }}",
+        "REQUESTED_TARGETS": "${{ inputs.targets }}",
+    }
 
 
 def test_matrix_targets_match_the_deploy_scripts():
@@ -138,15 +325,81 @@ def test_matrix_targets_match_the_deploy_scripts():
     # Every target the workflow special-cases is one the plan can emit.
     named = set(re.findall(r"matrix\.target [!=]= '([a-z-]+)'", WORKFLOW_PATH.read_text()))
     assert named <= set(names)
+    assert named
 
 
 def test_deploy_calls_the_target_script_with_values_from_env():
     (step,) = [s for s in JOBS["deploy"]["steps"] if s.get("id") == "deploy"]
     assert '"deploy/$TARGET" --image "$IMAGE" --version "$VERSION"' in step["run"]
     assert step["env"]["TARGET"] == "${{ matrix.target }}"
-    assert step["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
+    assert step["env"]["DEPLOY_TIER"] == "${{ matrix.tier }}"
     assert step["env"]["VERSION"] == "${{ needs.plan.outputs.version }}"
-    assert JOBS["image"]["outputs"]["image"] == "${{ steps.ref.outputs.image }}"
+    image = JOBS["deploy"]["env"]["IMAGE"]
+    # A push deploys the image its own run pushed; a dispatch, the one the release recorded.
+    built = ns(outputs=ns(image="ghcr.io/o/r@sha256:new"))
+    none = ns(outputs=ns(image=""))
+    assert evaluate(image, context(*MAIN, needs=ns(image=built, plan=none))) == (
+        "ghcr.io/o/r@sha256:new"
+    )
+    released = ns(outputs=ns(image="ghcr.io/o/r@sha256:old"))
+    assert evaluate(image, context(*DISPATCH, needs=ns(image=none, plan=released))) == (
+        "ghcr.io/o/r@sha256:old"
+    )
+    assert JOBS["image"]["outputs"]["image"] == "${{ steps.push.outputs.image }}"
+
+
+def test_every_deploy_verifies_the_attestation_before_deploying(tmp_path):
+    steps = JOBS["deploy"]["steps"]
+    (verify,) = [s for s in steps if "gh attestation verify" in s.get("run", "")]
+    assert 'gh attestation verify "oci://$IMAGE" --repo "$REPOSITORY"' in verify["run"]
+    assert "if" not in verify  # on every leg
+    deploy = next(i for i, s in enumerate(steps) if s.get("id") == "deploy")
+    assert steps.index(verify) < deploy
+    # Verified unless the repository is private and the image job could not attest.
+    script = verify["run"]
+    for attested, private, verifies in [
+        ("true", "false", True),
+        ("false", "false", True),  # a public repository always attests: never skip
+        ("true", "true", True),
+        ("false", "true", False),
+    ]:
+        proc = subprocess.run(
+            ["bash", "-c", script],
+            env={
+                "PATH": f"{fake_gh(tmp_path)}:{os.environ['PATH']}",
+                "ATTESTED": attested,
+                "PRIVATE": private,
+                "IMAGE": "ghcr.io/o/r@sha256:abc",
+                "REPOSITORY": "O/R",
+            },
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert ("gh attestation verify oci://ghcr.io/o/r@sha256:abc --repo O/R" in proc.stdout) is (
+            verifies
+        )
+        assert ("::notice" in proc.stdout) is (not verifies)
+
+
+def fake_gh(directory):
+    """`directory`, holding a `gh` that prints its command line."""
+    path = directory / "gh"
+    path.write_text('#!/bin/sh\necho "gh $*"\n')
+    path.chmod(0o755)
+    return path.parent
+
+
+def test_attestation_is_made_for_the_pushed_digest_and_kept_out_of_the_registry():
+    (attest,) = steps_using("image", "actions/attest-build-provenance")
+    assert attest["with"] == {
+        "subject-name": "${{ steps.push.outputs.name }}",
+        "subject-digest": "${{ steps.push.outputs.digest }}",
+        "push-to-registry": False,
+    }
+    # Only a private repository may go on without one (no GitHub Enterprise Cloud).
+    assert attest["continue-on-error"] == "${{ github.event.repository.private }}"
+    assert JOBS["image"]["outputs"]["attested"] == "${{ steps.attest.outcome == 'success' }}"
 
 
 @pytest.mark.parametrize(
@@ -162,10 +415,18 @@ def test_each_cloud_authenticates_only_on_its_own_leg(target, oidc_action):
     assert "secrets." not in str(step)  # OIDC: no long-lived cloud keys
 
 
-def test_only_the_heroku_leg_sees_the_heroku_key():
-    (step,) = [s for s in JOBS["deploy"]["steps"] if s.get("id") == "deploy"]
-    key = step["env"]["HEROKU_API_KEY"]
-    assert key.startswith("${{ matrix.target == 'heroku' && secrets.HEROKU_API_KEY")
+def test_app_engine_ships_the_files_of_the_tested_image():
+    (step,) = [s for s in JOBS["deploy"]["steps"] if "docker create" in s.get("run", "")]
+    assert step["if"] == "matrix.target == 'appengine'"
+    assert 'docker cp "$container:/app/." .' in step["run"]
+    assert not steps_using("deploy", "actions/download-artifact")  # not a second copy
+
+
+def test_only_the_heroku_legs_see_the_heroku_key():
+    for step in JOBS["deploy"]["steps"]:
+        key = step.get("env", {}).get("HEROKU_API_KEY")
+        if key:
+            assert key.startswith("${{ matrix.target == 'heroku' && secrets.HEROKU_API_KEY")
 
 
 def test_ci_ok_is_a_gate_that_fails_on_failure_or_cancellation():
@@ -174,62 +435,29 @@ def test_ci_ok_is_a_gate_that_fails_on_failure_or_cancellation():
     (step,) = gate["steps"]
     assert action(step) == "re-actors/alls-green"
     assert step["with"]["jobs"] == "${{ toJSON(needs) }}"
-    # The only jobs allowed to be skipped: neither runs on a branch push or a pull request.
-    assert step["with"]["allowed-skips"] == "deploy, release"
+    skips = step["with"]["allowed-skips"]
+    assert evaluate(skips, context(*MAIN)) == "deploy, release"
+    assert evaluate(skips, context(*DISPATCH)) == "lint, test, image, deploy, release"
     assert "allowed-failures" not in step["with"]
 
 
-def release_context(run, image="success", plan="success", deploy="skipped"):
-    ctx = context(*run)
-    ctx["needs"] = SimpleNamespace(
-        image=SimpleNamespace(result=image),
-        plan=SimpleNamespace(result=plan),
-        deploy=SimpleNamespace(result=deploy),
-    )
-    return ctx
-
-
-@pytest.mark.parametrize(
-    ("run", "results", "releases"),
-    [
-        (TAG, {}, True),  # a fresh copy: nothing to deploy, the release is still made
-        (TAG, {"deploy": "success"}, True),
-        (TAG, {"deploy": "failure"}, False),  # rolled back: no release announces it
-        (TAG, {"image": "failure"}, False),
-        (TAG, {"image": "skipped"}, False),  # lint or test failed
-        (TAG, {"plan": "failure"}, False),  # deploy is skipped then too
-        (MAIN, {}, False),
-        (PULL_REQUEST, {}, False),
-        (DISPATCH, {"deploy": "success"}, False),  # a redeploy of an existing release
-        (NON_RELEASE_TAG, {}, False),
-    ],
-)
-def test_release_runs_for_a_v_tag_once_built_and_deployed(run, results, releases):
-    assert evaluate(JOBS["release"]["if"], release_context(run, **results)) is releases
-
-
-def test_release_creates_a_github_release_with_generated_notes_for_the_pushed_tag():
+def test_release_records_the_image_digest_for_redeploys():
     (step,) = JOBS["release"]["steps"]
-    assert 'gh release create "$TAG" --verify-tag --generate-notes' in step["run"]
+    assert (
+        'gh release create "$TAG" "$RUNNER_TEMP/image.json" --verify-tag --generate-notes'
+        in (step["run"])
+    )
+    assert '[[ "$TAG" == *-* ]]' in step["run"]  # pre-release
     assert step["env"]["TAG"] == "${{ github.ref_name }}"
+    assert step["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
     assert step["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"  # noqa: S105
-    assert step["env"]["GH_REPO"] == "${{ github.repository }}"  # no checkout needed
     assert 'gh release view "$TAG"' in step["run"]  # a re-run does not fail on the release
+    (read,) = [s for s in JOBS["plan"]["steps"] if s.get("id") == "released"]
+    assert 'gh release download "$TAG" --pattern image.json' in read["run"]
+    assert read["if"] == "github.event_name == 'workflow_dispatch'"
 
 
-# -- Pull requests never push or deploy -------------------------------------------------------
-
-
-def test_pull_requests_never_push_the_image():
-    pushing = [
-        s
-        for s in JOBS["image"]["steps"]
-        if s.get("with", {}).get("push") or action(s) == "docker/login-action"
-    ]
-    assert len(pushing) == 2  # the login and the push
-    for step in pushing:
-        assert evaluate(step["if"], context(*PULL_REQUEST)) is False
-        assert evaluate(step["if"], context(*MAIN)) is True
+# -- Concurrency ------------------------------------------------------------------------------
 
 
 def test_concurrency_cancels_superseded_pull_request_runs_only():
@@ -247,36 +475,23 @@ def test_concurrency_cancels_superseded_pull_request_runs_only():
 # -- The image job ----------------------------------------------------------------------------
 
 
-def test_image_is_built_once_smoke_tested_then_pushed_without_attestations():
+def test_the_tested_image_is_the_pushed_image():
     steps = JOBS["image"]["steps"]
-    builds = [s for s in steps if action(s) == "docker/build-push-action"]
-    assert [bool(b["with"].get("load")) for b in builds] == [True, False]
-    assert [bool(b["with"].get("push")) for b in builds] == [False, True]
-    for build in builds:
-        assert build["with"]["platforms"] == "linux/amd64"
-        assert build["with"]["provenance"] is False  # plain v2 manifest for Heroku and Lightsail
-        assert build["with"]["sbom"] is False
-        assert build["with"]["cache-from"] == "type=gha"
-        assert build["with"]["tags"] == "${{ steps.meta.outputs.tags }}"
-    smoke = next(i for i, s in enumerate(steps) if "make container-test" in s.get("run", ""))
-    assert steps.index(builds[0]) < smoke < steps.index(builds[1])
-    assert 'IMAGE="$IMAGE"' in steps[smoke]["run"]
-    assert JOBS["image"]["outputs"]["digest"] == "${{ steps.push.outputs.digest }}"
-
-
-def test_image_tags_follow_the_metadata_scheme():
-    (meta,) = steps_using("image", "docker/metadata-action")
-    assert meta["with"]["images"] == "ghcr.io/${{ github.repository }}"
-    tags = [re.sub(r",(enable|value)=.*", "", line) for line in meta["with"]["tags"].splitlines()]
-    assert tags == [
-        "type=sha",
-        "type=ref,event=branch",
-        "type=ref,event=pr",
-        "type=semver,pattern={{version}}",
-        "type=semver,pattern={{major}}.{{minor}}",
-    ]
-    # A dispatch builds the requested tag, so its version comes from the input.
-    assert meta["with"]["tags"].count("value=${{ inputs.tag }}") == 2
+    (build,) = steps_using("image", "docker/build-push-action")  # built once
+    assert build["with"]["load"] is True
+    assert "push" not in build["with"]
+    assert build["with"]["platforms"] == "linux/amd64"
+    assert build["with"]["provenance"] is False  # plain v2 manifest for Heroku and Lightsail
+    assert build["with"]["sbom"] is False
+    smoke = next(s for s in steps if "make container-test" in s.get("run", ""))
+    assert smoke["env"]["IMAGE"] == "${{ steps.build.outputs.imageid }}"
+    push = next(s for s in steps if s.get("id") == "push")
+    assert 'scripts/push-tested-image "$TESTED" "${tags[@]}"' in push["run"]
+    assert push["env"]["TESTED"] == "${{ steps.build.outputs.imageid }}"
+    (attest,) = steps_using("image", "actions/attest-build-provenance")
+    assert steps.index(build) < steps.index(smoke) < steps.index(push) < steps.index(attest)
+    for step in (push, attest, *steps_using("image", "docker/login-action")):
+        assert step["if"] == "env.PUSHES == 'true'"
 
 
 def test_the_image_ships_the_model_the_tests_ran_against():
@@ -293,11 +508,11 @@ def test_the_image_ships_the_model_the_tests_ran_against():
 def test_test_job_runs_every_supported_python_and_reports_coverage():
     test = JOBS["test"]
     assert test["strategy"]["matrix"]["python-version"] == ["3.11", "3.12", "3.13"]
-    runs = "\n".join(s.get("run", "") for s in test["steps"])
-    assert "make test" in runs
-    assert "coverage report --format=markdown" in runs
-    assert '>> "$GITHUB_STEP_SUMMARY"' in runs
-    assert 'CHROMIUM_PATH=$chromium_path" >> "$GITHUB_ENV"' in runs  # read by the browser tests
+    runs_ = "\n".join(s.get("run", "") for s in test["steps"])
+    assert "make test" in runs_
+    assert "coverage report --format=markdown" in runs_
+    assert '>> "$GITHUB_STEP_SUMMARY"' in runs_
+    assert 'CHROMIUM_PATH=$chromium_path" >> "$GITHUB_ENV"' in runs_  # read by the browser tests
     uploads = [s["with"]["path"] for s in steps_using("test", "actions/upload-artifact")]
     assert "coverage.xml" in uploads
 
@@ -346,10 +561,14 @@ def used_permissions(name):
         used["contents"] = "read"
     if any(action(s) in OIDC_ACTIONS for s in steps):
         used["id-token"] = "write"
+    if steps_using(name, "actions/attest-build-provenance"):
+        used |= {"id-token": "write", "attestations": "write"}
+    if any("gh attestation verify" in s.get("run", "") for s in steps):
+        used["attestations"] = "read"
     logins = [
         s for s in steps_using(name, "docker/login-action") if s["with"]["registry"] == "ghcr.io"
     ]
-    pushes = [s for s in steps if action(s) in PUSH_ACTIONS and s["with"].get("push")]
+    pushes = [s for s in steps if "scripts/push-tested-image" in s.get("run", "")]
     if logins:
         used["packages"] = "write" if pushes else "read"
     if any("gh release create" in s.get("run", "") for s in steps):
@@ -362,11 +581,17 @@ def test_no_job_holds_a_permission_it_does_not_use():
     for name, job in JOBS.items():
         assert job["permissions"] == used_permissions(name), name
     # The derivation above is not vacuous: the expected grants, spelled out.
-    assert JOBS["image"]["permissions"] == {"contents": "read", "packages": "write"}
+    assert JOBS["image"]["permissions"] == {
+        "contents": "read",
+        "packages": "write",
+        "id-token": "write",
+        "attestations": "write",
+    }
     assert JOBS["deploy"]["permissions"] == {
         "contents": "read",
         "id-token": "write",
         "packages": "read",
+        "attestations": "read",
     }
     assert JOBS["ci-ok"]["permissions"] == {}
     assert JOBS["release"]["permissions"] == {"contents": "write"}  # the only write to the repo
@@ -377,11 +602,17 @@ def test_secrets_only_reach_the_jobs_that_need_them():
         secrets = set(re.findall(r"secrets\.(\w+)", str(job)))
         expected = {
             "image": {"GITHUB_TOKEN"},
-            "plan": {"HEROKU_API_KEY"},  # as a boolean: is it set?
+            "plan": {"GITHUB_TOKEN"},  # reads a release's image.json
             "deploy": {"GITHUB_TOKEN", "HEROKU_API_KEY"},
             "release": {"GITHUB_TOKEN"},
         }.get(name, set())
         assert secrets == expected, name
+
+
+def test_the_heroku_key_lives_only_in_the_heroku_environments():
+    # Only the deploy job names an environment, so only it can read environment secrets.
+    assert [name for name, job in JOBS.items() if "environment" in job] == ["deploy"]
+    assert "secrets-outside-env" not in WORKFLOW_PATH.read_text()
 
 
 def test_every_job_has_a_timeout():

@@ -1,4 +1,4 @@
-"""scripts/plan-deploys: which targets the deploy job runs for, and what the summary asks for."""
+"""scripts/plan-deploys: which environments (target + tier) a run deploys to, and what it asks for."""
 
 import json
 import subprocess
@@ -9,52 +9,50 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plan-deploys"
 
-# What enables each target, as agreed with the deploy scripts (docs/pipeline.md).
-LIGHTSAIL = {"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/deploy", "LIGHTSAIL_SERVICE": "ml"}
-APPENGINE = {
-    "GCP_WORKLOAD_IDENTITY_PROVIDER": (
-        "projects/1/locations/global/workloadIdentityPools/ci/providers/github"
-    ),
-    "GCP_SERVICE_ACCOUNT": "deployer@proj.iam.gserviceaccount.com",
-    "GCP_PROJECT_ID": "proj",
-}
-HEROKU = {"HEROKU_APP": "ml-app", "HEROKU_API_KEY_SET": "true"}
-TARGETS = ("lightsail", "appengine", "heroku")
-EVERYTHING = {**LIGHTSAIL, **APPENGINE, **HEROKU}
+EVERY_ENVIRONMENT = (
+    "lightsail-staging lightsail-production appengine-staging appengine-production"
+    " heroku-staging heroku-production"
+)
+ONLY_PRODUCTION = "lightsail-production,appengine-production,heroku-production"
+ONLY_STAGING = "heroku-staging, lightsail-staging"
 
-TAG_PUSH = {
-    "GITHUB_EVENT_NAME": "push",
-    "GITHUB_REF": "refs/tags/v1.2.3",
-    "GITHUB_REF_NAME": "v1.2.3",
-}
 MAIN_PUSH = {
     "GITHUB_EVENT_NAME": "push",
     "GITHUB_REF": "refs/heads/main",
     "GITHUB_REF_NAME": "main",
+    "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+    "DEFAULT_BRANCH": "main",
 }
+OTHER_BRANCH = {**MAIN_PUSH, "GITHUB_REF": "refs/heads/feature", "GITHUB_REF_NAME": "feature"}
+TAG = {"GITHUB_EVENT_NAME": "push", "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_REF_NAME": "v1.2.3"}
+RC_TAG = {**TAG, "GITHUB_REF": "refs/tags/v1.2.3-rc.1", "GITHUB_REF_NAME": "v1.2.3-rc.1"}
 PULL_REQUEST = {
     "GITHUB_EVENT_NAME": "pull_request",
     "GITHUB_REF": "refs/pull/7/merge",
     "GITHUB_REF_NAME": "7/merge",
+    "DEFAULT_BRANCH": "main",
 }
 
 
-def dispatch(tag="v2.0.0", targets=""):
+def dispatch(tier="production", tag="v2.0.0", targets=""):
     return {
         "GITHUB_EVENT_NAME": "workflow_dispatch",
         "GITHUB_REF": "refs/heads/main",
         "GITHUB_REF_NAME": "main",
+        "DEFAULT_BRANCH": "main",
         "DEPLOY_TAG": tag,
+        "DEPLOY_TIER": tier,
         "REQUESTED_TARGETS": targets,
     }
 
 
-def run(tmp_path, env):
+def run(tmp_path, env, *args):
     """Run the script as the workflow does; return (exit code, outputs, summary, stdout, stderr)."""
     output, summary = tmp_path / "output", tmp_path / "summary"
     output.write_text("earlier=kept\n")
+    summary.unlink(missing_ok=True)
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT)],
+        [sys.executable, str(SCRIPT), *args],
         env={"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), **env},
         capture_output=True,
         text=True,
@@ -68,129 +66,166 @@ def run(tmp_path, env):
     return proc.returncode, outputs, text, proc.stdout, proc.stderr
 
 
-def targets(outputs):
-    return json.loads(outputs["targets"])
+def environments(outputs):
+    deploys = json.loads(outputs["deploys"])
+    for deploy in deploys:
+        assert deploy["environment"] == f"{deploy['target']}-{deploy['tier']}"
+    return [d["environment"] for d in deploys]
 
 
-def row(summary, target):
-    (line,) = [line for line in summary.splitlines() if line.startswith(f"| {target} |")]
+def row(summary, environment):
+    (line,) = [line for line in summary.splitlines() if line.startswith(f"| {environment} |")]
     return line
 
 
-def test_a_fresh_copy_deploys_nothing_and_says_what_to_set(tmp_path):
-    code, outputs, summary, _, _ = run(tmp_path, TAG_PUSH)
-    assert code == 0
-    assert targets(outputs) == []
-    assert outputs["version"] == "v1.2.3"
-    for target, names in [
-        ("lightsail", ["AWS_ROLE_ARN", "LIGHTSAIL_SERVICE", "AWS_REGION"]),
-        ("appengine", ["GCP_WORKLOAD_IDENTITY_PROVIDER", "GCP_SERVICE_ACCOUNT", "GCP_PROJECT_ID"]),
-        ("heroku", ["HEROKU_APP"]),
-    ]:
-        line = row(summary, target)
-        assert "| off |" in line
-        assert all(f"`{name}`" in line for name in names)
-    assert "secret `HEROKU_API_KEY`" in row(summary, "heroku")
-    assert "variable `HEROKU_APP`" in row(summary, "heroku")
+# -- Which tier each event deploys to ---------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "event", [MAIN_PUSH, PULL_REQUEST, TAG_PUSH], ids=["main", "pull_request", "tag"]
+    ("event", "tier", "version", "expected"),
+    [
+        (MAIN_PUSH, "staging", "v0.0.0-main.0123456", ["lightsail-staging", "heroku-staging"]),
+        (TAG, "production", "v1.2.3", ["lightsail-production", "heroku-production"]),
+        (RC_TAG, "staging", "v1.2.3-rc.1", ["lightsail-staging", "heroku-staging"]),
+        (OTHER_BRANCH, "", "", []),
+        (PULL_REQUEST, "", "", []),
+    ],
+    ids=["main", "tag", "pre-release-tag", "other-branch", "pull-request"],
 )
-def test_a_fresh_copy_is_green_with_a_notice_naming_every_variable(tmp_path, event):
-    # The first run of a repository made from the template: no variable, no secret.
-    code, outputs, _, stdout, stderr = run(tmp_path, event)
-    assert code == 0
-    assert targets(outputs) == []
-    assert stderr == ""
-    (notice,) = [line for line in stdout.splitlines() if line.startswith("::notice")]
-    assert "deploys are skipped" in notice
-    for target in TARGETS:
-        assert target in notice
-    for name in [*LIGHTSAIL, *APPENGINE, "HEROKU_APP", "HEROKU_API_KEY"]:
-        assert f"`{name}`" in notice
-    assert "::warning" not in stdout  # nothing half-configured to warn about
+def test_each_event_deploys_to_its_tier(tmp_path, event, tier, version, expected):
+    env = {
+        **event,
+        "DEPLOY_ENVIRONMENTS": "heroku-staging lightsail-staging heroku-production "
+        "lightsail-production",
+    }
+    code, outputs, _, _, stderr = run(tmp_path, env)
+    assert (code, stderr) == (0, "")
+    assert environments(outputs) == expected  # pipeline order, whatever the variable's order
+    assert outputs["tier"] == tier
+    assert outputs["version"] == version
 
 
-def test_no_notice_once_a_target_is_configured(tmp_path):
-    _, _, _, stdout, _ = run(tmp_path, {**MAIN_PUSH, **HEROKU})
-    assert "::notice" not in stdout
-
-
-def test_a_tag_deploys_every_configured_target(tmp_path):
-    code, outputs, summary, _, _ = run(tmp_path, {**TAG_PUSH, **EVERYTHING})
-    assert code == 0
-    assert targets(outputs) == ["lightsail", "appengine", "heroku"]
-    assert all("| deploying | nothing |" in row(summary, t) for t in targets(outputs))
-
-
-def test_only_complete_targets_are_deployed(tmp_path):
-    env = {**TAG_PUSH, **APPENGINE, "AWS_ROLE_ARN": LIGHTSAIL["AWS_ROLE_ARN"]}
-    code, outputs, summary, stdout, _ = run(tmp_path, env)
-    assert code == 0
-    assert targets(outputs) == ["appengine"]
-    lightsail = row(summary, "lightsail")
-    assert "| incomplete |" in lightsail
-    assert "`LIGHTSAIL_SERVICE`" in lightsail
-    assert "`AWS_ROLE_ARN`" not in lightsail  # it is set: only what is missing is asked for
-    assert "::warning::lightsail" in stdout  # a half-done setup is flagged on the run page
-
-
-@pytest.mark.parametrize("flag", ["false", ""])
-def test_heroku_needs_its_secret(tmp_path, flag):
-    env = {**TAG_PUSH, "HEROKU_APP": "ml-app", "HEROKU_API_KEY_SET": flag}
-    _, outputs, summary, _, _ = run(tmp_path, env)
-    assert targets(outputs) == []
-    line = row(summary, "heroku")
-    assert "secret `HEROKU_API_KEY`" in line
-    assert "HEROKU_APP" not in line
-
-
-def test_a_secret_value_in_the_environment_counts_as_set(tmp_path):
-    # Running the script by hand with the key exported, as the deploy scripts expect it.
-    env = {**TAG_PUSH, "HEROKU_APP": "ml-app", "HEROKU_API_KEY": "k"}
+def test_the_default_branch_is_the_repositorys_not_always_main(tmp_path):
+    env = {
+        **MAIN_PUSH,
+        "GITHUB_REF": "refs/heads/trunk",
+        "DEFAULT_BRANCH": "trunk",
+        "DEPLOY_ENVIRONMENTS": "heroku-staging",
+    }
     _, outputs, _, _, _ = run(tmp_path, env)
-    assert targets(outputs) == ["heroku"]
+    assert environments(outputs) == ["heroku-staging"]
+    _, outputs, _, _, _ = run(tmp_path, {**env, "DEFAULT_BRANCH": "develop"})
+    assert environments(outputs) == []
 
 
-@pytest.mark.parametrize("event", [MAIN_PUSH, PULL_REQUEST], ids=["main", "pull_request"])
-def test_branch_and_pull_request_runs_never_deploy(tmp_path, event):
-    code, outputs, summary, _, _ = run(tmp_path, {**event, **EVERYTHING})
+# -- Configurations: fresh copy, only production, only staging --------------------------------
+
+
+@pytest.mark.parametrize("event", [MAIN_PUSH, TAG, RC_TAG, PULL_REQUEST])
+def test_a_fresh_copy_deploys_nothing_stays_green_and_says_what_to_set(tmp_path, event):
+    code, outputs, summary, stdout, stderr = run(tmp_path, event)
+    assert (code, stderr) == (0, "")
+    assert environments(outputs) == []
+    (notice,) = [line for line in stdout.splitlines() if line.startswith("::notice")]
+    assert "DEPLOY_ENVIRONMENTS" in notice
+    for name in ("lightsail-staging", "heroku-production", "appengine-production"):
+        assert "| off |" in row(summary, name)
+        assert f"add `{name}` to the repository variable `DEPLOY_ENVIRONMENTS`" in row(
+            summary, name
+        )
+    heroku = row(summary, "heroku-staging")
+    assert "variable `HEROKU_APP`" in heroku
+    assert "secret `HEROKU_API_KEY`" in heroku
+    lightsail = row(summary, "lightsail-production")
+    assert "`AWS_ROLE_ARN`, `LIGHTSAIL_SERVICE`" in lightsail
+    assert "`AWS_REGION`" in lightsail  # optional, still named
+    assert "`GCP_WORKLOAD_IDENTITY_PROVIDER`" in row(summary, "appengine-staging")
+
+
+def test_only_production_configured_main_deploys_nothing_but_a_tag_deploys(tmp_path):
+    code, outputs, summary, stdout, _ = run(
+        tmp_path, {**MAIN_PUSH, "DEPLOY_ENVIRONMENTS": ONLY_PRODUCTION}
+    )
     assert code == 0
-    assert targets(outputs) == []
-    assert outputs["version"] == ""
-    assert "does not deploy" in summary
-    assert "lightsail, appengine, heroku" in summary  # still reports what is configured
+    assert environments(outputs) == []
+    assert "| off |" in row(summary, "heroku-staging")
+    assert "| enabled |" in row(summary, "heroku-production")
+    assert "no staging environment is enabled" in stdout
+    _, outputs, _, _, _ = run(tmp_path, {**TAG, "DEPLOY_ENVIRONMENTS": ONLY_PRODUCTION})
+    assert environments(outputs) == [
+        "lightsail-production",
+        "appengine-production",
+        "heroku-production",
+    ]
 
 
-def test_dispatch_deploys_the_requested_tag_to_the_requested_targets(tmp_path):
-    env = {**dispatch("v2.0.0", " Heroku,lightsail "), **EVERYTHING}
-    code, outputs, summary, _, _ = run(tmp_path, env)
+def test_only_staging_configured_a_release_tag_deploys_nothing(tmp_path):
+    code, outputs, summary, _, _ = run(tmp_path, {**TAG, "DEPLOY_ENVIRONMENTS": ONLY_STAGING})
     assert code == 0
-    assert targets(outputs) == ["lightsail", "heroku"]  # pipeline order, any request order
-    assert outputs["version"] == "v2.0.0"
-    assert "| configured |" in row(summary, "appengine")
+    assert environments(outputs) == []
+    assert outputs["version"] == "v1.2.3"  # the release is still made
+    assert "| enabled |" in row(summary, "lightsail-staging")
+    _, outputs, summary, _, _ = run(tmp_path, {**MAIN_PUSH, "DEPLOY_ENVIRONMENTS": ONLY_STAGING})
+    assert environments(outputs) == ["lightsail-staging", "heroku-staging"]
+    assert "| deploying | nothing |" in row(summary, "heroku-staging")
 
 
-def test_dispatch_without_a_target_list_redeploys_everything_configured(tmp_path):
-    _, outputs, _, _, _ = run(tmp_path, {**dispatch("v2.0.1-rc.1"), **HEROKU, **APPENGINE})
-    assert targets(outputs) == ["appengine", "heroku"]
-    assert outputs["version"] == "v2.0.1-rc.1"
+# -- Dispatch: redeploy a release to a tier ---------------------------------------------------
+
+
+def test_dispatch_redeploys_a_release_to_the_chosen_tier_and_targets(tmp_path):
+    env = {
+        **dispatch("staging", "v2.0.0", " Heroku,lightsail "),
+        "DEPLOY_ENVIRONMENTS": EVERY_ENVIRONMENT,
+    }
+    code, outputs, _, _, _ = run(tmp_path, env)
+    assert code == 0
+    assert environments(outputs) == ["lightsail-staging", "heroku-staging"]
+    assert (outputs["tier"], outputs["version"]) == ("staging", "v2.0.0")
+
+
+def test_dispatch_without_targets_redeploys_every_target_enabled_for_the_tier(tmp_path):
+    env = {**dispatch("production", "v2.0.1"), "DEPLOY_ENVIRONMENTS": ONLY_PRODUCTION}
+    _, outputs, _, _, _ = run(tmp_path, env)
+    assert environments(outputs) == [
+        "lightsail-production",
+        "appengine-production",
+        "heroku-production",
+    ]
 
 
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({**dispatch(targets="heroku,azure"), **EVERYTHING}, "unknown target(s) azure"),
-        ({**dispatch(targets="lightsail"), **HEROKU}, "not configured: lightsail"),
-        ({**dispatch(tag="main"), **EVERYTHING}, "'main' is not a release tag"),
-        ({**dispatch(tag=""), **EVERYTHING}, "'' is not a release tag"),
         (
-            {**TAG_PUSH, "GITHUB_REF": "refs/tags/vnext", "GITHUB_REF_NAME": "vnext"},
+            {**dispatch(targets="heroku,azure"), "DEPLOY_ENVIRONMENTS": EVERY_ENVIRONMENT},
+            "unknown target(s) azure",
+        ),
+        (
+            {**dispatch("production", targets="heroku"), "DEPLOY_ENVIRONMENTS": ONLY_STAGING},
+            "not enabled for production: heroku (add heroku-production to DEPLOY_ENVIRONMENTS)",
+        ),
+        ({**dispatch("qa"), "DEPLOY_ENVIRONMENTS": EVERY_ENVIRONMENT}, "tier 'qa' is not one of"),
+        ({**dispatch(tag="main")}, "'main' is not a release tag"),
+        ({**dispatch(tag="")}, "'' is not a release tag"),
+        (
+            {**TAG, "GITHUB_REF": "refs/tags/vnext", "GITHUB_REF_NAME": "vnext"},
             "'vnext' is not a release tag",
         ),
+        (
+            {**MAIN_PUSH, "DEPLOY_ENVIRONMENTS": "heroku-staging heroku-prod"},
+            "DEPLOY_ENVIRONMENTS names unknown environment(s) heroku-prod",
+        ),
     ],
-    ids=["unknown", "unconfigured", "branch-as-tag", "empty-tag", "bad-pushed-tag"],
+    ids=[
+        "unknown",
+        "unconfigured",
+        "bad-tier",
+        "branch-as-tag",
+        "empty-tag",
+        "bad-pushed-tag",
+        "typo-in-variable",
+    ],
 )
 def test_bad_requests_fail_with_one_line_and_no_outputs(tmp_path, env, message):
     code, outputs, _, _, stderr = run(tmp_path, env)
@@ -200,14 +235,38 @@ def test_bad_requests_fail_with_one_line_and_no_outputs(tmp_path, env, message):
     assert message in stderr
 
 
+# -- The deploy job's own check, and the command line -----------------------------------------
+
+
+def test_check_names_the_missing_setting_of_the_environment(tmp_path):
+    env = {"DEPLOY_ENVIRONMENT": "heroku-production", "HEROKU_APP": "ml-app"}
+    code, _, _, _, stderr = run(tmp_path, env, "--check", "heroku")
+    assert code == 2
+    assert stderr.strip() == (
+        "plan-deploys: HEROKU_API_KEY is not set: add the secret to the environment"
+        " heroku-production (or remove heroku-production from DEPLOY_ENVIRONMENTS)"
+    )
+    code, _, _, _, stderr = run(tmp_path, {**env, "HEROKU_API_KEY": "k"}, "--check", "heroku")
+    assert (code, stderr) == (0, "")
+
+
+def test_help_prints_help_and_plans_nothing(tmp_path):
+    code, outputs, summary, stdout, _ = run(tmp_path, TAG, "--help")
+    assert code == 0
+    assert outputs == {}
+    assert summary == ""
+    assert "DEPLOY_ENVIRONMENTS" in stdout
+    assert run(tmp_path, TAG, "--plan")[0] == 2
+
+
 def test_without_github_files_it_prints_to_stdout():
     proc = subprocess.run(
         [sys.executable, str(SCRIPT)],
-        env={**TAG_PUSH, **HEROKU},
+        env={**TAG, "DEPLOY_ENVIRONMENTS": "heroku-production"},
         capture_output=True,
         text=True,
         timeout=30,
         check=True,
     )
-    assert 'targets=["heroku"]' in proc.stdout.splitlines()
+    assert "tier=production" in proc.stdout.splitlines()
     assert "## Deploy plan" in proc.stdout

@@ -81,7 +81,11 @@ def test_rename_runs_once_outside_the_template_on_push_or_by_hand():
     assert triggers["push"]["branches"] == ["main"]
     assert triggers["workflow_dispatch"]["inputs"]["name"]["required"] is False
     (job,) = RENAME["jobs"].values()
-    assert job["if"] == "${{ !github.event.repository.is_template }}"
+    # Never in the template, never in a fork; always on the default branch, whatever the ref.
+    condition = "${{ !github.event.repository.is_template && !github.event.repository.fork }}"
+    assert job["if"] == condition
+    (checkout,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["ref"] == "${{ github.event.repository.default_branch }}"
     run = "\n".join(step.get("run", "") for step in job["steps"])
     assert 'scripts/rename "$name"' in run
     assert "git add --all" in run  # includes the deletion of this workflow by scripts/rename
