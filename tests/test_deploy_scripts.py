@@ -8,6 +8,7 @@ stands in for the Heroku Platform API. The smoke test runs for real: against the
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,10 +61,12 @@ class Cloud:
             "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
         }
 
-    def deploy(self, target: str, *extra: str, **env: str) -> subprocess.CompletedProcess:
+    def deploy(
+        self, target: str, *extra: str, version: str = "v1.2.3", **env: str
+    ) -> subprocess.CompletedProcess:
         argv = [sys.executable, str(ROOT / "deploy" / target), "--image", IMAGE]
         done = subprocess.run(
-            [*argv, "--version", "v1.2.3", *extra],
+            [*argv, "--version", version, *extra],
             env={**self.env, **env},
             capture_output=True,
             text=True,
@@ -272,7 +275,12 @@ def appengine(tmp_path, new_version_url: str) -> Cloud:
             "new_version_url": new_version_url,
         },
     )
-    cloud.env |= {"GCP_PROJECT_ID": "demo", "APPENGINE_KEEP_VERSIONS": "20"}
+    cloud.env |= {
+        "GCP_PROJECT_ID": "demo",
+        "APPENGINE_KEEP_VERSIONS": "20",
+        "GITHUB_RUN_ID": "4242",
+        "GITHUB_RUN_ATTEMPT": "1",
+    }
     return cloud
 
 
@@ -288,19 +296,19 @@ def test_appengine_deploys_without_promoting_smoke_tests_then_migrates_and_prune
     assert done.returncode == 0
     (deploy,) = [c["argv"] for c in cloud.calls("gcloud") if c["argv"][:2] == ["app", "deploy"]]
     assert deploy[2] == str(ROOT / "app.yaml")
-    assert deploy[deploy.index("--version") + 1] == "v1-2-3"
+    assert deploy[deploy.index("--version") + 1] == "v1-2-3-4242-1"
     assert {"--no-promote", "--quiet"} <= set(deploy)
     assert deploy[deploy.index("--project") + 1] == "demo"
     commands = gcloud_commands(cloud)
     assert commands.index("app versions describe") < commands.index("app services set-traffic")
     (traffic,) = [c["argv"] for c in cloud.calls("gcloud") if "set-traffic" in c["argv"]]
-    assert "--splits=v1-2-3=1" in traffic
+    assert "--splits=v1-2-3-4242-1=1" in traffic
     assert "--migrate" in traffic
     # 23 versions, keep 20: the three oldest go (the old serving one too, once it serves nothing).
     (delete,) = [c["argv"] for c in cloud.calls("gcloud") if "delete" in c["argv"]]
     assert delete[3 : delete.index("--service")] == ["v0-2-0", "v0-1-0", "v0-0-0"]
     state = cloud.state()
-    assert state["allocations"] == {"v1-2-3": 1.0}
+    assert state["allocations"] == {"v1-2-3-4242-1": 1.0}
     assert len(state["versions"]) == 20
     assert cloud.output() == f"url={live_url}\n"
 
@@ -314,6 +322,81 @@ def test_appengine_smoke_failure_leaves_traffic_where_it_was(tmp_path, dead_url)
     assert "app versions delete" not in commands
     assert cloud.state()["allocations"] == {"v0-0-0": 1.0}
     assert cloud.output() == ""
+
+
+def serving_same_tag(cloud: Cloud, url: str) -> None:
+    """v1.2.3 serves already under the id v1-2-3 (as deployed before unique ids)."""
+    state = cloud.state()
+    same = {"id": "v1-2-3", "createTime": "2026-11-01T00:00:00Z", "versionUrl": url}
+    state["versions"].append(same)
+    state["allocations"] = {"v1-2-3": 1.0}
+    cloud.state_path.write_text(json.dumps(state))
+
+
+def test_appengine_redeploying_the_serving_tag_never_replaces_the_serving_version(
+    tmp_path, live_url, dead_url
+):
+    cloud = appengine(tmp_path, dead_url)  # the new upload is broken
+    serving_same_tag(cloud, live_url)
+    done = cloud.deploy("appengine")
+    one_line_error(done, 1, "smoke test failed", "traffic stays", "v1-2-3")
+    state = cloud.state()
+    assert "untested_code_served" not in state
+    assert state["allocations"] == {"v1-2-3": 1.0}
+    (serving,) = [v for v in state["versions"] if v["id"] == "v1-2-3"]
+    assert serving["versionUrl"] == live_url  # still the code that was serving
+    assert "v1-2-3-4242-1" in [v["id"] for v in state["versions"]]
+
+
+def test_appengine_redeploy_of_a_good_build_moves_traffic_to_the_new_version(tmp_path, live_url):
+    cloud = appengine(tmp_path, live_url)
+    serving_same_tag(cloud, live_url)
+    done = cloud.deploy("appengine")
+    assert done.returncode == 0
+    state = cloud.state()
+    assert "untested_code_served" not in state
+    assert state["allocations"] == {"v1-2-3-4242-1": 1.0}
+
+
+def test_appengine_refuses_an_id_that_exists(tmp_path, live_url):
+    cloud = appengine(tmp_path, live_url)
+    state = cloud.state()
+    state["versions"].append(
+        {"id": "v1-2-3-4242-1", "createTime": "2026-11-02T00:00:00Z", "versionUrl": live_url}
+    )
+    cloud.state_path.write_text(json.dumps(state))
+    done = cloud.deploy("appengine")
+    one_line_error(done, 2, "v1-2-3-4242-1 exists")
+    assert "app deploy" not in gcloud_commands(cloud)
+
+
+def test_appengine_outside_actions_uses_the_time_as_the_unique_part(tmp_path, live_url):
+    cloud = appengine(tmp_path, live_url)
+    del cloud.env["GITHUB_RUN_ID"]
+    done = cloud.deploy("appengine", version="v1.2.3-rc.1")
+    assert done.returncode == 0
+    (deploy,) = [c["argv"] for c in cloud.calls("gcloud") if c["argv"][:2] == ["app", "deploy"]]
+    assert re.fullmatch(r"v1-2-3-rc-1-20\d{6}t\d{6}", deploy[deploy.index("--version") + 1])
+
+
+@pytest.mark.parametrize(
+    ("target", "version", "words"),
+    [
+        # 63 characters at most for App Engine, with the unique part.
+        ("appengine", "v1.2.3-" + "a" * 50, "App Engine version id"),
+        ("lightsail", "v1.2.3-" + "a" * 47, "Lightsail image label"),
+        ("lightsail", "v1.2.3-rc.", "Lightsail image label"),  # would end with a hyphen
+    ],
+)
+def test_a_tag_that_maps_to_no_valid_id_stops_before_anything_runs(
+    tmp_path, live_url, target, version, words
+):
+    cloud = appengine(tmp_path, live_url) if target == "appengine" else lightsail(
+        tmp_path, live_url, ["active"]
+    )
+    done = cloud.deploy(target, version=version)
+    one_line_error(done, 2, words, version)
+    assert cloud.calls() == []
 
 
 def test_appengine_failed_upload_fails_with_gclouds_message(tmp_path, live_url):
