@@ -80,7 +80,7 @@ WORST_CASE = {
         "docker push": UPLOAD_TIMEOUT,
         "manifest (with the token exchange)": 3 * HTTP_TIMEOUT,
         "release (formation PATCH)": HTTP_TIMEOUT,
-        "wait for the release and its dynos": wait_worst(2, HTTP_TIMEOUT),
+        "wait for the release and its dynos": wait_worst(3, HTTP_TIMEOUT),
         "smoke test": SMOKE_TIMEOUT,
         "rollback release": HTTP_TIMEOUT,
         "wait for the rollback and its dynos": wait_worst(2, HTTP_TIMEOUT),
@@ -120,6 +120,15 @@ def number_setting(name: str, default: float, low: float, high: float) -> float:
 def version_id(version: str) -> str:
     """v1.2.3 -> v1-2-3: lowercase letters, digits and hyphens, as the platforms' ids need."""
     return re.sub(r"[^a-z0-9-]", "-", version.lower())
+
+
+def workers_for(memory_mb: int) -> int:
+    """WEB_CONCURRENCY for a machine: one gunicorn worker per 256 MB, rounded, 1 to 8.
+
+    A worker with the model loaded uses about 150 MB; the rest is for the master and spikes.
+    Predictions are CPU-bound, so more than 8 workers buy nothing on these machines.
+    """
+    return max(1, min(8, round(memory_mb / 256)))
 
 
 # gcloud's rule for App Engine version ids; "ah-" ids and the two names below are reserved.

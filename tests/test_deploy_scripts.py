@@ -431,6 +431,7 @@ def heroku(tmp_path, fake: FakeHeroku) -> Cloud:
         "HEROKU_REGISTRY": fake.url.removeprefix("http://"),
         "HEROKU_REGISTRY_INSECURE": "1",
     }
+    fake.config["WEB_CONCURRENCY"] = "2"  # what basic dynos get: no config release
     fake.manifest = {
         "schemaVersion": 2,
         "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
@@ -468,6 +469,84 @@ def test_heroku_crashed_dynos_roll_back(tmp_path, live_url):
     one_line_error(done, 1, "crashed", "rolled back to release v7")
     assert [r["method"] for r in fake.requests].count("POST") == 1
     assert "mlservice smoke" not in done.stdout  # no smoke test against a crashed release
+
+
+def paths(fake: FakeHeroku, method: str = "GET") -> list[str]:
+    return [r["path"] for r in fake.requests if r["method"] == method]
+
+
+def test_heroku_waits_for_the_pending_release_and_starting_dynos(tmp_path, live_url):
+    with FakeHeroku("demo", SECRET, live_url, pending_looks=3, starting_looks=3) as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku")
+        new = fake.current()
+    assert done.returncode == 0
+    assert new["version"] == 8 and new["description"] == "Deployed web"
+    gets = paths(fake)
+    assert gets.count(f"/apps/demo/releases/{new['id']}") >= 3
+    assert gets.count("/apps/demo/dynos") >= 4  # three answers of `starting`, then `up`
+    assert "POST" not in [r["method"] for r in fake.requests]
+    assert cloud.output() == f"url={live_url}\n"
+
+
+def test_heroku_failed_release_fails_without_a_smoke_test(tmp_path, live_url):
+    with FakeHeroku("demo", SECRET, live_url, release="failed") as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku")
+        serving = fake.current()
+    one_line_error(done, 1, "release v8 failed", "release v7 still serves")
+    assert serving["version"] == 7
+    assert "mlservice smoke" not in done.stdout
+    assert paths(fake, "POST") == []  # Heroku kept release v7: nothing to roll back
+    assert cloud.output() == ""
+
+
+def test_heroku_rollback_is_awaited_and_its_failure_reported(tmp_path, dead_url):
+    with FakeHeroku("demo", SECRET, dead_url, rollback="failed") as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku")
+        rollback = fake.releases[-1]
+    one_line_error(done, 1, "smoke test failed", "the rollback failed too", "release v9 failed")
+    assert rollback["description"] == "Rollback to v7"
+    assert f"/apps/demo/releases/{rollback['id']}" in paths(fake)
+
+
+def test_heroku_app_without_web_dynos_is_one_clear_error(tmp_path, live_url):
+    with FakeHeroku("demo", SECRET, live_url, quantity=0) as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku")
+    one_line_error(done, 2, "no web dynos", "quantity 0", "ps:scale web=1")
+    assert cloud.calls("docker") == []
+    assert paths(fake, "PATCH") == []
+
+
+@pytest.mark.parametrize(
+    ("size", "workers"),
+    [("basic", "2"), ("standard-1x", "2"), ("standard-2x", "4"), ("performance-m", "8")],
+)
+def test_heroku_sets_web_concurrency_for_the_dyno_size(tmp_path, live_url, size, workers):
+    with FakeHeroku("demo", SECRET, live_url, size=size) as fake:
+        cloud = heroku(tmp_path, fake)
+        del fake.config["WEB_CONCURRENCY"]
+        done = cloud.deploy("heroku")
+        config = dict(fake.config)
+    assert done.returncode == 0
+    (change,) = [r for r in fake.requests if r["path"] == "/apps/demo/config-vars" and r["body"]]
+    assert change["body"] == {"WEB_CONCURRENCY": workers}
+    assert config["WEB_CONCURRENCY"] == workers
+    # The config change came before the image: the new release carries both.
+    methods = [(r["method"], r["path"]) for r in fake.requests]
+    assert methods.index(("PATCH", "/apps/demo/config-vars")) < methods.index(
+        ("PATCH", "/apps/demo/formation")
+    )
+
+
+def test_heroku_leaves_web_concurrency_alone_when_it_is_right(tmp_path, live_url):
+    with FakeHeroku("demo", SECRET, live_url, size="basic") as fake:
+        cloud = heroku(tmp_path, fake)
+        done = cloud.deploy("heroku")
+    assert done.returncode == 0
+    assert "/apps/demo/config-vars" not in paths(fake, "PATCH")
 
 
 def test_heroku_dry_run_masks_the_key_and_calls_nothing(tmp_path, live_url):
