@@ -47,10 +47,11 @@ def wait_worst(calls_per_look: int, call: int) -> int:
     return WAIT_LIMIT + POLL_LIMIT + calls_per_look * call
 
 
-# The longest path through each script (the failure path: deploy, smoke test fails, roll back).
+# The longest path through each script: the failure path (deploy, smoke test fails, roll back).
+# Pruning old versions or images happens only on success, instead of the rollback, and takes less.
 WORST_CASE = {
     "lightsail": {
-        "install lightsailctl (checksums, archive)": 2 * HTTP_TIMEOUT,
+        "install lightsailctl": 2 * HTTP_TIMEOUT,  # checksums file, archive
         "get-container-services": COMMAND_TIMEOUT,
         "docker image inspect": COMMAND_TIMEOUT,
         "docker pull": UPLOAD_TIMEOUT,

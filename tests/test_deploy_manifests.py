@@ -27,7 +27,7 @@ def rendered() -> dict:
     """The parameters deploy/lightsail sends, with a reference as push-container-image prints it."""
     return {
         "serviceName": "mlservice",
-        "containers": LIGHTSAIL["render_containers"](":mlservice.v1-2-3.7"),
+        "containers": LIGHTSAIL["render_containers"](":mlservice.v1-2-3.7", "nano"),
         "publicEndpoint": json.loads((ROOT / "public-endpoint.json").read_text()),
     }
 

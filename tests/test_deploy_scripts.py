@@ -1,8 +1,9 @@
 """deploy/lightsail, deploy/appengine and deploy/heroku end to end against stand-ins.
 
-The stand-ins in tests/standins/bin (aws, gcloud, docker, go) come first on PATH; they record
+The stand-ins in tests/standins/bin (aws, gcloud, docker) come first on PATH; they record
 every call and answer in the documented formats from a state file. tests/standins/heroku_api.py
-stands in for the Heroku Platform API. The smoke test runs for real: against the real app
+stands in for the Heroku Platform API, tests/standins/lightsailctl_release.py for the
+lightsailctl release downloads. Every aws call is checked against botocore's Lightsail model. The smoke test runs for real: against the real app
 (gunicorn on 127.0.0.1) or against a port where nothing listens. Nothing leaves 127.0.0.1.
 """
 
@@ -15,10 +16,13 @@ import sys
 import uuid
 from pathlib import Path
 
+import botocore.session
+import botocore.validate
 import pytest
 
 from tests.live_server import running_server
 from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
+from tests.standins.lightsailctl_release import Release
 
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins" / "bin"
@@ -111,7 +115,18 @@ PREVIOUS_CONTAINERS = {
 PREVIOUS_ENDPOINT = {"containerName": "web", "containerPort": 8000, "healthCheck": {"path": "/"}}
 
 
-def lightsail(tmp_path, url: str, outcomes: list[str]) -> Cloud:
+OLD_IMAGE = {"image": ":mlservice.v1-1-0.3", "digest": "sha256:" + "3" * 64}
+
+
+def install_lightsailctl(tmp_path) -> None:
+    """lightsailctl already installed at the pinned version."""
+    tool = tmp_path / "tools" / "lightsailctl"
+    tool.parent.mkdir(exist_ok=True)
+    tool.write_text("#!/bin/sh\necho v1.0.8\n")
+    tool.chmod(0o755)
+
+
+def lightsail(tmp_path, url: str, outcomes: list[str], installed: bool = True) -> Cloud:
     previous = {
         "version": 1,
         "state": "ACTIVE",
@@ -125,6 +140,7 @@ def lightsail(tmp_path, url: str, outcomes: list[str]) -> Cloud:
             "service": "mlservice",
             "url": url,
             "images": 3,
+            "stored": [{**OLD_IMAGE, "createdAt": "2026-11-01T00:00:00+00:00"}],
             "current": 1,
             "deployments": [previous],
             "outcomes": outcomes,
@@ -134,11 +150,48 @@ def lightsail(tmp_path, url: str, outcomes: list[str]) -> Cloud:
         },
     )
     cloud.env |= {"LIGHTSAIL_SERVICE": "mlservice", "AWS_REGION": "eu-west-1"}
+    if installed:
+        install_lightsailctl(tmp_path)
     return cloud
 
 
 def operations(cloud: Cloud) -> list[str]:
     return [next(a for a in c["argv"][5:] if not a.startswith("-")) for c in cloud.calls("aws")]
+
+
+LIGHTSAIL_MODEL = botocore.session.get_session().get_service_model("lightsail")
+
+
+def api_request(call: dict) -> tuple[str, dict]:
+    """The Lightsail API operation and parameters an `aws lightsail` command line sends."""
+    argv = call["argv"]
+    (operation,) = [a for a in argv[5:] if not a.startswith("-")][:1]
+    params, options = {}, argv[argv.index(operation) + 1 :]
+    for flag, value in zip(options[::2], options[1::2], strict=True):
+        name = "".join(w.capitalize() for w in flag[2:].split("-"))
+        name = name[0].lower() + name[1:]
+        params[name] = json.loads(call["files"][value[7:]]) if value.startswith("file://") else value
+    if operation == "push-container-image":  # the CLI pushes, then calls RegisterContainerImage
+        return "RegisterContainerImage", {
+            "serviceName": params["serviceName"],
+            "label": params["label"],
+            "digest": "sha256:" + "0" * 64,
+        }
+    return "".join(w.capitalize() for w in operation.split("-")), params
+
+
+def check_against_botocore(cloud: Cloud) -> None:
+    """Every aws call is a valid request of the Lightsail API (names, types, required members)."""
+    assert argv_prefix_ok(cloud)
+    for call in cloud.calls("aws"):
+        operation, params = api_request(call)
+        shape = LIGHTSAIL_MODEL.operation_model(operation).input_shape
+        report = botocore.validate.ParamValidator().validate(params, shape)
+        assert not report.has_errors(), (operation, report.generate_report())
+
+
+def argv_prefix_ok(cloud: Cloud) -> bool:
+    return all(c["argv"][:1] == ["lightsail"] for c in cloud.calls("aws"))
 
 
 def created(cloud: Cloud) -> list[dict]:
@@ -152,13 +205,18 @@ def created(cloud: Cloud) -> list[dict]:
 
 
 def test_lightsail_pushes_deploys_waits_for_the_new_version_and_smoke_tests(tmp_path, live_url):
-    cloud = lightsail(tmp_path, live_url, ["active"])
-    done = cloud.deploy("lightsail")
+    cloud = lightsail(tmp_path, live_url, ["active"], installed=False)
+    with Release(tmp_path / "release") as release:
+        done = cloud.deploy("lightsail", LIGHTSAILCTL_BASE_URL=release.url)
     assert done.returncode == 0
-    # lightsailctl was missing: the pinned version was installed before the push needed it.
-    assert [c["argv"] for c in cloud.calls("go")] == [
-        ["install", "github.com/aws/lightsailctl@v1.0.8"]
-    ]
+    # lightsailctl was missing: the pinned release was checked and installed before the push.
+    assert release.requests[0] == "/v1.0.8/lightsailctl_1.0.8_checksums.txt"
+    assert len(release.requests) == 2
+    installed = subprocess.run(
+        [tmp_path / "tools" / "lightsailctl", "--version"], capture_output=True, text=True
+    )
+    assert installed.stdout == "v1.0.8\n"
+    check_against_botocore(cloud)
     assert ["pull", IMAGE] in [c["argv"] for c in cloud.calls("docker")]
     (push,) = [c["argv"] for c in cloud.calls("aws") if "push-container-image" in c["argv"]]
     assert push[push.index("--label") + 1] == "v1-2-3"
@@ -180,13 +238,9 @@ def test_lightsail_pushes_deploys_waits_for_the_new_version_and_smoke_tests(tmp_
 
 def test_lightsail_failed_deployment_prints_the_log_and_fails(tmp_path, live_url):
     cloud = lightsail(tmp_path, live_url, ["failed"])
-    tool = tmp_path / "tools" / "lightsailctl"  # already installed at the pinned version
-    tool.parent.mkdir()
-    tool.write_text("#!/bin/sh\necho v1.0.8\n")
-    tool.chmod(0o755)
     done = cloud.deploy("lightsail")
     one_line_error(done, 1, "deployment 2 FAILED", "deployment 1 still serves")
-    assert cloud.calls("go") == []
+    assert "install-lightsailctl" not in done.stdout  # the pinned version was there already
     assert "mlservice cannot start: model missing" in done.stdout
     assert "get-container-log" in operations(cloud)
     assert len(created(cloud)) == 1  # Lightsail keeps the old deployment: nothing to redeploy
@@ -221,7 +275,7 @@ def test_lightsail_dry_run_prints_every_call_and_runs_none(tmp_path, live_url):
     assert cloud.output() == ""
     for word in (
         "get-container-services",
-        "go install github.com/aws/lightsailctl@v1.0.8",
+        "deploy/install-lightsailctl --dir",
         "docker pull",
         "push-container-image",
         "create-container-service-deployment",
