@@ -169,6 +169,15 @@ def lightsail_label(version: str) -> str:
     return label
 
 
+def wait_settings() -> tuple[float, float, float]:
+    """DEPLOY_TIMEOUT, DEPLOY_POLL_SECONDS and SMOKE_WAIT, each within its limit above."""
+    return (
+        number_setting("DEPLOY_TIMEOUT", WAIT_LIMIT, 1, WAIT_LIMIT),
+        number_setting("DEPLOY_POLL_SECONDS", 10, 0, POLL_LIMIT),
+        number_setting("SMOKE_WAIT", SMOKE_LIMIT, 0, SMOKE_LIMIT),
+    )
+
+
 def parse_args(target: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=f"deploy/{target}", description=f"Deploy a tested release to {target}."
@@ -191,6 +200,7 @@ def parse_args(target: str, argv: Sequence[str] | None) -> argparse.Namespace:
         raise ConfigError("--image (or DEPLOY_IMAGE) is not set")
     if not args.version:
         raise ConfigError("--version (or DEPLOY_VERSION) is not set")
+    wait_settings()  # a bad one stops the deployment before anything is pushed
     if not VERSION.fullmatch(args.version):
         raise ConfigError(
             f"--version {args.version!r} is not a release tag like v1.2.3 or a build like main-1a2b3c4"
@@ -279,8 +289,7 @@ class Deployer:
 
     def poll(self, check: Callable[[], object], what: str) -> object:
         """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s."""
-        timeout = number_setting("DEPLOY_TIMEOUT", WAIT_LIMIT, 1, WAIT_LIMIT)
-        interval = number_setting("DEPLOY_POLL_SECONDS", 10, 0, POLL_LIMIT)
+        timeout, interval, _ = wait_settings()
         deadline = time.monotonic() + timeout
         while True:
             result = check()
@@ -296,7 +305,7 @@ class Deployer:
         command = str(beside) if beside.exists() else shutil.which("mlservice")
         if command is None:
             raise ConfigError("mlservice is not installed: run with the project's .venv/bin/python")
-        wait = number_setting("SMOKE_WAIT", SMOKE_LIMIT, 0, SMOKE_LIMIT)
+        wait = wait_settings()[2]
         argv = [command, "smoke", url, "--wait", f"{wait:g}"]
         print("+ " + shlex.join(argv), flush=True)
         if self.dry_run:

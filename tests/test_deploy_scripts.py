@@ -225,6 +225,7 @@ def test_lightsail_pushes_deploys_waits_for_the_new_version_and_smoke_tests(tmp_
     # The parsed reference went into the rendered containers.json; the endpoint is the file's.
     (deployment,) = created(cloud)
     assert deployment["containers.json"]["web"]["image"] == ":mlservice.v1-2-3.4"
+    assert deployment["containers.json"]["web"]["environment"]["WEB_CONCURRENCY"] == "2"  # nano
     template = json.loads((ROOT / "public-endpoint.json").read_text())
     assert deployment["public-endpoint.json"] == template
     # It kept polling while the deployment was ACTIVATING and stopped once it was current.
@@ -264,7 +265,79 @@ def test_lightsail_smoke_failure_redeploys_the_previous_version(tmp_path, dead_u
     assert rollback["containers.json"] == PREVIOUS_CONTAINERS
     assert rollback["public-endpoint.json"] == PREVIOUS_ENDPOINT
     assert cloud.state()["current"] == 3  # the rollback deployment was waited for
+    assert "delete-container-image" not in operations(cloud)
     assert cloud.output() == ""
+
+
+@pytest.mark.parametrize(("power", "workers"), [("micro", "4"), ("small", "8")])
+def test_lightsail_sets_web_concurrency_for_the_power(tmp_path, live_url, power, workers):
+    cloud = lightsail(tmp_path, live_url, ["active"])
+    cloud.state_path.write_text(json.dumps({**cloud.state(), "power": power}))
+    done = cloud.deploy("lightsail")
+    assert done.returncode == 0
+    (deployment,) = created(cloud)
+    assert deployment["containers.json"]["web"]["environment"]["WEB_CONCURRENCY"] == workers
+
+
+def test_lightsail_deletes_the_oldest_images_but_never_a_deployed_one(tmp_path, live_url):
+    cloud = lightsail(tmp_path, live_url, ["active"])
+    state = cloud.state()
+    # The previous deployment runs the oldest image; eight newer ones are stored.
+    state["stored"] += [
+        {"image": f":mlservice.v1-0-{n}.{n + 10}", "digest": "sha256:" + f"{n}" * 64,
+         "createdAt": f"2026-11-0{n}T00:00:00+00:00"}
+        for n in range(2, 10)
+    ]
+    cloud.state_path.write_text(json.dumps(state))
+    done = cloud.deploy("lightsail", LIGHTSAIL_KEEP_IMAGES="3")
+    assert done.returncode == 0
+    deleted = [c["argv"][-1] for c in cloud.calls("aws") if "delete-container-image" in c["argv"]]
+    # Five at most per deployment, the oldest first; the rest go next time.
+    assert deleted == [f":mlservice.v1-0-{n}.{n + 10}" for n in (2, 3, 4, 5, 6)]
+    assert {i["image"] for i in cloud.state()["stored"]} == {
+        ":mlservice.v1-2-3.4",  # the new deployment's
+        ":mlservice.v1-0-9.19",
+        ":mlservice.v1-0-8.18",
+        ":mlservice.v1-0-7.17",  # beyond the three kept, left for the next deployment
+        OLD_IMAGE["image"],  # the previous deployment's: the rollback needs it
+    }
+    check_against_botocore(cloud)
+
+
+def run_installer(tmp_path, base_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, ROOT / "deploy" / "install-lightsailctl", "--dir", tmp_path / "bin"],
+        env={"PATH": os.environ["PATH"], "LIGHTSAILCTL_BASE_URL": base_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_installer_installs_the_release_whose_checksum_matches(tmp_path):
+    with Release(tmp_path / "release") as release:
+        done = run_installer(tmp_path, release.url)
+    assert done.returncode == 0, done.stderr
+    installed = subprocess.run([tmp_path / "bin" / "lightsailctl", "--version"], capture_output=True)
+    assert installed.stdout == b"v1.0.8\n"
+    assert [p.name for p in (tmp_path / "bin").iterdir()] == ["lightsailctl"]
+
+
+def test_installer_refuses_an_archive_whose_checksum_differs(tmp_path):
+    with Release(tmp_path / "release", tamper=True) as release:
+        done = run_installer(tmp_path, release.url)
+    assert done.returncode == 1
+    assert "SHA-256" in done.stderr and "not installed" in done.stderr
+    assert not (tmp_path / "bin").exists()
+
+
+def test_installer_fails_clearly_without_the_release(tmp_path):
+    with Release(tmp_path / "release") as release:
+        done = run_installer(tmp_path, release.url + "/missing")
+    assert done.returncode == 1
+    assert "answered 404" in done.stderr
+    assert not (tmp_path / "bin").exists()
 
 
 def test_lightsail_dry_run_prints_every_call_and_runs_none(tmp_path, live_url):
@@ -624,3 +697,47 @@ def test_heroku_missing_setting_is_one_clear_error(tmp_path, live_url, missing):
     one_line_error(done, 2, f"{missing} is not set")
     assert fake.requests == []
     assert cloud.calls() == []
+
+
+# -- All targets ---------------------------------------------------------------------------------
+
+
+def test_dry_run_works_with_a_python_that_lacks_mlservice(tmp_path, live_url):
+    """`deploy/appengine --dry-run` from a shell after `make env`, python3 being the system's."""
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    lacks = subprocess.run([bare, "-c", "import mlservice"], capture_output=True, check=False)
+    assert lacks.returncode != 0  # the premise: this python cannot import the project
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(bare)
+    cloud = appengine(tmp_path, live_url)
+    done = subprocess.run(
+        [ROOT / "deploy" / "appengine", "--image", IMAGE, "--version", "v1.2.3", "--dry-run"],
+        env={**cloud.env, "PATH": f"{bin_dir}{os.pathsep}{STANDINS}{os.pathsep}/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mlservice smoke" in done.stdout
+    assert cloud.calls() == []
+
+
+def test_a_staging_build_version_deploys(tmp_path, live_url):
+    cloud = appengine(tmp_path, live_url)
+    done = cloud.deploy("appengine", version="main-1a2b3c4")
+    assert done.returncode == 0
+    (deploy,) = [c["argv"] for c in cloud.calls("gcloud") if c["argv"][:2] == ["app", "deploy"]]
+    assert deploy[deploy.index("--version") + 1] == "main-1a2b3c4-4242-1"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [("DEPLOY_TIMEOUT", "3600"), ("SMOKE_WAIT", "900"), ("DEPLOY_POLL_SECONDS", "120")],
+)
+def test_a_wait_longer_than_the_job_allows_is_refused(tmp_path, live_url, setting, value):
+    cloud = lightsail(tmp_path, live_url, ["active"])
+    done = cloud.deploy("lightsail", **{setting: value})
+    one_line_error(done, 2, setting, "outside")
+    assert "create-container-service-deployment" not in operations(cloud)
