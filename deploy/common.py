@@ -249,7 +249,9 @@ class Deployer:
         except FileNotFoundError:
             raise ConfigError(f"{argv[0]} is not installed or not on PATH") from None
         except subprocess.TimeoutExpired:
-            raise DeployError(f"`{shlex.join(argv[:3])} ...` took longer than {timeout:g} s") from None
+            raise DeployError(
+                f"`{shlex.join(argv[:3])} ...` took longer than {timeout:g} s"
+            ) from None
         if echo and (done.stdout or done.stderr):
             print(self.mask(done.stdout + done.stderr).rstrip(), flush=True)
         if check and done.returncode:
@@ -370,9 +372,9 @@ def use_project_python() -> None:
     system python after `make env` works as well as `.venv/bin/python deploy/<target>`.
     """
     venv = ROOT / ".venv" / "bin" / "python"
-    if importlib.util.find_spec("mlservice") is None and venv.exists():
-        if Path(sys.prefix).resolve() != venv.parent.parent.resolve():
-            os.execv(venv, [str(venv), sys.argv[0], *sys.argv[1:]])  # noqa: S606
+    in_venv = Path(sys.prefix).resolve() == venv.parent.parent.resolve()
+    if importlib.util.find_spec("mlservice") is None and venv.exists() and not in_venv:
+        os.execv(venv, [str(venv), sys.argv[0], *sys.argv[1:]])  # noqa: S606
 
 
 def main(target: str, deploy: Callable[[Deployer, argparse.Namespace], None], argv=None) -> int:

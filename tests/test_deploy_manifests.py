@@ -250,7 +250,9 @@ LABELS = [
 
 @pytest.mark.parametrize("label", LABELS)
 def test_lightsail_label_rule_is_botocores(label):
-    shape = botocore.session.get_session().get_service_model("lightsail").shape_for("ContainerLabel")
+    shape = (
+        botocore.session.get_session().get_service_model("lightsail").shape_for("ContainerLabel")
+    )
     pattern = shape.metadata["pattern"].removeprefix("^").removesuffix("$")
     valid = bool(re.fullmatch(pattern, label)) and len(label) <= shape.metadata["max"]
     assert bool(COMMON.LIGHTSAIL_LABEL.fullmatch(label)) == valid
@@ -295,4 +297,3 @@ def test_pruning_takes_less_than_the_rollback_it_replaces():
     assert prune <= rollback
     appengine = COMMON.WORST_CASE["appengine"]
     assert "versions delete (prune)" in appengine  # App Engine prunes in one call, counted there
-

@@ -170,7 +170,9 @@ def api_request(call: dict) -> tuple[str, dict]:
     for flag, value in zip(options[::2], options[1::2], strict=True):
         name = "".join(w.capitalize() for w in flag[2:].split("-"))
         name = name[0].lower() + name[1:]
-        params[name] = json.loads(call["files"][value[7:]]) if value.startswith("file://") else value
+        params[name] = (
+            json.loads(call["files"][value[7:]]) if value.startswith("file://") else value
+        )
     if operation == "push-container-image":  # the CLI pushes, then calls RegisterContainerImage
         return "RegisterContainerImage", {
             "serviceName": params["serviceName"],
@@ -284,8 +286,11 @@ def test_lightsail_deletes_the_oldest_images_but_never_a_deployed_one(tmp_path, 
     state = cloud.state()
     # The previous deployment runs the oldest image; eight newer ones are stored.
     state["stored"] += [
-        {"image": f":mlservice.v1-0-{n}.{n + 10}", "digest": "sha256:" + f"{n}" * 64,
-         "createdAt": f"2026-11-0{n}T00:00:00+00:00"}
+        {
+            "image": f":mlservice.v1-0-{n}.{n + 10}",
+            "digest": "sha256:" + f"{n}" * 64,
+            "createdAt": f"2026-11-0{n}T00:00:00+00:00",
+        }
         for n in range(2, 10)
     ]
     cloud.state_path.write_text(json.dumps(state))
@@ -319,7 +324,9 @@ def test_installer_installs_the_release_whose_checksum_matches(tmp_path):
     with Release(tmp_path / "release") as release:
         done = run_installer(tmp_path, release.url)
     assert done.returncode == 0, done.stderr
-    installed = subprocess.run([tmp_path / "bin" / "lightsailctl", "--version"], capture_output=True)
+    installed = subprocess.run(
+        [tmp_path / "bin" / "lightsailctl", "--version"], capture_output=True
+    )
     assert installed.stdout == b"v1.0.8\n"
     assert [p.name for p in (tmp_path / "bin").iterdir()] == ["lightsailctl"]
 
@@ -328,7 +335,8 @@ def test_installer_refuses_an_archive_whose_checksum_differs(tmp_path):
     with Release(tmp_path / "release", tamper=True) as release:
         done = run_installer(tmp_path, release.url)
     assert done.returncode == 1
-    assert "SHA-256" in done.stderr and "not installed" in done.stderr
+    assert "SHA-256" in done.stderr
+    assert "not installed" in done.stderr
     assert not (tmp_path / "bin").exists()
 
 
@@ -518,8 +526,10 @@ def test_appengine_outside_actions_uses_the_time_as_the_unique_part(tmp_path, li
 def test_a_tag_that_maps_to_no_valid_id_stops_before_anything_runs(
     tmp_path, live_url, target, version, words
 ):
-    cloud = appengine(tmp_path, live_url) if target == "appengine" else lightsail(
-        tmp_path, live_url, ["active"]
+    cloud = (
+        appengine(tmp_path, live_url)
+        if target == "appengine"
+        else lightsail(tmp_path, live_url, ["active"])
     )
     done = cloud.deploy(target, version=version)
     one_line_error(done, 2, words, version)
@@ -608,7 +618,8 @@ def test_heroku_waits_for_the_pending_release_and_starting_dynos(tmp_path, live_
         done = cloud.deploy("heroku")
         new = fake.current()
     assert done.returncode == 0
-    assert new["version"] == 8 and new["description"] == "Deployed web"
+    assert new["version"] == 8
+    assert new["description"] == "Deployed web"
     gets = paths(fake)
     assert gets.count(f"/apps/demo/releases/{new['id']}") >= 3
     assert gets.count("/apps/demo/dynos") >= 4  # three answers of `starting`, then `up`

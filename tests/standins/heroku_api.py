@@ -38,7 +38,11 @@ class FakeHeroku:
     ) -> None:
         self.rollback_outcome = rollback
         self.app, self.key, self.web_url, self.dynos = app, key, web_url, dynos
-        self.outcome, self.pending_looks, self.starting_looks = release, pending_looks, starting_looks
+        self.outcome, self.pending_looks, self.starting_looks = (
+            release,
+            pending_looks,
+            starting_looks,
+        )
         self.formation = [{"type": "web", "quantity": quantity, "size": size}] if size else []
         self.config = {"LOG_LEVEL": "info"}
         self.requests: list[dict] = []
