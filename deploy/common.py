@@ -9,7 +9,6 @@ Standard library only: the scripts run with the project's Python and nothing els
 
 import argparse
 import base64
-import importlib.util
 import json
 import os
 import re
@@ -366,14 +365,13 @@ def basic_auth(user: str, password: str) -> str:
 
 
 def use_project_python() -> None:
-    """Re-run this script with the project's .venv python when mlservice is not importable.
+    """Re-run this script with the project's .venv python when another python runs it.
 
-    The smoke test is the project's own (`mlservice smoke`), so `deploy/<target>` run with the
-    system python after `make env` works as well as `.venv/bin/python deploy/<target>`.
+    The smoke test is the project's own (`mlservice smoke`, installed in .venv by `make env`), so
+    `deploy/<target>` run by the system python3 works as well as `.venv/bin/python deploy/<target>`.
     """
     venv = ROOT / ".venv" / "bin" / "python"
-    in_venv = Path(sys.prefix).resolve() == venv.parent.parent.resolve()
-    if importlib.util.find_spec("mlservice") is None and venv.exists() and not in_venv:
+    if venv.exists() and Path(sys.prefix).resolve() != venv.parent.parent.resolve():
         os.execv(venv, [str(venv), sys.argv[0], *sys.argv[1:]])  # noqa: S606
 
 
