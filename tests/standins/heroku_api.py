@@ -128,9 +128,12 @@ class FakeHeroku:
             if headers.get("Content-Type") != "application/json" or not isinstance(body, dict):
                 return 400, {"id": "invalid_params", "message": "a JSON object is required"}
             self.config.update(body)
+            # A config change is a release too; with no new image and no release phase it
+            # succeeds at once.
             changed = self.release(self.current().get("image", ""), "Set config vars")
-            changed["status"], changed["looks"] = "pending", self.pending_looks - 1
-            self.look(changed)  # a config change has no new slug: it is released at once
+            changed["looks"] = self.pending_looks
+            changed["status"] = "pending"
+            self.look(changed)
             return 200, self.config
         if (method, path) == ("PATCH", f"{app}/formation"):
             if accept != DOCKER_RELEASES or headers.get("Content-Type") != "application/json":
