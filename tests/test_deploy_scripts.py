@@ -239,7 +239,7 @@ def test_lightsail_failed_deployment_prints_the_log_and_fails(tmp_path, live_url
     cloud = lightsail(tmp_path, live_url, ["failed"])
     done = cloud.deploy("lightsail")
     one_line_error(done, 1, "deployment 2 FAILED", "deployment 1 still serves")
-    assert "install-lightsailctl" not in done.stdout  # the pinned version was there already
+    assert "install_lightsailctl.py" not in done.stdout  # the pinned version was there already
     assert "mlservice cannot start: model missing" in done.stdout
     assert "get-container-log" in operations(cloud)
     assert len(created(cloud)) == 1  # Lightsail keeps the old deployment: nothing to redeploy
@@ -308,7 +308,7 @@ def test_lightsail_deletes_the_oldest_images_but_never_a_deployed_one(tmp_path, 
 
 def run_installer(tmp_path, base_url: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, ROOT / "deploy" / "install-lightsailctl", "--dir", tmp_path / "bin"],
+        [sys.executable, ROOT / "deploy" / "install_lightsailctl.py", "--dir", tmp_path / "bin"],
         env={"PATH": os.environ["PATH"], "LIGHTSAILCTL_BASE_URL": base_url},
         capture_output=True,
         text=True,
@@ -353,7 +353,7 @@ def test_lightsail_dry_run_prints_every_call_and_runs_none(tmp_path, live_url):
     assert cloud.output() == ""
     for word in (
         "get-container-services",
-        "deploy/install-lightsailctl --dir",
+        "deploy/install_lightsailctl.py --dir",
         "docker pull",
         "push-container-image",
         "create-container-service-deployment",
@@ -710,7 +710,7 @@ def test_heroku_missing_setting_is_one_clear_error(tmp_path, live_url, missing):
 # -- All targets ---------------------------------------------------------------------------------
 
 
-def test_dry_run_works_with_a_python_that_lacks_mlservice(tmp_path, live_url):
+def test_dry_run_works_with_a_python_without_the_project(tmp_path, live_url):
     """`deploy/appengine --dry-run` from a shell after `make env`, python3 being the system's."""
     bare = Path(sys.base_prefix) / "bin" / "python3"
     lacks = subprocess.run([bare, "-c", "import mlservice"], capture_output=True, check=False)

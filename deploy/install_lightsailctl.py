@@ -1,7 +1,8 @@
-#!/usr/bin/env python3
 """Install lightsailctl, the plugin `aws lightsail push-container-image` runs, from its release.
 
-    deploy/install-lightsailctl [--dir DIR]
+    python3 deploy/install_lightsailctl.py [--dir DIR]
+
+deploy/lightsail runs it when lightsailctl is missing (a helper, not a deploy target).
 
 Downloads lightsailctl_<version>_<os>_<arch>.tar.gz and lightsailctl_<version>_checksums.txt from
 the GitHub release (the names its .goreleaser.yaml gives them), checks the archive's SHA-256
@@ -30,7 +31,7 @@ ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm
 
 
 def download(url: str) -> bytes:
-    status, _, body = common.request("GET", url, {"User-Agent": "deploy/install-lightsailctl"})
+    status, _, body = common.request("GET", url, {"User-Agent": "deploy/install_lightsailctl.py"})
     if status != 200:
         raise common.DeployError(f"GET {url} answered {status}")
     return body
@@ -72,19 +73,19 @@ def install(directory: Path) -> Path:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="deploy/install-lightsailctl", description=__doc__)
+    parser = argparse.ArgumentParser(prog="deploy/install_lightsailctl.py", description=__doc__)
     default = os.environ.get("LIGHTSAILCTL_DIR") or str(common.ROOT / ".tools" / "bin")
     parser.add_argument("--dir", default=default, help="where to put lightsailctl")
     args = parser.parse_args()
     try:
         target = install(Path(args.dir))
     except common.ConfigError as error:
-        print(f"deploy/install-lightsailctl: error: {error}", file=sys.stderr)
+        print(f"deploy/install_lightsailctl.py: error: {error}", file=sys.stderr)
         return 2
     except (common.DeployError, tarfile.TarError, KeyError) as error:
-        print(f"deploy/install-lightsailctl: FAILED: {error}", file=sys.stderr)
+        print(f"deploy/install_lightsailctl.py: FAILED: {error}", file=sys.stderr)
         return 1
-    print(f"deploy/install-lightsailctl: installed lightsailctl {VERSION} as {target}")
+    print(f"deploy/install_lightsailctl.py: installed lightsailctl {VERSION} as {target}")
     return 0
 
 
