@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Release tags (v1.2.3, v1.2.3-rc.1) and staging builds of a branch (main-1a2b3c4).
+# Release tags (v1.2.3, v1.2.3-rc.1, staging builds v0.0.0-main.1a2b3c4) or branch builds
+# (main-1a2b3c4).
 VERSION = re.compile(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?|[a-z][a-z0-9-]*-[0-9a-f]{7,40}")
 MASK = "***"
 
@@ -189,7 +190,7 @@ def parse_args(target: str, argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--version",
         default=os.environ.get("DEPLOY_VERSION"),
-        help="the release tag, vX.Y.Z (default: $DEPLOY_VERSION)",
+        help="the release tag (v1.2.3, v0.0.0-main.1a2b3c4) (default: $DEPLOY_VERSION)",
     )
     parser.add_argument(
         "--dry-run", action="store_true", help="print every command and API call, run none"

@@ -732,12 +732,26 @@ def test_dry_run_works_with_a_python_without_the_project(tmp_path, live_url):
     assert cloud.calls() == []
 
 
-def test_a_staging_build_version_deploys(tmp_path, live_url):
-    cloud = appengine(tmp_path, live_url)
-    done = cloud.deploy("appengine", version="main-1a2b3c4")
+@pytest.mark.parametrize(
+    ("version", "appengine_id", "label"),
+    [
+        ("main-1a2b3c4", "main-1a2b3c4-4242-1", "main-1a2b3c4"),
+        ("v0.0.0-main.1a2b3c4", "v0-0-0-main-1a2b3c4-4242-1", "v0-0-0-main-1a2b3c4"),
+    ],
+)
+def test_a_staging_build_version_deploys(tmp_path, live_url, version, appengine_id, label):
+    for target in ("appengine", "lightsail"):
+        (tmp_path / target).mkdir()
+    cloud = appengine(tmp_path / "appengine", live_url)
+    done = cloud.deploy("appengine", version=version)
     assert done.returncode == 0
     (deploy,) = [c["argv"] for c in cloud.calls("gcloud") if c["argv"][:2] == ["app", "deploy"]]
-    assert deploy[deploy.index("--version") + 1] == "main-1a2b3c4-4242-1"
+    assert deploy[deploy.index("--version") + 1] == appengine_id
+    cloud = lightsail(tmp_path / "lightsail", live_url, ["active"])
+    done = cloud.deploy("lightsail", version=version)
+    assert done.returncode == 0
+    (push,) = [c["argv"] for c in cloud.calls("aws") if "push-container-image" in c["argv"]]
+    assert push[push.index("--label") + 1] == label
 
 
 @pytest.mark.parametrize(
