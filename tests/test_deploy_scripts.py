@@ -10,6 +10,7 @@ lightsailctl release downloads. Every aws call is checked against botocore's Lig
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -711,16 +712,22 @@ def test_heroku_missing_setting_is_one_clear_error(tmp_path, live_url, missing):
 
 
 def test_dry_run_works_with_a_python_without_the_project(tmp_path, live_url):
-    """`deploy/appengine --dry-run` from a shell after `make env`, python3 being the system's."""
+    """`deploy/appengine --dry-run` in a fresh clone after `make env` (no model yet), started by
+    a python3 that cannot import the project."""
     bare = Path(sys.base_prefix) / "bin" / "python3"
     lacks = subprocess.run([bare, "-c", "import mlservice"], capture_output=True, check=False)
     assert lacks.returncode != 0  # the premise: this python cannot import the project
+    clone = tmp_path / "clone"
+    shutil.copytree(ROOT / "deploy", clone / "deploy", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("app.yaml", "requirements.txt"):
+        shutil.copy(ROOT / name, clone / name)
+    (clone / ".venv").symlink_to(ROOT / ".venv")  # what `make env` made
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").symlink_to(bare)
     cloud = appengine(tmp_path, live_url)
     done = subprocess.run(
-        [ROOT / "deploy" / "appengine", "--image", IMAGE, "--version", "v1.2.3", "--dry-run"],
+        [clone / "deploy" / "appengine", "--image", IMAGE, "--version", "v1.2.3", "--dry-run"],
         env={**cloud.env, "PATH": f"{bin_dir}{os.pathsep}{STANDINS}{os.pathsep}/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -728,7 +735,19 @@ def test_dry_run_works_with_a_python_without_the_project(tmp_path, live_url):
         check=False,
     )
     assert done.returncode == 0, done.stderr
+    assert "note: models/model.skops is missing" in done.stdout
     assert "mlservice smoke" in done.stdout
+    assert cloud.calls() == []
+    # Without --dry-run the missing model stops the deployment before anything runs.
+    done = subprocess.run(
+        [clone / "deploy" / "appengine", "--image", IMAGE, "--version", "v1.2.3"],
+        env={**cloud.env, "PATH": f"{bin_dir}{os.pathsep}{STANDINS}{os.pathsep}/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    one_line_error(done, 2, "models/model.skops is missing")
     assert cloud.calls() == []
 
 
