@@ -155,7 +155,9 @@ def test_heroku_pushes_to_a_real_registry_and_releases_its_config_digest(
         manifest = json.load(answer)
     assert manifest["config"]["digest"] == local_id
 
-    (patch,) = [r for r in requests if r["method"] == "PATCH"]
+    (patch,) = [
+        r for r in requests if (r["method"], r["path"]) == ("PATCH", "/apps/demo/formation")
+    ]
     assert patch["path"] == "/apps/demo/formation"
     assert patch["headers"]["Accept"] == DOCKER_RELEASES
     assert patch["headers"]["Authorization"] == f"Bearer {KEY}"

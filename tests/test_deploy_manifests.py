@@ -1,8 +1,10 @@
 """The deploy manifests: Lightsail JSON against botocore's API model, app.yaml, .gcloudignore,
-requirements.txt (in step with uv.lock) and the Procfile."""
+requirements.txt (in step with uv.lock) and the Procfile; the platforms' id rules and the time
+the deploy scripts may take against the deploy job's timeout."""
 
 import json
 import os
+import re
 import runpy
 import shutil
 import subprocess
@@ -16,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 LIGHTSAIL = runpy.run_path(str(ROOT / "deploy" / "lightsail"))
 APPENGINE = runpy.run_path(str(ROOT / "deploy" / "appengine"))
+COMMON = LIGHTSAIL["common"]
 
 
 def lightsail_input_shape():
@@ -27,7 +30,7 @@ def rendered() -> dict:
     """The parameters deploy/lightsail sends, with a reference as push-container-image prints it."""
     return {
         "serviceName": "mlservice",
-        "containers": LIGHTSAIL["render_containers"](":mlservice.v1-2-3.7"),
+        "containers": LIGHTSAIL["render_containers"](":mlservice.v1-2-3.7", "nano"),
         "publicEndpoint": json.loads((ROOT / "public-endpoint.json").read_text()),
     }
 
@@ -95,6 +98,12 @@ def test_app_yaml_runs_gunicorn_on_port_with_https_only():
     assert app["handlers"]
     assert all(h["secure"] == "always" for h in app["handlers"])
     assert "service" not in app  # deploy/appengine's APPENGINE_SERVICE default
+
+
+def test_app_yaml_sets_two_workers_for_an_f1_instance():
+    app = yaml.safe_load((ROOT / "app.yaml").read_text())
+    assert app["instance_class"] == "F1"  # 384 MB
+    assert app["env_variables"]["WEB_CONCURRENCY"] == "2"
 
 
 def uploaded(paths: list[str], tmp_path: Path) -> set[str]:
@@ -185,7 +194,8 @@ def test_deploy_scripts_are_executable_python_and_share_one_module():
         script = ROOT / "deploy" / name
         assert os.access(script, os.X_OK)
         assert script.read_text().startswith("#!/usr/bin/env python3\n")
-    assert not os.access(ROOT / "deploy" / "common.py", os.X_OK)  # a module, not a target
+    for helper in ("common.py", "install_lightsailctl.py"):  # helpers, not targets
+        assert not os.access(ROOT / "deploy" / helper, os.X_OK)
 
 
 class Recorder:
@@ -200,7 +210,7 @@ class Recorder:
     def run_json(self, argv):
         return self.listed
 
-    def run(self, argv):
+    def run(self, argv, **options):
         self.ran.append(argv)
 
     def say(self, message):
@@ -222,3 +232,69 @@ def test_prune_never_deletes_a_version_that_serves_traffic():
     # Newest first: v5 v4 kept; v3 v2 deleted; v1 v0 still serve traffic.
     assert delete[:6] == ["gcloud", "app", "versions", "delete", "v3", "v2"]
     assert delete[6] == "--service"
+
+
+LABELS = [
+    "v1-2-3",
+    "main-1a2b3c4",
+    "v1-2-3-rc-1",
+    "a",
+    "v1",
+    "v1-2-3-",
+    "-v1",
+    "V1-2-3",
+    "v1.2.3",
+    "v" + "1" * 52,
+    "v" + "1" * 53,
+]
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_lightsail_label_rule_is_botocores(label):
+    shape = (
+        botocore.session.get_session().get_service_model("lightsail").shape_for("ContainerLabel")
+    )
+    pattern = shape.metadata["pattern"].removeprefix("^").removesuffix("$")
+    valid = bool(re.fullmatch(pattern, label)) and len(label) <= shape.metadata["max"]
+    assert bool(COMMON.LIGHTSAIL_LABEL.fullmatch(label)) == valid
+
+
+@pytest.mark.parametrize(
+    ("version", "suffix", "expected"),
+    [
+        ("v1.2.3", "4242-1", "v1-2-3-4242-1"),
+        ("v1.2.3-rc.1", "20261123t101500", "v1-2-3-rc-1-20261123t101500"),
+        ("main-1a2b3c4", "7-2", "main-1a2b3c4-7-2"),
+        ("v1.2.3-" + "x" * 52, "1-1", "v1-2-3-" + "x" * 52 + "-1-1"),  # 63 characters
+        ("v1.2.3-" + "x" * 53, "1-1", None),  # 64
+        ("v1.2.3", "", None),  # would end with a hyphen
+        ("ah-1a2b3c4", "1-1", None),  # reserved prefix
+    ],
+)
+def test_appengine_version_ids_follow_gclouds_rule(version, suffix, expected):
+    if expected is None:
+        with pytest.raises(COMMON.ConfigError, match="App Engine version id"):
+            COMMON.appengine_version(version, suffix)
+    else:
+        assert COMMON.appengine_version(version, suffix) == expected
+
+
+# Checkout, setup-python, credentials, the model download and `make env` before the deploy step.
+SETUP_MINUTES = 3
+
+
+def test_every_wait_and_rollback_fits_in_the_deploy_jobs_timeout():
+    pipeline = yaml.safe_load((ROOT / ".github" / "workflows" / "pipeline.yml").read_text())
+    budget = (pipeline["jobs"]["deploy"]["timeout-minutes"] - SETUP_MINUTES) * 60
+    for target, steps in COMMON.WORST_CASE.items():
+        worst = sum(steps.values())
+        assert worst <= budget, f"{target} may take {worst} s; the deploy job allows {budget} s"
+
+
+def test_pruning_takes_less_than_the_rollback_it_replaces():
+    lightsail = COMMON.WORST_CASE["lightsail"]
+    rollback = lightsail["rollback deployment"] + lightsail["wait until the rollback is ACTIVE"]
+    prune = (1 + LIGHTSAIL["DELETIONS_PER_DEPLOY"]) * COMMON.COMMAND_TIMEOUT
+    assert prune <= rollback
+    appengine = COMMON.WORST_CASE["appengine"]
+    assert "versions delete (prune)" in appengine  # App Engine prunes in one call, counted there

@@ -1,8 +1,14 @@
 """A stand-in for the Heroku Platform API (and, optionally, a token-auth registry) on 127.0.0.1.
 
-It keeps releases and dynos like Heroku does, records every request for the test to assert on,
-and answers 401/406/400 when the Authorization or Accept header or the body is wrong, so a script
-that sends the wrong thing fails as it would against api.heroku.com.
+It keeps releases, dynos, the formation and config vars like Heroku does, records every request
+for the test to assert on, and answers 401/406/400 when the Authorization or Accept header or the
+body is wrong, so a script that sends the wrong thing fails as it would against api.heroku.com.
+
+As in the Platform API reference, a new release is `pending` (its release phase runs) for
+`pending_looks` reads of GET /apps/APP/releases/ID, then `succeeded` (it becomes current) or
+`failed` (the previous release stays current). The web dynos of a new current release are
+`starting` for `starting_looks` reads of GET /apps/APP/dynos, then `up` or `crashed`. Changing
+config vars creates a release, as on Heroku.
 """
 
 import json
@@ -17,13 +23,34 @@ MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 class FakeHeroku:
-    def __init__(self, app: str, key: str, web_url: str, dynos: str = "up") -> None:
+    def __init__(
+        self,
+        app: str,
+        key: str,
+        web_url: str,
+        dynos: str = "up",
+        release: str = "succeeded",
+        size: str = "basic",
+        quantity: int = 1,
+        pending_looks: int = 2,
+        starting_looks: int = 2,
+        rollback: str = "succeeded",
+    ) -> None:
+        self.rollback_outcome = rollback
         self.app, self.key, self.web_url, self.dynos = app, key, web_url, dynos
+        self.outcome, self.pending_looks, self.starting_looks = (
+            release,
+            pending_looks,
+            starting_looks,
+        )
+        self.formation = [{"type": "web", "quantity": quantity, "size": size}] if size else []
+        self.config = {"LOG_LEVEL": "info"}
         self.requests: list[dict] = []
         self.releases = [
             {"id": str(uuid.uuid4()), "version": v, "status": "succeeded", "current": v == 7}
             for v in (6, 7)
         ]
+        self.dyno_looks = 0
         self.manifest: dict | None = None  # set to serve a registry at /v2/ (token auth)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -40,19 +67,35 @@ class FakeHeroku:
     def current(self) -> dict:
         return next(r for r in self.releases if r["current"])
 
-    def release(self, image: str, description: str) -> dict:
+    def release(self, image: str, description: str, outcome: str = "succeeded") -> dict:
         new = {
             "id": str(uuid.uuid4()),
             "version": self.releases[-1]["version"] + 1,
-            "status": "succeeded",
-            "current": True,
+            "status": "pending",
+            "current": False,
             "description": description,
             "image": image,
+            "outcome": outcome,
+            "looks": 0,
         }
-        for old in self.releases:
-            old["current"] = False
         self.releases.append(new)
         return new
+
+    def look(self, release: dict) -> None:
+        """One read of a pending release: its release phase ends after pending_looks reads."""
+        if release["status"] != "pending":
+            return
+        release["looks"] += 1
+        if release["looks"] >= self.pending_looks:
+            release["status"] = release["outcome"]
+            if release["status"] == "succeeded":
+                for old in self.releases:
+                    old["current"] = old is release
+                self.dyno_looks = 0
+
+    @staticmethod
+    def public(release: dict) -> dict:
+        return {k: v for k, v in release.items() if k not in ("outcome", "looks", "image")}
 
     def answer(self, method: str, path: str, headers, body) -> tuple[int, object]:
         if path.startswith("/v2/") or path.startswith("/token"):
@@ -68,7 +111,30 @@ class FakeHeroku:
         if (method, path) == ("GET", f"{app}/releases"):
             match = re.fullmatch(r"version \.\.; order=desc, max=(\d+)", headers.get("Range", ""))
             newest = sorted(self.releases, key=lambda r: -r["version"])
-            return 206, newest[: int(match.group(1))] if match else self.releases
+            listed = newest[: int(match.group(1))] if match else self.releases
+            return 206, [self.public(r) for r in listed]
+        if method == "GET" and path.startswith(f"{app}/releases/"):
+            wanted = path.rsplit("/", 1)[1]
+            found = next((r for r in self.releases if r["id"] == wanted), None)
+            if found is None:
+                return 404, {"id": "not_found", "message": "Couldn't find that release."}
+            self.look(found)
+            return 200, self.public(found)
+        if (method, path) == ("GET", f"{app}/formation"):
+            return 200, self.formation
+        if (method, path) == ("GET", f"{app}/config-vars"):
+            return 200, self.config
+        if (method, path) == ("PATCH", f"{app}/config-vars"):
+            if headers.get("Content-Type") != "application/json" or not isinstance(body, dict):
+                return 400, {"id": "invalid_params", "message": "a JSON object is required"}
+            self.config.update(body)
+            # A config change is a release too; with no new image and no release phase it
+            # succeeds at once.
+            changed = self.release(self.current().get("image", ""), "Set config vars")
+            changed["looks"] = self.pending_looks
+            changed["status"] = "pending"
+            self.look(changed)
+            return 200, self.config
         if (method, path) == ("PATCH", f"{app}/formation"):
             if accept != DOCKER_RELEASES or headers.get("Content-Type") != "application/json":
                 return 406, {"id": "not_acceptable", "message": "docker-releases variant needed"}
@@ -77,21 +143,33 @@ class FakeHeroku:
                 r"sha256:[0-9a-f]{64}", update["docker_image"]
             ):
                 return 400, {"id": "invalid_params", "message": "bad update"}
-            self.release(update["docker_image"], "Deployed web")
-            return 200, [{"type": "web", "quantity": 1, "size": "basic"}]
+            self.release(update["docker_image"], "Deployed web", self.outcome)
+            return 200, self.formation
         if (method, path) == ("GET", f"{app}/dynos"):
             now = self.current()
-            state = self.dynos if now["description"] == "Deployed web" else "up"
+            self.dyno_looks += 1
+            if self.dyno_looks <= self.starting_looks:
+                state = "starting"
+            else:
+                state = self.dynos if now.get("description") == "Deployed web" else "up"
+            quantity = self.formation[0]["quantity"] if self.formation else 1
             return 200, [
                 {
                     "type": "web",
+                    "name": f"web.{n}",
                     "state": state,
                     "release": {"id": now["id"], "version": now["version"]},
                 }
+                for n in range(1, quantity + 1)
             ]
         if (method, path) == ("POST", f"{app}/releases"):
-            target = next(r for r in self.releases if r["id"] == body["release"])
-            return 201, self.release(target.get("image", ""), f"Rollback to v{target['version']}")
+            target = next((r for r in self.releases if r["id"] == body["release"]), None)
+            if target is None:
+                return 404, {"id": "not_found", "message": "Couldn't find that release."}
+            made = self.release(
+                target.get("image", ""), f"Rollback to v{target['version']}", self.rollback_outcome
+            )
+            return 201, self.public(made)
         return 404, {"id": "not_found", "message": f"{method} {path}"}
 
     def registry(self, path: str, headers) -> tuple[int, object]:
