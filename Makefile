@@ -20,7 +20,7 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 
 # The help texts may name these variables; help shows their values.
-HELP_VARIABLES := PORT IMAGE
+HELP_VARIABLES := HOST PORT IMAGE
 
 .PHONY: help
 help: ## List the targets
