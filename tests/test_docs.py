@@ -145,10 +145,10 @@ def make_help(*args: str) -> str:
 def test_make_help_shows_the_values_of_variables_it_names():
     default = make_help()
     assert "$(" not in default
-    assert "on http://localhost:8000\n" in default
+    assert "on http://127.0.0.1:8000\n" in default
     assert "Build the container image mlservice:local " in default
-    custom = make_help("PORT=9123", "IMAGE=example/image:tag")
-    assert "on http://localhost:9123\n" in custom
+    custom = make_help("HOST=0.0.0.0", "PORT=9123", "IMAGE=example/image:tag")
+    assert "on http://0.0.0.0:9123\n" in custom
     assert "Build the container image example/image:tag " in custom
 
 
