@@ -442,7 +442,7 @@ def test_ci_ok_is_a_gate_that_fails_on_failure_or_cancellation():
 
 
 def test_release_records_the_image_digest_for_redeploys():
-    (step,) = JOBS["release"]["steps"]
+    step = JOBS["release"]["steps"][0]
     assert (
         'gh release create "$TAG" "$RUNNER_TEMP/image.json" --verify-tag --generate-notes'
         in (step["run"])
@@ -650,3 +650,71 @@ def test_zizmor_reports_nothing():
     proc = run_tool("zizmor", "--offline", "--format=plain", ".github")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "No findings" in proc.stdout
+
+
+# -- The model quality gate (docs/model.md) ---------------------------------------------------
+
+
+def model_gate_step():
+    (step,) = [
+        s for s in JOBS["test"]["steps"] if s.get("name") == "Model summary and quality gate"
+    ]
+    return step
+
+
+def gate_context(run, labels=(), accepted_tag=""):
+    ctx = context(*run)
+    github = ctx["github"]
+    github.ref_type = "tag" if github.ref.startswith("refs/tags/") else "branch"
+    # `labels.*.name` (an object filter) as the list of names it yields.
+    github.event.pull_request = ns(label_names=list(labels))
+    ctx["vars"] = ns(MODEL_TOLERANCE="", ACCEPT_MODEL_REGRESSION_TAG=accepted_tag)
+    return ctx
+
+
+def gate_value(expression, ctx):
+    return evaluate(str(expression).replace("labels.*.name", "label_names"), ctx)
+
+
+@pytest.mark.parametrize(
+    ("run", "gated"),
+    [(PULL_REQUEST, True), (TAG, True), (RC_TAG, True), (MAIN, False), (BRANCH, False)],
+)
+def test_the_model_gate_fails_pull_requests_and_tags_and_only_reports_on_branches(run, gated):
+    step = model_gate_step()
+    assert step["run"] == "scripts/model-summary models/model.json"
+    assert gate_value(step["continue-on-error"], gate_context(run)) is not gated
+
+
+@pytest.mark.parametrize(
+    ("run", "labels", "accepted_tag", "accepted"),
+    [
+        (PULL_REQUEST, ["accept-model-regression"], "", True),
+        (PULL_REQUEST, ["documentation"], "", False),
+        (PULL_REQUEST, [], "v1.2.3", False),  # the tag variable never accepts a pull request
+        (TAG, [], "v1.2.3", True),
+        (TAG, [], "v1.2.2", False),
+        (RC_TAG, [], "v1.2.3", False),
+        (MAIN, [], "", False),
+    ],
+)
+def test_a_model_regression_is_accepted_only_by_label_or_for_the_named_tag(
+    run, labels, accepted_tag, accepted
+):
+    ctx = gate_context(run, labels, accepted_tag)
+    assert gate_value(model_gate_step()["env"]["ACCEPT_MODEL_REGRESSION"], ctx) is accepted
+
+
+def test_labelling_a_pull_request_starts_a_run_the_label_reaches():
+    assert {"labeled", "unlabeled"} <= set(TRIGGERS["pull_request"]["types"])
+
+
+def test_the_release_carries_the_model_card_the_next_comparison_reads():
+    steps = JOBS["release"]["steps"]
+    (download,) = steps_using("release", "actions/download-artifact")
+    assert download["with"] == {"name": "model", "path": "models"}
+    (attach,) = [s for s in steps if "gh release upload" in s.get("run", "")]
+    assert steps.index(download) < steps.index(attach)
+    assert "models/model.json" in attach["run"].split()
+    # scripts/model-summary downloads exactly this asset name from the latest release.
+    assert "--pattern model.json" in (ROOT / "scripts" / "model-summary").read_text()
