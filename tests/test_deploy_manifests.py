@@ -87,11 +87,9 @@ def test_push_output_reference_is_parsed_from_the_documented_line():
     assert LIGHTSAIL["REFERENCE"].search(printed).group(1) == ":mlservice.v1-2-3.12"
 
 
-def test_app_yaml_runs_gunicorn_on_port_with_https_only():
+def test_app_yaml_scales_within_its_instance_class_with_https_only():
     app = yaml.safe_load((ROOT / "app.yaml").read_text())
     assert app["runtime"] == "python313"
-    assert app["entrypoint"].startswith("gunicorn -c gunicorn.conf.py")
-    assert "$PORT" in app["entrypoint"]
     assert app["instance_class"] in {"F1", "F2", "F4", "F4_1G"}
     scaling = app["automatic_scaling"]
     assert 0 <= scaling["min_instances"] <= scaling["max_instances"]
@@ -185,8 +183,34 @@ def test_requirements_install_the_project_and_its_server():
     assert any(line.startswith("gunicorn==") for line in lines)  # app.yaml's entrypoint
 
 
-def test_procfile_starts_gunicorn_with_the_shared_config():
-    assert (ROOT / "Procfile").read_text() == "web: gunicorn -c gunicorn.conf.py\n"
+def platform_start_commands():
+    procfile = (ROOT / "Procfile").read_text()
+    return {
+        "app.yaml": yaml.safe_load((ROOT / "app.yaml").read_text())["entrypoint"],
+        "Procfile": re.fullmatch(r"web: (.+)\n", procfile).group(1),
+    }
+
+
+@pytest.mark.parametrize("platform", ["app.yaml", "Procfile"])
+@pytest.mark.parametrize(
+    ("name", "value"), [("WEB_CONCURRENCY", "abc"), ("WEB_CONCURRENCY", "0"), ("PORT", "99999")]
+)
+def test_platform_start_commands_refuse_a_bad_setting_in_one_line(platform, name, value):
+    # gunicorn alone reads WEB_CONCURRENCY before any config and dies with a traceback.
+    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "PORT": "8080"}
+    proc = subprocess.run(
+        ["bash", "-c", platform_start_commands()[platform]],
+        cwd=ROOT,
+        env={**env, name: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("mlservice cannot start: ")
+    assert name in lines[0]
 
 
 def test_deploy_scripts_are_executable_python_and_share_one_module():
