@@ -50,14 +50,22 @@ def repeated(head: str, item: str, tail: str, limit: int, separator: str = ",") 
     return (head + separator.join([item] * count) + tail).encode()
 
 
-def bodies(limit: int) -> dict[str, tuple[str, bytes]]:
+def bodies(limit: int, max_rows: int) -> dict[str, tuple[str, bytes]]:
+    """Each shape as large as the body limit allows, and the largest valid batches."""
     row = json.dumps({name: 12.345678 for name in FEATURE_NAMES}, separators=(",", ":"))
     csv_row = ",".join(["12.345678"] * len(FEATURE_NAMES))
     depth = limit // 2 - 1
+    valid_json = '{"instances":[' + ",".join([row] * max_rows) + "]}"
+    valid_csv = ",".join(FEATURE_NAMES) + "\n" + "\n".join([csv_row] * max_rows) + "\n"
     return {
-        "JSON rows": ("application/json", repeated('{"instances":[', row, "]}", limit)),
+        f"JSON {max_rows} rows (valid)": ("application/json", valid_json.encode()),
+        f"CSV {max_rows} rows (valid)": ("text/csv", valid_csv.encode()),
+        "JSON rows, over the limit": (
+            "application/json",
+            repeated('{"instances":[', row, "]}", limit),
+        ),
         "JSON empty objects": ("application/json", repeated('{"instances":[', "{}", "]}", limit)),
-        "CSV rows": (
+        "CSV rows, over the limit": (
             "text/csv",
             repeated(",".join(FEATURE_NAMES) + "\n", csv_row, "\n", limit, "\n"),
         ),
@@ -116,13 +124,17 @@ def peak_while(pids: Callable[[], set[int]], work: list[threading.Thread]) -> in
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=BUDGET_MIB, help="peak PSS budget, MiB")
+    parser.add_argument("--only", default="", help="measure only shapes whose name has this text")
     args = parser.parse_args()
     env = {"LOG_LEVEL": "WARNING"}
-    limit = from_environ({**os.environ, **env})["MAX_CONTENT_LENGTH"]
+    settings = from_environ({**os.environ, **env})
+    limit, max_rows = settings["MAX_CONTENT_LENGTH"], settings["MAX_ROWS"]
     print(f"gunicorn, {WORKERS} workers, body limit {limit:,} bytes; a fresh server per row")
     print(f"{'':28} {'rest MiB':>9} {'peak MiB':>9}  statuses")
     worst = 0
-    for name, (media_type, body) in bodies(limit).items():
+    for name, (media_type, body) in bodies(limit, max_rows).items():
+        if args.only not in name:
+            continue
         # A fresh server per shape: memory a worker once took is not all given back, so a
         # shared server would carry one shape's peak into the next one's numbers.
         with gunicorn_server(env=env, workers=WORKERS) as server:

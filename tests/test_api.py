@@ -319,6 +319,21 @@ def test_unexpected_failure_is_a_json_500_without_details(client, row, monkeypat
     assert error["details"] is None
 
 
+def test_unexpected_failure_is_logged_with_its_traceback(client, row, monkeypatch, caplog):
+    from mlservice.model import Model
+
+    def explode(self, rows):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(Model, "predict_proba", explode)
+    with caplog.at_level("ERROR", logger="mlservice.errors"):
+        assert_json_error(post_json(client, row), 500, "http_error")
+    [record] = [r for r in caplog.records if r.name == "mlservice.errors"]
+    assert "POST /api/v1/predict" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
 def test_health_and_readiness(client, card):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").get_json() == {"status": "ready", "model_version": card["version"]}
