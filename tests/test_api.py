@@ -194,6 +194,43 @@ def test_body_over_the_size_limit(model_path, row):
     assert_json_error(response, 413, "payload_too_large")
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_chunked_body_over_the_size_limit_is_refused_not_cut_short(model_path, content_type):
+    # A chunked request has no Content-Length; gunicorn marks its stream as terminated.
+    from mlservice import create_app
+
+    small = create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": 1000})
+    body = b'{"instances": "' + b"x" * 5000 + b'"}'
+    response = small.test_client().post(
+        PREDICT,
+        input_stream=io.BytesIO(body),
+        content_type=content_type,
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_json_error(response, 413, "payload_too_large")
+
+
+def test_chunked_body_under_the_limit_is_read_whole(client, row):
+    response = client.post(
+        PREDICT,
+        input_stream=io.BytesIO(json.dumps(row).encode()),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_compressed_body_is_refused(client, row):
+    response = client.post(
+        PREDICT,
+        data=json.dumps(row),
+        content_type="application/json",
+        headers={"Content-Encoding": "gzip"},
+    )
+    error = assert_json_error(response, 415, "unsupported_content_encoding")
+    assert "gzip" in error["message"]
+
+
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
 def test_wrong_content_type(client, row, content_type):
     response = client.post(PREDICT, data=json.dumps(row), content_type=content_type)

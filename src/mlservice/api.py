@@ -5,6 +5,7 @@ import io
 
 import numpy as np
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
@@ -15,6 +16,13 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def _body_text() -> str:
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(
+            415,
+            "unsupported_content_encoding",
+            f"Content-Encoding {encoding} is not supported; send the body uncompressed.",
+        )
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise ApiError(
@@ -22,10 +30,16 @@ def _body_text() -> str:
             "unsupported_charset",
             f"The body's charset {charset} is not supported; send UTF-8.",
         )
-    # get_data raises 413 itself when the body is over MAX_CONTENT_LENGTH.
+    # get_data raises 413 itself when Content-Length is over MAX_CONTENT_LENGTH. A chunked body
+    # has none: Werkzeug then stops reading at the limit and returns what it has, so a body that
+    # reaches the limit is refused here rather than parsed cut short.
+    data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
     try:
         # utf-8-sig also accepts the byte-order mark that spreadsheet exports put first.
-        return request.get_data(cache=False).decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ApiError(
             400, "invalid_encoding", f"The body is not valid UTF-8 (byte {error.start})."

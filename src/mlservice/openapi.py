@@ -257,7 +257,8 @@ def openapi_document() -> dict:
             "400": _error("Body is not valid JSON or not UTF-8"),
             "413": _error("Body larger than the configured limit"),
             "415": _error(
-                "Content-Type is neither application/json nor text/csv, or its charset not UTF-8"
+                "Content-Type is neither application/json nor text/csv, its charset is not "
+                "UTF-8, or the body is compressed (Content-Encoding)"
             ),
             "422": _error("A value, row count, CSV row or CSV column is not acceptable"),
         },
