@@ -196,7 +196,7 @@ def test_body_over_the_size_limit(model_path, row):
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
 def test_chunked_body_over_the_size_limit_is_refused_not_cut_short(model_path, content_type):
-    # A chunked request has no Content-Length; gunicorn marks its stream as terminated.
+    # As gunicorn passes a chunked request: no length, the stream marked as terminated.
     from mlservice import create_app
 
     small = create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": 1000})
@@ -205,6 +205,7 @@ def test_chunked_body_over_the_size_limit_is_refused_not_cut_short(model_path, c
         PREDICT,
         input_stream=io.BytesIO(body),
         content_type=content_type,
+        headers={"Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert_json_error(response, 413, "payload_too_large")
@@ -215,6 +216,7 @@ def test_chunked_body_under_the_limit_is_read_whole(client, row):
         PREDICT,
         input_stream=io.BytesIO(json.dumps(row).encode()),
         content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
         environ_overrides={"wsgi.input_terminated": True},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
