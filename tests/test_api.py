@@ -474,6 +474,14 @@ def test_csv_line_count_is_checked_before_parsing(client, row):
     assert error["message"] == "51 data rows sent; the limit is 50 per request."
 
 
+def test_csv_rows_are_counted_while_parsing_too(client, row):
+    # Lines ended by a bare CR (old Mac exports) escape the count of line feeds.
+    text = csv_of([row] * 51).replace("\n", "\r")
+    error = assert_json_error(post_csv(client, text), 422, "too_many_rows")
+    assert error["message"] == "More than 50 data rows sent; the limit is 50 per request."
+    assert post_csv(client, csv_of([row] * 50).replace("\n", "\r")).status_code == 200
+
+
 def test_csv_bad_quoting_is_refused_with_its_line(client, row):
     values = [str(row[name]) for name in FEATURE_NAMES]
     values[2] = '"1"2'

@@ -82,7 +82,7 @@ def predict():
     if request.mimetype == "application/json":
         text = _body_text()
         try:
-            rows = rows_from_json(parse_json(text, max_rows), max_rows)
+            rows = rows_from_json(parse_json(text, max_rows))
         except InputError as error:
             raise _input_error(error) from None
         proba = model.predict_proba(rows)

@@ -79,8 +79,11 @@ def _errors_from(error: ValidationError, prefix: tuple = ()) -> list[dict]:
     ]
 
 
-def rows_from_json(payload: object, max_rows: int) -> np.ndarray:
-    """Validate one instance or {"instances": [...]}; return an (n, 6) array of features."""
+def rows_from_json(payload: object) -> np.ndarray:
+    """Validate one instance or {"instances": [...]}; return an (n, 6) array of features.
+
+    The row limit was applied by parse_json, before the objects were built.
+    """
     if isinstance(payload, Mapping) and "instances" in payload:
         extra = sorted(set(payload) - {"instances"})
         if extra:
@@ -90,11 +93,6 @@ def rows_from_json(payload: object, max_rows: int) -> np.ndarray:
             raise InputError("instances must be a list of objects.")
         if not instances:
             raise InputError("instances is empty; send at least one row.", code="empty_batch")
-        if len(instances) > max_rows:
-            raise InputError(
-                f"{len(instances)} rows sent; the limit is {max_rows} per request.",
-                code="too_many_rows",
-            )
         try:
             valid = _instances.validate_python(instances)
         except ValidationError as error:
