@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import math
+import sys
 from collections import Counter
 from collections.abc import Mapping
 
@@ -139,9 +140,15 @@ def parse_json(text: str, max_rows: int) -> object:
         )
     try:
         return json.loads(text, object_pairs_hook=_object_without_duplicates)
-    except ValueError as error:  # JSONDecodeError, or an integer literal over 4300 digits
+    except json.JSONDecodeError as error:
         raise InputError(
             f"The body is not valid JSON: {error}.", code="invalid_json", status=400
+        ) from None
+    except ValueError:  # Python's guard against quadratic-time conversion of huge integers
+        raise InputError(
+            f"The body holds an integer of more than {sys.get_int_max_str_digits()} digits.",
+            code="invalid_json",
+            status=400,
         ) from None
     except RecursionError:
         raise InputError(
