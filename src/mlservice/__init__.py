@@ -6,18 +6,7 @@ from flask import Flask
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app; raise ConfigError or ModelError rather than start half-alive."""
     # Imported here so that `mlservice smoke` loads neither Flask's app nor scikit-learn.
-    from mlservice import (
-        answers,
-        answers_web,
-        api,
-        config,
-        errors,
-        health,
-        model,
-        openapi,
-        security,
-        web,
-    )
+    from mlservice import answers, answers_web, api, config, errors, health, model, security, web
 
     app = Flask(__name__)
     app.config.from_mapping(config.from_environ())
@@ -27,7 +16,6 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     model.init_app(app)
     answers.init_app(app)
-    openapi.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(health.bp)
