@@ -83,8 +83,13 @@ test: lint $(MODEL) ## Every check: lint, then the tests with branch coverage >=
 	$(BIN)/pytest --cov --cov-report=term --cov-report=xml
 
 .PHONY: bench
-bench: $(MODEL) ## Throughput and latency numbers with wrk (see docs/performance.md)
+bench: $(MODEL) ## Throughput and latency with wrk, then make memory (see docs/performance.md)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/memory.py
+
+.PHONY: memory
+memory: $(MODEL) ## Server PSS at rest and while 2 workers parse maximal bodies (docs/performance.md)
+	$(BIN)/python scripts/memory.py
 
 # make test fuzzes with 500 examples per API operation; this runs many more.
 FUZZ_EXAMPLES ?= 10000

@@ -104,8 +104,21 @@ def test_malformed_json(client):
     assert "line 1" in error["message"]
 
 
-def test_deeply_nested_json_is_a_client_error(client):
-    assert_json_error(post_json(client, "[" * 100_000 + "]" * 100_000), 400, "invalid_json")
+def test_deeply_nested_json_is_a_client_error(model_path):
+    from mlservice import create_app
+
+    roomy = create_app({"MODEL_PATH": str(model_path), "MAX_ROWS": 100_000})
+    body = "[" * 50_000 + "]" * 50_000
+    error = assert_json_error(post_json(roomy.test_client(), body), 400, "invalid_json")
+    assert "nested too deeply" in error["message"]
+
+
+def test_more_objects_than_rows_are_refused_before_parsing(client):
+    error = assert_json_error(
+        post_json(client, "[" * 100_000 + "]" * 100_000), 422, "too_many_rows"
+    )
+    assert "100000 objects and arrays" in error["message"]
+    assert "limit is 50 rows" in error["message"]
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"text"', "42", "null"])
@@ -130,12 +143,94 @@ def test_too_many_rows(client, row):
     assert "limit is 50" in error["message"]
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"instances": [{}' + ",{}" * 60 + "]}",
+        '{"instances": [[]' + ",[]" * 60 + "]}",
+        '{"instances": [1' + ",1" * 400 + "]}",
+    ],
+    ids=["empty objects", "empty arrays", "flat numbers"],
+)
+def test_bodies_with_more_values_than_max_rows_hold_are_refused(client, body):
+    error = assert_json_error(post_json(client, body), 422, "too_many_rows")
+    assert "limit is 50 rows" in error["message"]
+
+
+def test_integer_literal_over_python_digit_limit_is_a_client_error(client, row):
+    # json.loads raises ValueError (not JSONDecodeError) for integers over 4300 digits.
+    text = json.dumps(row).replace(str(row["radius_mean"]), "1" * 5000, 1)
+    error = assert_json_error(post_json(client, text), 400, "invalid_json")
+    assert "4300 digits" in error["message"]
+
+
+def test_duplicate_keys_are_refused_not_last_one_wins(client, row):
+    text = json.dumps(row)[:-1] + ', "radius_mean": 1}'
+    error = assert_json_error(post_json(client, text), 422, "invalid_input")
+    assert "'radius_mean' appears more than once" in error["message"]
+
+
+@pytest.mark.parametrize("text", ['{"\\ud800": 1}', '{"radius_mean": "\\udfff"}'])
+def test_lone_surrogates_are_refused_as_input(client, text):
+    response = post_json(client, text)
+    assert_json_error(response, 422, "invalid_input")
+
+
+def test_charset_other_than_utf8_is_refused(client, row):
+    response = client.post(
+        PREDICT, data=json.dumps(row), content_type="application/json; charset=latin-1"
+    )
+    error = assert_json_error(response, 415, "unsupported_charset")
+    assert "latin-1" in error["message"]
+    ok = client.post(PREDICT, data=json.dumps(row), content_type="application/json; charset=UTF-8")
+    assert ok.status_code == 200
+
+
 def test_body_over_the_size_limit(model_path, row):
     from mlservice import create_app
 
     small = create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": 1000})
     response = post_json(small.test_client(), {"instances": [row] * 20})
     assert_json_error(response, 413, "payload_too_large")
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_chunked_body_over_the_size_limit_is_refused_not_cut_short(model_path, content_type):
+    # As gunicorn passes a chunked request: no length, the stream marked as terminated.
+    from mlservice import create_app
+
+    small = create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": 1000})
+    body = b'{"instances": "' + b"x" * 5000 + b'"}'
+    response = small.test_client().post(
+        PREDICT,
+        input_stream=io.BytesIO(body),
+        content_type=content_type,
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert_json_error(response, 413, "payload_too_large")
+
+
+def test_chunked_body_under_the_limit_is_read_whole(client, row):
+    response = client.post(
+        PREDICT,
+        input_stream=io.BytesIO(json.dumps(row).encode()),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_compressed_body_is_refused(client, row):
+    response = client.post(
+        PREDICT,
+        data=json.dumps(row),
+        content_type="application/json",
+        headers={"Content-Encoding": "gzip"},
+    )
+    error = assert_json_error(response, 415, "unsupported_content_encoding")
+    assert "gzip" in error["message"]
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
@@ -212,9 +307,10 @@ def test_csv_bad_cell_names_row_and_column(client, card, cell, reason):
     values[FEATURE_NAMES.index("smoothness_mean")] = cell
     lines[2] = ",".join(values)
     error = assert_json_error(post_csv(client, "\n".join(lines) + "\n"), 422, "invalid_input")
-    assert error["message"].startswith("row 2, column smoothness_mean: ")
+    assert error["message"].startswith("line 3 (data row 2), column smoothness_mean: ")
     assert reason in error["message"]
     assert error["details"][0]["row"] == 2
+    assert error["details"][0]["line"] == 3
 
 
 @pytest.mark.parametrize(
@@ -262,6 +358,21 @@ def test_unexpected_failure_is_a_json_500_without_details(client, row, monkeypat
     assert error["details"] is None
 
 
+def test_unexpected_failure_is_logged_with_its_traceback(client, row, monkeypatch, caplog):
+    from mlservice.model import Model
+
+    def explode(self, rows):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(Model, "predict_proba", explode)
+    with caplog.at_level("ERROR", logger="mlservice.errors"):
+        assert_json_error(post_json(client, row), 500, "http_error")
+    [record] = [r for r in caplog.records if r.name == "mlservice.errors"]
+    assert "POST /api/v1/predict" in record.getMessage()
+    assert record.exc_info is not None
+    assert isinstance(record.exc_info[1], RuntimeError)
+
+
 def test_health_and_readiness(client, card):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").get_json() == {"status": "ready", "model_version": card["version"]}
@@ -277,7 +388,109 @@ def test_csv_cells_may_have_spaces_and_exponents(client, row):
     assert math.isclose(scored.loc[0, "radius_mean"], row["radius_mean"], rel_tol=1e-6)
 
 
-def test_csv_short_row_names_the_empty_cell(client, row):
+def test_csv_short_row_is_refused_naming_its_line(client, row):
     text = csv_of([row, row]).rstrip("\n").rsplit(",", 1)[0] + "\n"
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
-    assert error["message"] == "row 2, column symmetry_se: the cell is empty."
+    assert error["message"] == "Line 3 (data row 2) has 5 field(s); the header (line 1) has 6."
+
+
+def test_csv_row_with_an_extra_field_is_refused_not_shifted(client, row):
+    # pandas would take the first value as an index and shift every feature by one column.
+    lines = csv_of([row, row, row]).splitlines()
+    lines[2] = "7," + lines[2]
+    error = assert_json_error(post_csv(client, "\n".join(lines)), 422, "invalid_input")
+    assert error["message"] == "Line 3 (data row 2) has 7 field(s); the header (line 1) has 6."
+    assert error["details"] == [{"line": 3, "row": 2, "message": "wrong number of fields"}]
+
+
+def test_csv_line_numbers_count_quoted_line_breaks(client, row):
+    header = ",".join(f'"{name}"' for name in FEATURE_NAMES)
+    values = [str(row[name]) for name in FEATURE_NAMES]
+    quoted_break = ",".join(['"1\n"', *values[1:]])
+    text = "\n".join([header, ",".join(values), quoted_break, ",".join(values[:-1])]) + "\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    assert error["message"].startswith("Line 5 (data row 3) has 5 field(s)")
+
+
+@pytest.mark.parametrize(
+    ("header", "needle"),
+    [
+        (["", *FEATURE_NAMES], "column 1 has no name"),
+        ([*FEATURE_NAMES[:3], " ", *FEATURE_NAMES[3:]], "column 4 has no name"),
+        ([*FEATURE_NAMES, FEATURE_NAMES[0]], f"names column(s) {FEATURE_NAMES[0]} more than once"),
+        (
+            [*FEATURE_NAMES[:-1], f" {FEATURE_NAMES[0]} "],
+            f"names column(s) {FEATURE_NAMES[0]} more than once",
+        ),
+    ],
+    ids=["index column", "blank name", "duplicate", "duplicate with spaces"],
+)
+def test_csv_header_must_name_each_column_once(client, row, header, needle):
+    values = ["0", *[str(row[name]) for name in FEATURE_NAMES]][-len(header) :]
+    text = ",".join(header) + "\n" + ",".join(values) + "\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    assert needle in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "needle"),
+    [
+        ('"1,000"', "'1,000' is not a number (write decimals with a point"),
+        ('"0,5"', "'0,5' is not a number (write decimals with a point"),
+        ("1_000", "'1_000' is not a number"),
+        ("1 000", "'1 000' is not a number"),
+        ("0x10", "'0x10' is not a number"),
+        ("nan", "'nan' is not a finite number"),
+    ],
+)
+def test_csv_cells_a_spreadsheet_reads_as_text_are_refused(client, row, cell, needle):
+    values = [str(row[name]) for name in FEATURE_NAMES]
+    values[0] = cell
+    text = ",".join(FEATURE_NAMES) + "\n" + ",".join(values) + "\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    prefix = f"line 2 (data row 1), column {FEATURE_NAMES[0]}: "
+    assert error["message"].startswith(prefix + needle)
+    assert error["details"][0]["field"] == FEATURE_NAMES[0]
+
+
+def test_csv_blank_line_inside_the_table_is_refused(client, row):
+    lines = csv_of([row, row]).splitlines()
+    text = "\n".join([lines[0], lines[1], "", lines[2]]) + "\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    assert error["message"] == "Line 3 (data row 2) has 0 field(s); the header (line 1) has 6."
+
+
+def test_csv_trailing_blank_lines_and_crlf_are_read_as_a_spreadsheet_would(client, row):
+    text = csv_of([row, row]).replace("\n", "\r\n") + "\r\n\r\n"
+    response = post_csv(client, text)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_data(as_text=True).count("\n") == 3
+
+
+def test_csv_line_count_is_checked_before_parsing(client, row):
+    # 51 data lines, the last one malformed: the row limit is named, not the bad line.
+    text = csv_of([row] * 50) + '1,2,"unterminated\n'
+    error = assert_json_error(post_csv(client, text), 422, "too_many_rows")
+    assert error["message"] == "51 data rows sent; the limit is 50 per request."
+
+
+def test_csv_rows_are_counted_while_parsing_too(client, row):
+    # Lines ended by a bare CR (old Mac exports) escape the count of line feeds.
+    text = csv_of([row] * 51).replace("\n", "\r")
+    error = assert_json_error(post_csv(client, text), 422, "too_many_rows")
+    assert error["message"] == "More than 50 data rows sent; the limit is 50 per request."
+    assert post_csv(client, csv_of([row] * 50).replace("\n", "\r")).status_code == 200
+
+
+def test_csv_bad_quoting_is_refused_with_its_line(client, row):
+    values = [str(row[name]) for name in FEATURE_NAMES]
+    values[2] = '"1"2'
+    text = ",".join(FEATURE_NAMES) + "\n" + ",".join(values) + "\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    assert error["message"].startswith("The CSV could not be parsed at line 2: ")
+
+
+def test_csv_giant_field_is_a_client_error(client):
+    text = ",".join(FEATURE_NAMES) + "\n" + "1" * 200_000 + ",1,1,1,1,1\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    assert "field larger than field limit" in error["message"]

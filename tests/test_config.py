@@ -16,7 +16,7 @@ def test_defaults():
         **{k: v for k, v in settings.items() if k not in {"MODEL_PATH", "MAX_ROWS", "LOG_LEVEL"}},
         "MODEL_PATH": "models/model.skops",
         "MAX_ROWS": 10000,
-        "MAX_CONTENT_LENGTH": 4 * 1024 * 1024,
+        "MAX_CONTENT_LENGTH": 10_000 * 320,
         "LOG_LEVEL": "INFO",
     }
 

@@ -67,3 +67,30 @@ def test_read_only_answers_match_the_document(client, document, path):
     response = client.get(path)
     assert response.status_code == 200
     validate(document, path, "get", response)
+
+
+def test_the_document_needs_no_installed_distribution(model_path, monkeypatch):
+    """A source checkout without `pip install` has no metadata; the document is built anyway."""
+    import importlib.metadata
+
+    from mlservice import create_app
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr("mlservice.openapi.version", not_installed)
+    app = create_app({"MODEL_PATH": str(model_path)})
+    response = app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.get_json()["info"]["version"] == "unknown"
+
+
+def test_the_document_is_built_once_at_start_up(app, monkeypatch):
+    before = app.test_client().get("/api/v1/openapi.json").get_json()
+
+    def must_not_be_called(*args):
+        raise AssertionError("the document was rebuilt for a request")
+
+    monkeypatch.setattr("mlservice.openapi.openapi_document", must_not_be_called)
+    monkeypatch.setattr("mlservice.openapi.version", must_not_be_called)
+    assert app.test_client().get("/api/v1/openapi.json").get_json() == before

@@ -2,26 +2,51 @@
 
 import csv
 import io
-import json
 
 import numpy as np
-import pandas as pd
 from flask import Blueprint, Response, current_app, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
 from mlservice.model import current_model
-from mlservice.openapi import openapi_document
-from mlservice.validation import InputError, frame_from_csv, rows_from_json
+from mlservice.openapi import init_app as build_openapi_document
+from mlservice.validation import InputError, parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
+@bp.record_once
+def _build_openapi_document(state) -> None:
+    # At registration, after create_app has loaded the model and the answers table.
+    build_openapi_document(state.app)
+
+
 def _body_text() -> str:
-    # get_data raises 413 itself when the body is over MAX_CONTENT_LENGTH.
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding != "identity":
+        raise ApiError(
+            415,
+            "unsupported_content_encoding",
+            f"Content-Encoding {encoding} is not supported; send the body uncompressed.",
+        )
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        raise ApiError(
+            415,
+            "unsupported_charset",
+            f"The body's charset {charset} is not supported; send UTF-8.",
+        )
+    # get_data raises 413 itself when Content-Length is over MAX_CONTENT_LENGTH. A chunked body
+    # has none: Werkzeug then stops reading at the limit and returns what it has, so a body that
+    # reaches the limit is refused here rather than parsed cut short.
+    data = request.get_data(cache=False)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    if request.content_length is None and limit is not None and len(data) >= limit:
+        raise RequestEntityTooLarge()
     try:
         # utf-8-sig also accepts the byte-order mark that spreadsheet exports put first.
-        return request.get_data(cache=False).decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ApiError(
             400, "invalid_encoding", f"The body is not valid UTF-8 (byte {error.start})."
@@ -29,7 +54,7 @@ def _body_text() -> str:
 
 
 def _input_error(error: InputError) -> ApiError:
-    return ApiError(422, error.code, error.message, error.errors or None)
+    return ApiError(error.status, error.code, error.message, error.errors or None)
 
 
 def _predictions(proba: np.ndarray) -> list[dict]:
@@ -42,19 +67,18 @@ def _predictions(proba: np.ndarray) -> list[dict]:
     ]
 
 
-def _scored_csv(table: pd.DataFrame, proba: np.ndarray) -> str:
-    """The table as sent with the prediction columns appended.
-
-    The csv module writes rows several times faster than DataFrame.to_csv formats floats.
-    """
+def _scored_csv(header: list[str], rows: list[list[str]], proba: np.ndarray) -> str:
+    """The table as sent, cell for cell, with the prediction columns appended."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*table.columns, "label", "probability_benign", "probability_malignant"])
+    writer.writerow([*header, "label", "probability_benign", "probability_malignant"])
     labels = np.take(LABELS, proba.argmax(axis=1)).tolist()
     benign = proba[:, LABELS.index("benign")].tolist()
     malignant = proba[:, LABELS.index("malignant")].tolist()
-    columns = (table[column].tolist() for column in table.columns)
-    writer.writerows(zip(*columns, labels, benign, malignant, strict=True))
+    writer.writerows(
+        [*cells, label, b, m]
+        for cells, label, b, m in zip(rows, labels, benign, malignant, strict=True)
+    )
     return out.getvalue()
 
 
@@ -65,13 +89,7 @@ def predict():
     if request.mimetype == "application/json":
         text = _body_text()
         try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ApiError(400, "invalid_json", f"The body is not valid JSON: {error}.") from None
-        except RecursionError:
-            raise ApiError(400, "invalid_json", "The body is nested too deeply.") from None
-        try:
-            rows = rows_from_json(payload, max_rows)
+            rows = rows_from_json(parse_json(text, max_rows))
         except InputError as error:
             raise _input_error(error) from None
         proba = model.predict_proba(rows)
@@ -79,12 +97,12 @@ def predict():
 
     if request.mimetype == "text/csv":
         try:
-            table, rows = frame_from_csv(_body_text(), max_rows)
+            header, cells, rows = table_from_csv(_body_text(), max_rows)
         except InputError as error:
             raise _input_error(error) from None
         proba = model.predict_proba(rows)
         return Response(
-            _scored_csv(table, proba),
+            _scored_csv(header, cells, proba),
             mimetype="text/csv",
             headers={"X-Model-Version": model.version},
         )
@@ -104,4 +122,5 @@ def model_card():
 
 @bp.get("/openapi.json")
 def openapi():
-    return openapi_document()
+    # Built once, when the blueprint was registered.
+    return current_app.extensions["openapi"]

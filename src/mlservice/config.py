@@ -19,7 +19,11 @@ DEFAULTS = {
     "MODEL_PATH": "models/model.skops",  # the model card sits next to it as model.json
     "ANSWERS_PATH": "data/sample_answers.csv",  # the ranked-answers example's table
     "MAX_ROWS": "10000",  # rows accepted in one prediction request (JSON or CSV)
-    "MAX_BODY_BYTES": str(4 * 1024 * 1024),  # larger request bodies are refused with 413
+    # Larger bodies are refused with 413. What MAX_ROWS rows need: a JSON row pretty-printed with
+    # indent=2 and CRLF is at most 308 bytes (six lines of 6 spaces, the quoted name, ": ", a
+    # value of at most 24 characters, "," and CRLF: 216 bytes plus the names' 72; its braces' two
+    # lines 15 more), so 320 bytes a row; a CSV row is about half that.
+    "MAX_BODY_BYTES": str(10_000 * 320),
     "LOG_LEVEL": "INFO",
     # gunicorn (gunicorn.conf.py); WEB_CONCURRENCY's default is default_workers().
     # Containers and platforms (Procfile, app.yaml) must listen on every interface; `make run`

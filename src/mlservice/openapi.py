@@ -4,9 +4,9 @@ Schemas for the inputs come from the validation models, so the document and the 
 cannot drift apart; tests/test_openapi.py checks responses against it.
 """
 
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
-from flask import current_app
+from flask import Flask, current_app
 
 from mlservice.answers import ALLOWED_K, DEFAULT_K, DEFAULT_WEIGHT, current_answers
 from mlservice.features import LABELS
@@ -213,6 +213,20 @@ def _get(summary: str, schema_ref: str) -> dict:
     }
 
 
+def _version() -> str:
+    # A source checkout run without `pip install` has no distribution metadata.
+    try:
+        return version("mlservice")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def init_app(app: Flask) -> None:
+    """Build the document once, after the answers table is loaded; the route serves this copy."""
+    with app.app_context():
+        app.extensions["openapi"] = openapi_document()
+
+
 def openapi_document() -> dict:
     max_rows = current_app.config["MAX_ROWS"]
     predict = {
@@ -242,15 +256,18 @@ def openapi_document() -> dict:
             },
             "400": _error("Body is not valid JSON or not UTF-8"),
             "413": _error("Body larger than the configured limit"),
-            "415": _error("Content-Type is neither application/json nor text/csv"),
-            "422": _error("A value, row count or CSV column is not acceptable"),
+            "415": _error(
+                "Content-Type is neither application/json nor text/csv, its charset is not "
+                "UTF-8, or the body is compressed (Content-Encoding)"
+            ),
+            "422": _error("A value, row count, CSV row or CSV column is not acceptable"),
         },
     }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "mlservice",
-            "version": version("mlservice"),
+            "version": _version(),
             "description": "Breast-cancer classifier served by the mlservice template.",
         },
         "paths": {

@@ -4,11 +4,15 @@ Every feature is a number from 0 to MAX_VALUE. Failures raise InputError with on
 bad value, each naming its field (and row, for batches).
 """
 
+import csv
 import io
+import json
+import math
+import sys
+from collections import Counter
 from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
 
 from mlservice.features import FEATURE_NAMES, FEATURES
@@ -17,14 +21,22 @@ from mlservice.features import FEATURE_NAMES, FEATURES
 MAX_REPORTED_ERRORS = 20
 # Far beyond any real measurement; larger values overflow the model's scaling to inf and NaN.
 MAX_VALUE = 1e9
+FEATURE_COUNT = len(FEATURE_NAMES)
 
 
 class InputError(Exception):
-    def __init__(self, message: str, errors: list[dict] | None = None, code: str = "invalid_input"):
+    def __init__(
+        self,
+        message: str,
+        errors: list[dict] | None = None,
+        code: str = "invalid_input",
+        status: int = 422,
+    ):
         super().__init__(message)
         self.message = message
         self.errors = errors or []
         self.code = code
+        self.status = status
 
 
 # One instance: exactly the six features, numbers only (strict: no "1", true or null).
@@ -46,14 +58,13 @@ Instance = create_model(
 )
 _instances = TypeAdapter(list[Instance])
 
-# Shorter words for the page than pydantic's, keyed by pydantic's error type.
+# The page's words for each kind of NumberError.
 FORM_MESSAGES = {
-    "missing": "Enter a number.",
-    "float_parsing": "Enter a number.",
-    "float_type": "Enter a number.",
-    "finite_number": "Enter a finite number.",
-    "greater_than_equal": "Must be 0 or more.",
-    "less_than_equal": f"Must be at most {MAX_VALUE:,.0f}.",
+    "empty": "Enter a number.",
+    "not_a_number": "Enter a number.",
+    "not_finite": "Enter a finite number.",
+    "negative": "Must be 0 or more.",
+    "too_large": f"Must be at most {MAX_VALUE:,.0f}.",
 }
 
 
@@ -69,8 +80,11 @@ def _errors_from(error: ValidationError, prefix: tuple = ()) -> list[dict]:
     ]
 
 
-def rows_from_json(payload: object, max_rows: int) -> np.ndarray:
-    """Validate one instance or {"instances": [...]}; return an (n, 6) array of features."""
+def rows_from_json(payload: object) -> np.ndarray:
+    """Validate one instance or {"instances": [...]}; return an (n, 6) array of features.
+
+    The row limit was applied by parse_json, before the objects were built.
+    """
     if isinstance(payload, Mapping) and "instances" in payload:
         extra = sorted(set(payload) - {"instances"})
         if extra:
@@ -80,11 +94,6 @@ def rows_from_json(payload: object, max_rows: int) -> np.ndarray:
             raise InputError("instances must be a list of objects.")
         if not instances:
             raise InputError("instances is empty; send at least one row.", code="empty_batch")
-        if len(instances) > max_rows:
-            raise InputError(
-                f"{len(instances)} rows sent; the limit is {max_rows} per request.",
-                code="too_many_rows",
-            )
         try:
             valid = _instances.validate_python(instances)
         except ValidationError as error:
@@ -107,20 +116,146 @@ def _summary(errors: list[dict]) -> str:
     return f"{first['field']}: {first['message']}{more}."
 
 
-def _read_csv(text: str, **options) -> pd.DataFrame:
+def parse_json(text: str, max_rows: int) -> object:
+    """Parse a JSON body, refusing one that holds more than max_rows rows' worth of values.
+
+    The counts come before json.loads, so a body of a million empty objects or arrays is refused
+    without building them: a batch of max_rows rows has max_rows + 2 objects and arrays and fewer
+    than FEATURE_COUNT commas per row (braces or commas inside strings only ever overcount, and
+    no valid body has them).
+    """
+    containers = text.count("{") + text.count("[")
+    if containers > max_rows + 2:
+        raise InputError(
+            f"The body holds {containers} objects and arrays, more than a batch of {max_rows} "
+            f"rows has; the limit is {max_rows} rows per request.",
+            code="too_many_rows",
+        )
+    commas = text.count(",")
+    if commas > FEATURE_COUNT * max_rows:
+        raise InputError(
+            f"The body holds {commas + 1} values or more, more than a batch of {max_rows} rows "
+            f"has; the limit is {max_rows} rows per request.",
+            code="too_many_rows",
+        )
     try:
-        table = pd.read_csv(io.StringIO(text), **options)
-    except pd.errors.EmptyDataError:
-        raise InputError("The CSV body is empty; send a header row and data rows.") from None
-    except pd.errors.ParserError as error:
-        raise InputError(f"The CSV could not be parsed: {str(error).strip()}") from None
-    table.columns = [str(column).strip() for column in table.columns]
-    return table
+        return json.loads(text, object_pairs_hook=_object_without_duplicates)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"The body is not valid JSON: {error}.", code="invalid_json", status=400
+        ) from None
+    except ValueError:  # Python's guard against quadratic-time conversion of huge integers
+        raise InputError(
+            f"The body holds an integer of more than {sys.get_int_max_str_digits()} digits.",
+            code="invalid_json",
+            status=400,
+        ) from None
+    except RecursionError:
+        raise InputError(
+            "The body is nested too deeply.", code="invalid_json", status=400
+        ) from None
 
 
-def _check_shape(table: pd.DataFrame, max_rows: int) -> None:
-    missing = [name for name in FEATURE_NAMES if name not in table.columns]
-    unknown = [column for column in table.columns if column not in FEATURE_NAMES]
+def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    # json.loads would keep the last of two equal keys; which value was meant is unknowable.
+    result = dict(pairs)
+    if len(result) < len(pairs):
+        seen = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise InputError(f"The field {twice!r} appears more than once in one object.")
+    return result
+
+
+class NumberError(ValueError):
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def to_number(text: str) -> float:
+    """Read a CSV cell or form field by the JSON rule: a finite number from 0 to MAX_VALUE.
+
+    Python's float() syntax ("1e3", ".5", "+5.", surrounding spaces), but no underscores: a
+    spreadsheet reads "1_000" as text, and so does this.
+    """
+    cell = text.strip()
+    if not cell:
+        raise NumberError("empty", "the cell is empty")
+    try:
+        if "_" in cell:
+            raise ValueError
+        number = float(cell)
+    except ValueError:
+        hint = " (write decimals with a point, without thousands separators)" if "," in cell else ""
+        raise NumberError("not_a_number", f"{cell!r} is not a number{hint}") from None
+    if not math.isfinite(number):
+        raise NumberError("not_finite", f"{cell!r} is not a finite number")
+    if number < 0:
+        raise NumberError("negative", f"{cell} is negative; values must be 0 or more")
+    if number > MAX_VALUE:
+        raise NumberError("too_large", f"{cell} is larger than {MAX_VALUE:,.0f}")
+    return number
+
+
+def table_from_csv(text: str, max_rows: int) -> tuple[list[str], list[list[str]], np.ndarray]:
+    """Parse a CSV batch; return its header and rows as sent and the (n, 6) feature array.
+
+    Read as a spreadsheet would: the csv module splits fields (quotes, CRLF), every row must
+    have exactly the header's fields, and blank lines at the end are ignored. Line numbers in
+    messages count the header as line 1.
+    """
+    text = text.rstrip("\r\n")
+    if not text:
+        raise InputError("The CSV body is empty; send a header row and data rows.")
+    # Counted before parsing, so an oversized table is refused without building its rows.
+    lines = text.count("\n")
+    if lines > max_rows:
+        raise InputError(
+            f"{lines} data rows sent; the limit is {max_rows} per request.", code="too_many_rows"
+        )
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader)
+        columns = _feature_columns(header)
+        rows = []
+        for cells in reader:
+            row = len(rows) + 1
+            if len(cells) != len(header):
+                raise InputError(
+                    f"Line {reader.line_num} (data row {row}) has {len(cells)} field(s); "
+                    f"the header (line 1) has {len(header)}.",
+                    [{"line": reader.line_num, "row": row, "message": "wrong number of fields"}],
+                )
+            if row > max_rows:
+                raise InputError(
+                    f"More than {max_rows} data rows sent; the limit is {max_rows} per request.",
+                    code="too_many_rows",
+                )
+            rows.append(cells)
+    except csv.Error as error:
+        raise InputError(
+            f"The CSV could not be parsed at line {reader.line_num}: {error}."
+        ) from None
+    if not rows:
+        raise InputError("The CSV has a header but no rows.", code="empty_batch")
+    underscores = text.find("_", text.find("\n")) != -1  # in any row below the header
+    return header, rows, _numbers(rows, columns, underscores)
+
+
+def _feature_columns(header: list[str]) -> list[int]:
+    """The position of each feature in the header, or InputError naming what is wrong."""
+    names = [name.strip() for name in header]
+    for position, name in enumerate(names, start=1):
+        if not name:
+            raise InputError(
+                f"The CSV header's column {position} has no name; every column needs one "
+                "(an unnamed first column is usually an exported row index: leave it out)."
+            )
+    twice = sorted(name for name, count in Counter(names).items() if count > 1)
+    if twice:
+        raise InputError(f"The CSV header names column(s) {', '.join(twice)} more than once.")
+    missing = [name for name in FEATURE_NAMES if name not in names]
+    unknown = [name for name in names if name not in FEATURE_NAMES]
     if missing or unknown:
         problems = []
         if missing:
@@ -131,81 +266,58 @@ def _check_shape(table: pd.DataFrame, max_rows: int) -> None:
             {"field": c, "message": "unknown column"} for c in unknown
         ]
         raise InputError(f"The CSV header has {' and '.join(problems)}.", errors)
-    if table.empty:
-        raise InputError("The CSV has a header but no rows.", code="empty_batch")
-    if len(table) > max_rows:
-        raise InputError(
-            f"{len(table)} rows sent; the limit is {max_rows} per request.", code="too_many_rows"
-        )
+    return [names.index(name) for name in FEATURE_NAMES]
 
 
-def _acceptable(numbers: np.ndarray) -> np.ndarray:
-    """The JSON rule for every cell: a finite number from 0 to MAX_VALUE (NaN fails all three)."""
-    return np.isfinite(numbers) & (numbers >= 0) & (numbers <= MAX_VALUE)
-
-
-def frame_from_csv(text: str, max_rows: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """Parse a CSV batch; return the table (columns as sent) and the (n, 6) feature array."""
-    try:
-        # Fast path: pandas' C parser reads every cell as a number.
-        table = _read_csv(text, dtype=float)
-    except ValueError:
-        table = None  # some cell is not a number; the text parse below says which
-    if table is not None:
-        _check_shape(table, max_rows)
-        numbers = table[list(FEATURE_NAMES)].to_numpy()
-        if _acceptable(numbers).all():
-            return table, numbers
-    table = _read_csv(text, dtype=str, keep_default_na=False)
-    _check_shape(table, max_rows)
-    return table, _numbers_from_text(table[list(FEATURE_NAMES)])
-
-
-def _numbers_from_text(raw: pd.DataFrame) -> np.ndarray:
-    values = raw.apply(lambda column: pd.to_numeric(column.str.strip(), errors="coerce"))
-    numbers = values.to_numpy(dtype=float)
-    bad = ~_acceptable(numbers)
-    if not bad.any():
-        return numbers
-    errors = []
-    for row, col in zip(*np.nonzero(bad), strict=True):
-        name = FEATURE_NAMES[col]
-        reason = _cell_problem(raw.iat[row, col], numbers[row, col])
-        errors.append(
-            {
-                "row": int(row) + 1,
-                "field": name,
-                "message": f"row {row + 1}, column {name}: {reason}",
-            }
-        )
-        if len(errors) == MAX_REPORTED_ERRORS:
-            break
-    more = f" (and {int(bad.sum()) - 1} more)" if bad.sum() > 1 else ""
-    raise InputError(errors[0]["message"] + more + ".", errors)
-
-
-def _cell_problem(cell: str, number: float) -> str:
-    if not cell.strip():
-        return "the cell is empty"
-    if np.isnan(number) and cell.strip().lower() not in ("nan", "-nan", "+nan"):
-        return f"{cell.strip()!r} is not a number"
-    if not np.isfinite(number):
-        return f"{cell.strip()!r} is not a finite number"
-    if number > MAX_VALUE:
-        return f"{cell.strip()} is larger than {MAX_VALUE:,.0f}"
-    return f"{cell.strip()} is negative; values must be 0 or more"
+def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np.ndarray:
+    # Fast path: float() on every cell. When a cell fails or a number is out of range, or an
+    # underscore appears (which float() reads but to_number does not), the slow path below
+    # finds the bad cells and says why.
+    if not underscores:
+        try:
+            numbers = np.array([[float(cells[column]) for column in columns] for cells in rows])
+        except ValueError:
+            pass
+        else:
+            if (np.isfinite(numbers) & (numbers >= 0) & (numbers <= MAX_VALUE)).all():
+                return numbers
+    numbers, errors, bad = [], [], 0
+    for row, cells in enumerate(rows, start=1):
+        values = []
+        for column in columns:
+            try:
+                values.append(to_number(cells[column]))
+            except NumberError as error:
+                values.append(0.0)
+                bad += 1
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    name = FEATURE_NAMES[columns.index(column)]
+                    errors.append(
+                        {
+                            "line": row + 1,
+                            "row": row,
+                            "field": name,
+                            "message": f"line {row + 1} (data row {row}), column {name}: {error}",
+                        }
+                    )
+        numbers.append(values)
+    if errors:
+        more = f" (and {bad - 1} more)" if bad > 1 else ""
+        raise InputError(errors[0]["message"] + more + ".", errors)
+    return np.array(numbers)
 
 
 def row_from_form(form: Mapping[str, str]) -> tuple[np.ndarray, dict[str, str]]:
-    """Validate the page's fields; return the row, or an empty array and a message per bad field."""
-    submitted = {name: form.get(name, "").strip() for name in FEATURE_NAMES}
-    try:
-        instance = Instance.model_validate(
-            {name: value for name, value in submitted.items() if value}, strict=False
-        )
-    except ValidationError as error:
-        return np.empty((0, len(FEATURE_NAMES))), {
-            str(item["loc"][0]): FORM_MESSAGES.get(item["type"], item["msg"])
-            for item in error.errors()
-        }
-    return np.array([[getattr(instance, name) for name in FEATURE_NAMES]]), {}
+    """Validate the page's fields; return the row, or an empty array and a message per bad field.
+
+    Each field is read like a CSV cell (to_number), so the page and CSV batches agree.
+    """
+    values, errors = [], {}
+    for name in FEATURE_NAMES:
+        try:
+            values.append(to_number(form.get(name, "")))
+        except NumberError as error:
+            errors[name] = FORM_MESSAGES[error.kind]
+    if errors:
+        return np.empty((0, len(FEATURE_NAMES))), errors
+    return np.array([values]), {}
