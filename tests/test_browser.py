@@ -136,14 +136,16 @@ def test_answers_page_ranks_and_highlights(page):
     assert all(mark.strip() for mark in marks)
 
 
-def test_model_card_page_from_the_header_draws_its_curves_and_is_screenshotted(page, tmp_path):
+def test_model_card_page_from_the_header_draws_its_curves_and_is_screenshotted(
+    page, card, tmp_path
+):
     page.goto("/")
     page.get_by_role("navigation").get_by_role("link", name="Model card").click()
     expect(page).to_have_url(re.compile(r"/model$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("Model card")
-    held_out = CARD["metrics"]["held_out"]
+    held_out = card["metrics"]["held_out"]
     expect(page.locator("#roc-auc")).to_have_text(f"{held_out['roc_auc']:.4f}")
-    expect(page.locator("#confusion-matrix tbody tr")).to_have_count(len(CARD["labels"]))
+    expect(page.locator("#confusion-matrix tbody tr")).to_have_count(len(card["labels"]))
     positive = held_out["curves"]["positive_label"]
     for name, figure in [
         (f"ROC curve for {positive}", "#roc"),
