@@ -54,6 +54,10 @@ $(MODEL): $(BIN)/.synced src/mlservice/training.py src/mlservice/features.py
 .PHONY: model
 model: $(MODEL) ## Train the model if it is missing or stale
 
+.PHONY: curves
+curves: $(MODEL) ## Draw the model card's ROC and precision-recall curves as SVG files in models/
+	$(BIN)/mlservice export-curves $(MODEL:.skops=.json) --output-dir $(dir $(MODEL))
+
 # Loopback only by default (the image and the platforms listen on 0.0.0.0); HOST=0.0.0.0 to share.
 .PHONY: run
 run: $(MODEL) ## Serve the page and API with gunicorn on http://$(HOST):$(PORT)
