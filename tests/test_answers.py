@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlservice import create_app
-from mlservice.answers import (
+from mlservice.answers.ranking import (
     ALLOWED_K,
     COLUMNS,
     AnswersError,
@@ -565,7 +565,7 @@ def test_page_has_no_inline_script_and_links_from_every_page(client):
             assert not (script.text or "").strip()
         for element in doc.iter():
             assert not [name for name in element.attrib if name.startswith("on")]
-    script = client.get("/static/answers.js")
+    script = client.get("/answers/static/answers.js")
     assert script.status_code == 200
     assert b"weight-value" in script.data
     script.close()
