@@ -23,8 +23,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     # The nav links only to the pages of the blueprints that are registered.
     app.jinja_env.globals["blueprints"] = app.blueprints
 
-    # The ranked-answers example: delete these two lines and src/mlservice/answers/ to remove it.
+    # The ranked-answers example: to remove it, delete this block and src/mlservice/answers/.
     from mlservice import answers
 
     answers.init_app(app)
+
     return app

@@ -1,7 +1,7 @@
 """The ranked-answers example: a page at /answers and two JSON routes under /api/v1.
 
-Everything it needs lives in this folder. To remove the example, delete the folder, the two lines
-that register it in create_app, and tests/test_answers.py.
+Everything it needs lives in this folder. To remove the example, delete the folder, the block
+that registers it in create_app, and tests/test_answers.py.
 """
 
 from flask import Flask, current_app
