@@ -601,9 +601,9 @@ assert "/api/v1/answers" not in paths and "/api/v1/questions" not in paths, sort
 
 def remove_answers(copy: Path) -> None:
     """What a user does to drop the example: the folder, the block in create_app, its tests."""
-    shutil.rmtree(copy / "src" / "mlservice" / "answers")
+    shutil.rmtree(copy / "src/mlservice/answers")
     (copy / "tests" / "test_answers.py").unlink()
-    factory = copy / "src" / "mlservice" / "__init__.py"
+    factory = copy / "src/mlservice/__init__.py"
     lines = factory.read_text().splitlines(keepends=True)
     [start] = [i for i, line in enumerate(lines) if "The ranked-answers example" in line]
     [end] = [i for i, line in enumerate(lines) if line.strip() == "answers.init_app(app)"]
@@ -628,7 +628,7 @@ def test_the_service_and_its_tests_stay_green_without_the_example(tmp_path, mode
         return done
 
     where = run(sys.executable, "-c", "import mlservice; print(mlservice.__file__)")
-    assert where.stdout.strip() == str(copy / "src" / "mlservice" / "__init__.py")
+    assert where.stdout.strip() == str(copy / "src/mlservice/__init__.py")
     run(str(bin_dir / "ruff"), "check", "--no-cache", "src", "tests/conftest.py")
     run(sys.executable, "-c", WITHOUT_ANSWERS)
     tests = [f"tests/{name}" for name in REMAINING_TESTS]

@@ -2,8 +2,30 @@
 
 from flask import Flask
 
+from mlservice.answers import EXTENSION
 from mlservice.answers.ranking import ALLOWED_K, DEFAULT_K, DEFAULT_WEIGHT
-from mlservice.openapi import _error, _get, _json
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _error(description: str) -> dict:
+    # Error is the service's own schema, in the core document.
+    return {"description": description, "content": _json("Error")}
+
+
+def _get(summary: str, name: str) -> dict:
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {"200": {"description": "OK", "content": _json(name)}},
+        }
+    }
 
 
 def _object(properties: dict) -> dict:
@@ -13,10 +35,6 @@ def _object(properties: dict) -> dict:
         "required": list(properties),
         "additionalProperties": False,
     }
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 _TEXT = {"type": "string"}
@@ -94,5 +112,5 @@ def _paths(question_ids: list[str]) -> dict:
 
 def document_part(app: Flask) -> dict:
     """Paths and schemas for mlservice.openapi to merge; the question ids come from the table."""
-    table = app.extensions["mlservice.answers"]
+    table = app.extensions[EXTENSION]
     return {"paths": _paths([question.id for question in table.questions]), "schemas": SCHEMAS}
