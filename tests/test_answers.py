@@ -566,10 +566,17 @@ def test_page_has_no_inline_script_and_links_from_every_page(client):
             assert not (script.text or "").strip()
         for element in doc.iter():
             assert not [name for name in element.attrib if name.startswith("on")]
-    script = client.get("/answers/static/answers.js")
-    assert script.status_code == 200
-    assert b"weight-value" in script.data
-    script.close()
+    # The example serves its own stylesheet and script, from its own static folder.
+    doc = parse(client.get("/answers").get_data(as_text=True))
+    assets = [link.get("href") for link in doc.iter("link") if link.get("rel") == "stylesheet"]
+    assets += [script.get("src") for script in doc.iter("script")]
+    assert "/answers/static/answers.css" in assets
+    assert "/answers/static/answers.js" in assets
+    for url in assets:
+        with client.get(url) as asset:
+            assert asset.status_code == 200, url
+    with client.get("/answers/static/answers.js") as script:
+        assert b"weight-value" in script.data
 
 
 def test_sample_csv_is_plain_csv_with_the_original_columns():
