@@ -4,6 +4,7 @@ import csv
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlservice import create_app
-from mlservice.answers import (
+from mlservice.answers.ranking import (
     ALLOWED_K,
     COLUMNS,
     AnswersError,
@@ -565,12 +566,77 @@ def test_page_has_no_inline_script_and_links_from_every_page(client):
             assert not (script.text or "").strip()
         for element in doc.iter():
             assert not [name for name in element.attrib if name.startswith("on")]
-    script = client.get("/static/answers.js")
-    assert script.status_code == 200
-    assert b"weight-value" in script.data
-    script.close()
+    # The example serves its own stylesheet and script, from its own static folder.
+    doc = parse(client.get("/answers").get_data(as_text=True))
+    assets = [link.get("href") for link in doc.iter("link") if link.get("rel") == "stylesheet"]
+    assets += [script.get("src") for script in doc.iter("script")]
+    assert "/answers/static/answers.css" in assets
+    assert "/answers/static/answers.js" in assets
+    for url in assets:
+        with client.get(url) as asset:
+            assert asset.status_code == 200, url
+    with client.get("/answers/static/answers.js") as script:
+        assert b"weight-value" in script.data
 
 
 def test_sample_csv_is_plain_csv_with_the_original_columns():
     header = next(csv.reader(io.StringIO(SAMPLE.read_text(encoding="utf-8"))))
     assert header == list(COLUMNS)
+
+
+# Removing the example ---------------------------------------------------------------------------
+
+# Not copied: environments, caches; the copy uses this project's environment and model.
+IGNORED = shutil.ignore_patterns(
+    ".git", ".venv", ".tools", "__pycache__", "*.pyc", ".*_cache", ".hypothesis", ".schemathesis",
+    "coverage.xml", ".coverage",
+)  # fmt: skip
+# The service's own tests: the predict API, the OpenAPI document, the pages, health and headers.
+REMAINING_TESTS = ["test_api.py", "test_openapi.py", "test_web.py", "test_security.py"]
+# What the copy checks once the example is gone: no route, no link, no path in the document.
+WITHOUT_ANSWERS = """
+from mlservice import create_app
+app = create_app({"TESTING": True, "MODEL_PATH": "models/model.skops"})
+client = app.test_client()
+assert client.get("/answers").status_code == 404, "the page is still served"
+assert client.get("/api/v1/questions").status_code == 404, "the questions are still served"
+assert 'href="/answers"' not in client.get("/").get_data(as_text=True), "the nav still links"
+paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+assert "/api/v1/answers" not in paths and "/api/v1/questions" not in paths, sorted(paths)
+"""
+
+
+def remove_answers(copy: Path) -> None:
+    """What a user does to drop the example: the folder, the block in create_app, its tests."""
+    shutil.rmtree(copy / "src/mlservice/answers")
+    (copy / "tests" / "test_answers.py").unlink()
+    factory = copy / "src/mlservice/__init__.py"
+    lines = factory.read_text().splitlines(keepends=True)
+    [start] = [i for i, line in enumerate(lines) if "The ranked-answers example" in line]
+    [end] = [i for i, line in enumerate(lines) if line.strip() == "answers.init_app(app)"]
+    assert start < end <= start + 3, "the block in create_app should be a few adjacent lines"
+    factory.write_text("".join(lines[:start] + lines[end + 2 :]))  # and the blank line after
+
+
+def test_the_service_and_its_tests_stay_green_without_the_example(tmp_path, model_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT, copy, ignore=IGNORED, symlinks=True)
+    remove_answers(copy)
+    bin_dir = Path(sys.executable).parent
+    # The copy's package comes first on the path, before this project's editable install.
+    env = {**os.environ, "PYTHONPATH": str(copy / "src")}
+    env.pop("ANSWERS_PATH", None)
+
+    def run(*command):
+        done = subprocess.run(
+            command, cwd=copy, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done
+
+    where = run(sys.executable, "-c", "import mlservice; print(mlservice.__file__)")
+    assert where.stdout.strip() == str(copy / "src/mlservice/__init__.py")
+    run(str(bin_dir / "ruff"), "check", "--no-cache", "src", "tests/conftest.py")
+    run(sys.executable, "-c", WITHOUT_ANSWERS)
+    tests = [f"tests/{name}" for name in REMAINING_TESTS]
+    run(sys.executable, "-m", "pytest", *tests, "-q", "--no-cov", "-p", "no:cacheprovider")

@@ -11,7 +11,7 @@ def create_app(test_config: dict | None = None) -> "Flask":
     # Imported here so that `mlservice smoke` and the settings check load neither Flask nor numpy.
     from flask import Flask
 
-    from mlservice import answers, answers_web, api, config, errors, health, model, security, web
+    from mlservice import api, config, errors, health, model, openapi, security, web
 
     app = Flask(__name__)
     app.config.from_mapping(config.from_environ())
@@ -20,12 +20,19 @@ def create_app(test_config: dict | None = None) -> "Flask":
     config.configure_logging(app.config["LOG_LEVEL"])
 
     model.init_app(app)
-    answers.init_app(app)
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)
-    app.register_blueprint(answers_web.bp)
-    app.register_blueprint(answers_web.api_bp)
+    # The nav links only to the pages of the blueprints that are registered.
+    app.jinja_env.globals["blueprints"] = app.blueprints
+
+    # The ranked-answers example: to remove it, delete this block and src/mlservice/answers/.
+    from mlservice import answers
+
+    answers.init_app(app)
+
+    # Last, so it holds the paths every registered feature contributes.
+    openapi.init_app(app)
     return app

@@ -10,16 +10,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
 from mlservice.model import current_model
-from mlservice.openapi import init_app as build_openapi_document
 from mlservice.validation import InputError, parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-@bp.record_once
-def _build_openapi_document(state) -> None:
-    # At registration, after create_app has loaded the model and the answers table.
-    build_openapi_document(state.app)
 
 
 def _body_text() -> str:

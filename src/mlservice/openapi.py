@@ -8,7 +8,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask, current_app
 
-from mlservice.answers import ALLOWED_K, DEFAULT_K, DEFAULT_WEIGHT, current_answers
 from mlservice.features import LABELS
 from mlservice.validation import MAX_VALUE, Instance
 
@@ -118,92 +117,6 @@ def _schemas(max_rows: int) -> dict:
     }
 
 
-def _object(properties: dict) -> dict:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(properties),
-        "additionalProperties": False,
-    }
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-_TEXT = {"type": "string"}
-_WEIGHT = {"type": "number", "minimum": 0, "maximum": 1}
-_K = {"type": "integer", "enum": list(ALLOWED_K)}
-
-# The ranked-answers example (answers.py): its questions and ranked passages.
-ANSWER_SCHEMAS = {
-    "Question": _object({"id": _TEXT, "text": _TEXT, "task": _TEXT}),
-    "Questions": _object({"questions": {"type": "array", "items": _ref("Question")}}),
-    "Answer": _object(
-        {
-            "passage_id": _TEXT,
-            "title": _TEXT,
-            "task": _TEXT,
-            "passage": _TEXT,
-            "start": {"type": "integer", "minimum": 0},
-            "end": {"type": "integer", "minimum": 1},
-            "answer": {**_TEXT, "description": "passage[start:end], the highlighted span"},
-            "score": {"type": "number"},
-            "pass_rank_score": {"type": "number"},
-            "final_score": {"type": "number"},
-        }
-    ),
-    "Answers": _object(
-        {
-            "question": _ref("Question"),
-            "weight": _WEIGHT,
-            "k": _K,
-            "answers": {"type": "array", "items": _ref("Answer"), "maxItems": max(ALLOWED_K)},
-        }
-    ),
-}
-
-
-def _answers_paths(question_ids: list[str]) -> dict:
-    answers = {
-        "summary": "The top k passages for a question, by the weighted final_score",
-        "description": "final_score = weight * score + (1 - weight) * pass_rank_score; each "
-        "passage appears once (its best answer), ties keep the table's order.",
-        "parameters": [
-            {
-                "name": "question",
-                "in": "query",
-                "required": True,
-                "description": "A question id from /api/v1/questions",
-                "schema": {"type": "string", "enum": question_ids},
-            },
-            {
-                "name": "weight",
-                "in": "query",
-                "required": False,
-                "description": "Weight of score against pass_rank_score",
-                "schema": {**_WEIGHT, "default": DEFAULT_WEIGHT},
-            },
-            {
-                "name": "k",
-                "in": "query",
-                "required": False,
-                "description": "How many passages at most",
-                "schema": {**_K, "default": DEFAULT_K},
-            },
-        ],
-        "responses": {
-            "200": {"description": "Ranked answers, best first", "content": _json("Answers")},
-            "400": _error("question is missing, or a parameter is given more than once"),
-            "422": _error("Unknown question, weight not a number in [0, 1], or k not allowed"),
-        },
-    }
-    return {
-        "/api/v1/questions": _get("The example's questions, grouped by task", "Questions"),
-        "/api/v1/answers": {"get": answers},
-    }
-
-
 def _get(summary: str, schema_ref: str) -> dict:
     return {
         "get": {
@@ -263,7 +176,7 @@ def openapi_document() -> dict:
             "422": _error("A value, row count, CSV row or CSV column is not acceptable"),
         },
     }
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "mlservice",
@@ -283,7 +196,12 @@ def openapi_document() -> dict:
             },
             "/healthz": _get("Liveness: the process answers", "Health"),
             "/readyz": _get("Readiness: the model is loaded", "Ready"),
-            **_answers_paths([question.id for question in current_answers().questions]),
         },
-        "components": {"schemas": {**_schemas(max_rows), **ANSWER_SCHEMAS}},
+        "components": {"schemas": _schemas(max_rows)},
     }
+    # Optional features (the ranked answers) add their own paths and schemas.
+    for part in current_app.extensions.get("mlservice.openapi", []):
+        contribution = part(current_app)
+        document["paths"].update(contribution["paths"])
+        document["components"]["schemas"].update(contribution["schemas"])
+    return document

@@ -1,22 +1,44 @@
-"""The ranked-answers example over HTTP: a page at /answers and two JSON routes under /api/v1."""
+"""The ranked answers over HTTP: the page, the two JSON routes, and their error statuses."""
 
 from dataclasses import asdict
 from itertools import groupby
 
 from flask import Blueprint, render_template, request
 
-from mlservice.answers import (
+from mlservice.answers import current_answers
+from mlservice.answers.ranking import (
     ALLOWED_K,
     DEFAULT_K,
     DEFAULT_WEIGHT,
+    InvalidParameter,
+    MissingParameter,
     ParameterError,
-    current_answers,
+    RepeatedParameter,
     parse_parameters,
 )
-from mlservice.errors import ApiError
+from mlservice.errors import json_error
 
-bp = Blueprint("answers", __name__)
+bp = Blueprint(
+    "answers",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/answers/static",
+)
 api_bp = Blueprint("answers_api", __name__, url_prefix="/api/v1")
+
+# The one place where a parameter problem becomes an HTTP status and an error code.
+STATUS = {
+    MissingParameter: (400, "missing_parameter"),
+    RepeatedParameter: (400, "repeated_parameter"),
+    InvalidParameter: (422, "invalid_parameter"),
+}
+
+
+@api_bp.errorhandler(ParameterError)
+def parameter_error(error: ParameterError):
+    status, code = STATUS[type(error)]
+    return json_error(status, code, error.message, {"parameter": error.parameter})
 
 
 @api_bp.get("/questions")
@@ -27,11 +49,7 @@ def questions():
 @api_bp.get("/answers")
 def answers():
     table = current_answers()
-    try:
-        question, weight, k = parse_parameters(request.args, table)
-    except ParameterError as error:
-        details = {"parameter": error.parameter}
-        raise ApiError(error.status, error.code, error.message, details) from None
+    question, weight, k = parse_parameters(request.args, table)
     return {
         "question": asdict(table.question(question)),
         "weight": weight,
@@ -49,7 +67,7 @@ def page():
     try:
         question, weight, k = parse_parameters(request.args, table, default_question=default)
     except ParameterError as problem:
-        error = problem
+        error = problem  # shown beside the form, which keeps the defaults
     results = [] if error else [_highlighted(answer) for answer in table.rank(question, weight, k)]
     page = render_template(
         "answers.html",

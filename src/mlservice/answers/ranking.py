@@ -1,4 +1,4 @@
-"""The ranked-answers example: a table of pre-computed answers, checked and indexed at start-up.
+"""The ranked answers: a table of pre-computed answers, checked and indexed at start-up.
 
 The table (CSV) has one row per candidate answer: the question (`query`), the passage it was
 found in, the answer span `passage[start:end]`, and two scores. It is read once; each question's
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from flask import Flask, current_app
 from werkzeug.datastructures import MultiDict
 
 from mlservice.config import ConfigError
@@ -57,11 +56,21 @@ class AnswersError(ConfigError):
 class ParameterError(ValueError):
     """A query parameter is unusable; `parameter` names it for the JSON error and the page."""
 
-    def __init__(
-        self, parameter: str, message: str, status: int = 422, code: str = "invalid_parameter"
-    ):
+    def __init__(self, parameter: str, message: str):
         super().__init__(message)
-        self.parameter, self.message, self.status, self.code = parameter, message, status, code
+        self.parameter, self.message = parameter, message
+
+
+class MissingParameter(ParameterError):
+    """A required parameter is absent."""
+
+
+class RepeatedParameter(ParameterError):
+    """A parameter is given more than once."""
+
+
+class InvalidParameter(ParameterError):
+    """A parameter's value is not one the table or the ranking accepts."""
 
 
 @dataclass(frozen=True)
@@ -237,10 +246,10 @@ def parse_parameters(args: MultiDict, table: AnswerTable, default_question: str 
     question = _single(args, "question")
     if question is None:
         if default_question is None:
-            raise ParameterError("question", "question is required.", 400, "missing_parameter")
+            raise MissingParameter("question", "question is required.")
         question = default_question
     elif question not in table:
-        raise ParameterError(
+        raise InvalidParameter(
             "question", f"question {question!r} is unknown; GET /api/v1/questions lists the ids."
         )
 
@@ -249,16 +258,16 @@ def parse_parameters(args: MultiDict, table: AnswerTable, default_question: str 
         try:
             weight = float(raw)
         except ValueError:
-            raise ParameterError("weight", f"weight must be a number, got {raw!r}.") from None
+            raise InvalidParameter("weight", f"weight must be a number, got {raw!r}.") from None
         if not 0 <= weight <= 1:  # also refuses nan
-            raise ParameterError("weight", f"weight must be between 0 and 1, got {raw!r}.")
+            raise InvalidParameter("weight", f"weight must be between 0 and 1, got {raw!r}.")
 
     k = DEFAULT_K
     if (raw := _single(args, "k")) is not None:
         k = int(raw) if WHOLE_NUMBER.fullmatch(raw.strip()) else None
         if k not in ALLOWED_K:
             allowed = ", ".join(map(str, ALLOWED_K))
-            raise ParameterError("k", f"k must be one of {allowed}, got {raw!r}.")
+            raise InvalidParameter("k", f"k must be one of {allowed}, got {raw!r}.")
     return question, weight, k
 
 
@@ -266,14 +275,5 @@ def _single(args: MultiDict, name: str) -> str | None:
     values = args.getlist(name)
     if len(values) > 1:
         message = f"{name} is given {len(values)} times; give it once."
-        raise ParameterError(name, message, 400, "repeated_parameter")
+        raise RepeatedParameter(name, message)
     return values[0] if values else None
-
-
-def init_app(app: Flask) -> None:
-    """Load the table once, at start-up, like the model; a bad table stops the app."""
-    app.extensions["mlservice.answers"] = load(app.config["ANSWERS_PATH"])
-
-
-def current_answers() -> AnswerTable:
-    return current_app.extensions["mlservice.answers"]
