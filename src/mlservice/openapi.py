@@ -135,7 +135,7 @@ def _version() -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Build the document once, after the answers table is loaded; the route serves this copy."""
+    """Build the document once, after every feature added its part; the route serves this copy."""
     with app.app_context():
         app.extensions["openapi"] = openapi_document()
 
