@@ -83,8 +83,10 @@ lint: $(BIN)/.synced ## Static checks: ruff, actionlint, zizmor, hadolint, shell
 	$(BIN)/shellcheck $(SH_SCRIPTS)
 
 .PHONY: test
+# One pytest worker per core (pytest-xdist); the 10 slowest tests are listed after every run.
+PYTEST_WORKERS ?= auto
 test: lint $(MODEL) ## Every check: lint, then the tests with branch coverage >= 90%
-	$(BIN)/pytest --cov --cov-report=term --cov-report=xml
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --durations=10 --cov --cov-report=term --cov-report=xml
 
 .PHONY: bench
 bench: $(MODEL) ## Throughput and latency with wrk, then make memory (see docs/performance.md)

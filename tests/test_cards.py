@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from mlservice import cards, cli, training
+from mlservice import cards, cli, features
 
 FEATURES = [{"name": "radius_mean"}, {"name": "texture_mean"}]
 
@@ -122,7 +122,7 @@ def test_under_the_floor_fails_even_without_a_baseline(tmp_path):
     assert result.exit_code == 1
     assert (
         f"::error title=Model quality gate::Held-out ROC-AUC 0.9400 is below the floor of "
-        f"{training.ROC_AUC_FLOOR}." in result.output
+        f"{features.ROC_AUC_FLOOR}." in result.output
     )
 
 
@@ -133,7 +133,7 @@ def test_under_the_floor_is_not_accepted_by_the_override(tmp_path):
 
 
 def test_the_floor_is_the_one_training_enforces(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "ROC_AUC_FLOOR", 0.99)
+    monkeypatch.setattr(features, "ROC_AUC_FLOOR", 0.99)
     assert run(tmp_path, None, card(0.985)).exit_code == 1
 
 

@@ -118,7 +118,7 @@ def compare_cards(
     floor training enforces, or below OLD's by more than the tolerance.
     """
     from mlservice import cards
-    from mlservice.training import ROC_AUC_FLOOR
+    from mlservice.features import ROC_AUC_FLOOR
 
     baseline, note = None, None
     if not old.exists():

@@ -61,3 +61,8 @@ FEATURE_NAMES = tuple(feature.name for feature in FEATURES)
 
 # scikit-learn codes the target as 0 = malignant, 1 = benign; these are the names by code.
 LABELS = ("malignant", "benign")
+
+# The least held-out ROC-AUC a model may have: training refuses a weaker one, and the quality
+# gate (`mlservice compare-cards`) fails it. Here, not in training.py, so the gate runs without
+# loading scikit-learn.
+ROC_AUC_FLOOR = 0.95
