@@ -10,7 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
 from mlservice.model import current_model
-from mlservice.validation import InputError, parse_json, rows_from_json, table_from_csv
+from mlservice.validation import parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -46,10 +46,6 @@ def _body_text() -> str:
         ) from None
 
 
-def _input_error(error: InputError) -> ApiError:
-    return ApiError(error.status, error.code, error.message, error.errors or None)
-
-
 def _predictions(proba: np.ndarray) -> list[dict]:
     return [
         {
@@ -80,19 +76,12 @@ def predict():
     model = current_model()
     max_rows = current_app.config["MAX_ROWS"]
     if request.mimetype == "application/json":
-        text = _body_text()
-        try:
-            rows = rows_from_json(parse_json(text, max_rows))
-        except InputError as error:
-            raise _input_error(error) from None
+        rows = rows_from_json(parse_json(_body_text(), max_rows))
         proba = model.predict_proba(rows)
         return {"predictions": _predictions(proba), "model_version": model.version}
 
     if request.mimetype == "text/csv":
-        try:
-            header, cells, rows = table_from_csv(_body_text(), max_rows)
-        except InputError as error:
-            raise _input_error(error) from None
+        header, cells, rows = table_from_csv(_body_text(), max_rows)
         proba = model.predict_proba(rows)
         return Response(
             _scored_csv(header, cells, proba),

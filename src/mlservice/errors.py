@@ -5,6 +5,8 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from mlservice.validation import InputError, UnreadableInput
+
 log = logging.getLogger(__name__)
 
 # Machine-readable codes for the HTTP errors Flask and Werkzeug raise themselves.
@@ -37,6 +39,17 @@ def handle_api_error(error: ApiError):
     return json_error(error.status, error.code, error.message, error.details)
 
 
+# The status of each domain error, in one place: the code that raises them knows no HTTP.
+INPUT_ERROR_STATUS = {UnreadableInput: 400, InputError: 422}
+
+
+def handle_input_error(error: InputError):
+    status = next(
+        INPUT_ERROR_STATUS[kind] for kind in type(error).__mro__ if kind in INPUT_ERROR_STATUS
+    )
+    return json_error(status, error.code, error.message, error.errors or None)
+
+
 def handle_http_exception(error: HTTPException):
     status = error.code or 500
     # Keep the headers the error carries, such as Allow on a 405 (RFC 9110 requires it).
@@ -56,5 +69,6 @@ def handle_unexpected(error: Exception):
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(InputError, handle_input_error)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

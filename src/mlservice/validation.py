@@ -25,18 +25,20 @@ FEATURE_COUNT = len(FEATURE_NAMES)
 
 
 class InputError(Exception):
-    def __init__(
-        self,
-        message: str,
-        errors: list[dict] | None = None,
-        code: str = "invalid_input",
-        status: int = 422,
-    ):
+    """Input that was read but cannot be scored: one message, and one entry per bad value."""
+
+    def __init__(self, message: str, errors: list[dict] | None = None, code: str = "invalid_input"):
         super().__init__(message)
         self.message = message
         self.errors = errors or []
         self.code = code
-        self.status = status
+
+
+class UnreadableInput(InputError):
+    """A body that cannot be read at all (not JSON); the web layer answers it with 400."""
+
+    def __init__(self, message: str):
+        super().__init__(message, code="invalid_json")
 
 
 # One instance: exactly the six features, numbers only (strict: no "1", true or null).
@@ -141,19 +143,13 @@ def parse_json(text: str, max_rows: int) -> object:
     try:
         return json.loads(text, object_pairs_hook=_object_without_duplicates)
     except json.JSONDecodeError as error:
-        raise InputError(
-            f"The body is not valid JSON: {error}.", code="invalid_json", status=400
-        ) from None
+        raise UnreadableInput(f"The body is not valid JSON: {error}.") from None
     except ValueError:  # Python's guard against quadratic-time conversion of huge integers
-        raise InputError(
-            f"The body holds an integer of more than {sys.get_int_max_str_digits()} digits.",
-            code="invalid_json",
-            status=400,
+        raise UnreadableInput(
+            f"The body holds an integer of more than {sys.get_int_max_str_digits()} digits."
         ) from None
     except RecursionError:
-        raise InputError(
-            "The body is nested too deeply.", code="invalid_json", status=400
-        ) from None
+        raise UnreadableInput("The body is nested too deeply.") from None
 
 
 def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
