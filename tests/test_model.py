@@ -309,3 +309,9 @@ def test_other_pipelines_are_loaded_by_skops(trained, tmp_path):
         loaded = model.load(path)
         assert loaded.pipeline is not None
         assert np.allclose(loaded.predict_proba(rows), pipeline.predict_proba(rows), atol=1e-12)
+
+
+def test_labels_of_names_the_most_probable_class_of_each_row():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    # Columns are in LABELS order (malignant, benign); a tie goes to the first.
+    assert model.labels_of(proba) == ["malignant", "benign", "malignant"]

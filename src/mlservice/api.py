@@ -9,7 +9,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
-from mlservice.model import current_model
+from mlservice.model import current_model, labels_of
 from mlservice.validation import parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -49,10 +49,10 @@ def _body_text() -> str:
 def _predictions(proba: np.ndarray) -> list[dict]:
     return [
         {
-            "label": LABELS[int(row.argmax())],
-            "probabilities": {label: float(p) for label, p in zip(LABELS, row, strict=True)},
+            "label": label,
+            "probabilities": {name: float(p) for name, p in zip(LABELS, row, strict=True)},
         }
-        for row in proba
+        for label, row in zip(labels_of(proba), proba, strict=True)
     ]
 
 
@@ -61,7 +61,7 @@ def _scored_csv(header: list[str], rows: list[list[str]], proba: np.ndarray) -> 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*header, "label", "probability_benign", "probability_malignant"])
-    labels = np.take(LABELS, proba.argmax(axis=1)).tolist()
+    labels = labels_of(proba)
     benign = proba[:, LABELS.index("benign")].tolist()
     malignant = proba[:, LABELS.index("malignant")].tolist()
     writer.writerows(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
-from mlservice.features import FEATURE_NAMES
+from mlservice.features import FEATURE_NAMES, LABELS
 
 
 class ModelError(Exception):
@@ -145,6 +145,11 @@ class Model:
         # Inputs are checked finite before they get here, so skip scikit-learn's re-check.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self.pipeline.predict_proba(rows)
+
+
+def labels_of(proba: np.ndarray) -> list[str]:
+    """The label of each row of predict_proba's output: its most probable class."""
+    return np.take(LABELS, proba.argmax(axis=1)).tolist()
 
 
 def load(model_path: str | Path) -> Model:

@@ -5,7 +5,7 @@ from flask import Blueprint, abort, render_template, request
 
 from mlservice.cards import figures, held_out
 from mlservice.features import FEATURE_NAMES, LABELS
-from mlservice.model import Model, current_model
+from mlservice.model import Model, current_model, labels_of
 from mlservice.validation import row_from_form
 
 bp = Blueprint("web", __name__)
@@ -40,14 +40,14 @@ def model_card():
 
 
 def _result(model: Model, row: np.ndarray) -> dict:
-    proba = model.predict_proba(row.reshape(1, -1))[0]
+    proba = model.predict_proba(row.reshape(1, -1))
     outside = [
         feature["label"]
         for feature, value in zip(model.card["features"], row, strict=True)
         if not feature["training_min"] <= value <= feature["training_max"]
     ]
     return {
-        "label": LABELS[int(proba.argmax())],
+        "label": labels_of(proba)[0],
         "probability": float(proba.max()),
         "outside_training": outside,
     }
