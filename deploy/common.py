@@ -16,13 +16,15 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# The service's own poller and HTTP helper (standard library only), from the source tree, so
+# they work before `make env` as well as after it.
+sys.path.insert(0, str(ROOT / "src"))
+from mlservice.probe import WaitTimeout, http, wait_until  # noqa: E402
+
 # Release tags (v1.2.3, v1.2.3-rc.1, staging builds v0.0.0-main.1a2b3c4) or branch builds
 # (main-1a2b3c4).
 VERSION = re.compile(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?|[a-z][a-z0-9-]*-[0-9a-f]{7,40}")
@@ -292,14 +294,10 @@ class Deployer:
     def poll(self, check: Callable[[], object], what: str) -> object:
         """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s."""
         timeout, interval, _ = wait_settings()
-        deadline = time.monotonic() + timeout
-        while True:
-            result = check()
-            if result:
-                return result
-            if time.monotonic() >= deadline:
-                raise DeployError(f"timed out after {timeout:g} s waiting for {what}")
-            time.sleep(interval)
+        try:
+            return wait_until(check, timeout=timeout, interval=interval, what=what)
+        except WaitTimeout:
+            raise DeployError(f"timed out after {timeout:g} s waiting for {what}") from None
 
     def smoke(self, url: str) -> bool:
         """The project's one smoke test, `mlservice smoke URL --wait N`, against the deployment."""
@@ -351,12 +349,9 @@ def request(
     """An HTTP call that returns error statuses instead of raising; no retries, HTTP_TIMEOUT."""
     if not url.startswith(("https://", "http://")):
         raise ConfigError(f"{url!r} is not an http(s) URL")
-    call = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
-        with urllib.request.urlopen(call, timeout=HTTP_TIMEOUT) as response:  # noqa: S310 (checked above)
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        reply = http(method, url, body=data, headers=headers, timeout=HTTP_TIMEOUT)
+        return reply.status, reply.headers, reply.body
     except OSError as error:
         raise DeployError(f"{method} {url} failed: {error}") from None
 

@@ -14,7 +14,6 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +21,13 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.live_server
 
 import wrk  # noqa: E402 (scripts/wrk.py, beside this file)
+from live_server import gunicorn_server  # noqa: E402
 
 from mlservice.features import FEATURE_NAMES  # noqa: E402
+from mlservice.probe import http  # noqa: E402
 from mlservice.training import load_training_data  # noqa: E402
-from tests.live_server import gunicorn_server  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -65,20 +64,24 @@ def batch_csv(rows: int) -> bytes:
 def time_batch(base: str, body: bytes, repeats: int = 3) -> float:
     timings = []
     for _ in range(repeats):
-        request = urllib.request.Request(f"{base}/api/v1/predict", data=body, method="POST")
-        request.add_header("Content-Type", "text/csv")
         started = time.perf_counter()
-        with urllib.request.urlopen(request, timeout=120) as response:
-            response.read()
+        reply = http(
+            "POST",
+            f"{base}/api/v1/predict",
+            body=body,
+            headers={"Content-Type": "text/csv"},
+            timeout=120,
+        )
         timings.append(time.perf_counter() - started)
+        if reply.status != 200:
+            raise SystemExit(f"bench: the CSV batch answered {reply.status}: {reply.body[:200]!r}")
     return statistics.median(timings)
 
 
 def answers_query(base: str) -> str | None:
     """A typical ranked-answers query, when the service has the answers example."""
     try:
-        with urllib.request.urlopen(f"{base}/api/v1/questions", timeout=5) as response:
-            questions = json.load(response)["questions"]
+        questions = http("GET", f"{base}/api/v1/questions", timeout=5).json()["questions"]
     except (OSError, KeyError, ValueError):
         return None
     return f"/api/v1/answers?question={questions[0]['id']}&weight=0.5&k=10"

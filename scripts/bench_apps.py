@@ -18,7 +18,7 @@ ceiling = Flask("ceiling")
 
 
 def ready():
-    # What the bench's server launcher (tests/live_server.py) waits for.
+    # What the bench's server launcher (scripts/live_server.py) waits for.
     return {"status": "ready"}
 
 

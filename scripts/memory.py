@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.live_server
+
+from live_server import gunicorn_server  # noqa: E402
 
 from mlservice.config import from_environ  # noqa: E402
 from mlservice.features import FEATURE_NAMES  # noqa: E402
-from tests.live_server import gunicorn_server  # noqa: E402
 
 BUDGET_MIB = 256  # well under the 384 MB of an F1 instance, leaving room for the runtime
 WORKERS = 2

@@ -1,6 +1,6 @@
 """`make soak`: hold the production server under load and check it stays healthy and flat.
 
-Starts gunicorn with gunicorn.conf.py on loopback (tests/live_server.py), warms it up, records
+Starts gunicorn with gunicorn.conf.py on loopback (scripts/live_server.py), warms it up, records
 each worker's resident memory (RSS), drives POST /api/v1/predict with wrk (scripts/wrk.lua,
 one JSON row per request) and records RSS again. Prints a Markdown table for
 docs/performance.md and exits 1 if a budget is missed: any non-2xx response, any socket
@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # for tests.live_server
 
 import wrk  # noqa: E402 (scripts/wrk.py, beside this file)
-
-from tests.live_server import gunicorn_server, rss_kib  # noqa: E402
+from live_server import gunicorn_server, rss_kib  # noqa: E402
 
 CARD = ROOT / "models" / "model.json"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.live_server import running_server
+from scripts.live_server import running_server
 
 # `make screenshot` sets this to docs/screenshot.png; other runs leave the docs untouched.
 SCREENSHOT_PATH = os.environ.get("SCREENSHOT_PATH")

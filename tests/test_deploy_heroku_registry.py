@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -22,8 +21,9 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tests.live_server import running_server
+from scripts.live_server import running_server
 from tests.standins.heroku_api import API, DOCKER_RELEASES, MANIFEST_V2, FakeHeroku
+from tests.tools import wait_for_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "heroku"
@@ -74,18 +74,8 @@ def registry(tmp_path_factory):
     log = (tmp / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-            except urllib.error.HTTPError as error:
-                if error.code == 401:  # up, and asking for credentials
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(tmp / 'registry.log').read_text()}")
-            time.sleep(0.2)
+        # Up when it asks for credentials.
+        wait_for_registry(process, f"http://127.0.0.1:{port}/v2/", 401, tmp / "registry.log")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -21,7 +21,7 @@ import botocore.session
 import botocore.validate
 import pytest
 
-from tests.live_server import running_server
+from scripts.live_server import running_server
 from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
 from tests.standins.lightsailctl_release import Release
 
@@ -723,7 +723,8 @@ def test_dry_run_works_with_a_python_without_the_project(tmp_path, live_url):
     lacks = subprocess.run([bare, "-c", "import mlservice"], capture_output=True, check=False)
     assert lacks.returncode != 0  # the premise: this python cannot import the project
     clone = tmp_path / "clone"
-    shutil.copytree(ROOT / "deploy", clone / "deploy", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in ("deploy", "src"):
+        shutil.copytree(ROOT / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("app.yaml", "requirements.txt"):
         shutil.copy(ROOT / name, clone / name)
     (clone / ".venv").symlink_to(ROOT / ".venv")  # what `make env` made

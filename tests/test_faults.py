@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.live_server import gunicorn_server
+from mlservice.probe import WaitTimeout, wait_until
+from scripts.live_server import gunicorn_server
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +33,10 @@ def post(base_url: str, body: str, content_type: str, timeout: float = 60) -> tu
 
 
 def wait_for(condition, timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
+    try:
+        return bool(wait_until(condition, timeout=timeout, interval=interval, what="a condition"))
+    except WaitTimeout:
+        return False
 
 
 def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced(example):

@@ -5,13 +5,13 @@ import os
 import runpy
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.live_server import LISTENING, gunicorn_server
+from mlservice.probe import http, wait_until
+from scripts.live_server import LISTENING, gunicorn_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_TIMEOUT", "WEB_GRACEFUL_TIMEOUT")
@@ -111,13 +111,13 @@ def test_the_server_command_runs_gunicorn_with_the_config(tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 60
-        while not (match := LISTENING.search(log_path.read_text())):
+
+        def listening():
             assert server.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.1)
-        with urllib.request.urlopen(f"http://{match.group(1)}/readyz", timeout=10) as response:
-            assert json.load(response)["status"] == "ready"
+            return LISTENING.search(log_path.read_text())
+
+        match = wait_until(listening, timeout=60, interval=0.1, what="gunicorn's address")
+        assert http("GET", f"http://{match.group(1)}/readyz").json()["status"] == "ready"
     finally:
         server.terminate()
         assert server.wait(timeout=30) == 0

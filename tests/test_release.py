@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_deploy_heroku_registry import free_port, require, unavailable
+from tests.tools import wait_for_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {
@@ -165,16 +165,7 @@ def open_registry(tmp_path_factory):
     log = (tmp / "registry.log").open("wb")
     process = subprocess.Popen([binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-                break
-            except (OSError, urllib.error.HTTPError):
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start: {(tmp / 'registry.log').read_text()}")
-            time.sleep(0.2)
+        wait_for_registry(process, f"http://127.0.0.1:{port}/v2/", 200, tmp / "registry.log")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()

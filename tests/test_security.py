@@ -7,7 +7,7 @@ import html5lib
 import pytest
 
 from mlservice.features import FEATURE_NAMES
-from tests.live_server import running_server
+from scripts.live_server import running_server
 
 HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
 

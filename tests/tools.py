@@ -1,7 +1,11 @@
-"""Running the project's own command-line tools (.venv/bin) from tests."""
+"""Helpers for tests: the project's own command-line tools (.venv/bin), a local registry."""
 
 import subprocess
 from pathlib import Path
+
+import pytest
+
+from mlservice.probe import WaitTimeout, http, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -17,3 +21,17 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
         timeout=120,
         check=False,
     )
+
+
+def wait_for_registry(process, url: str, status: int, log: Path) -> None:
+    """Wait until Debian's docker-registry at `url` answers `status`; fail with its log if not."""
+
+    def up() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"docker-registry exited: {log.read_text()}")
+        return http("GET", url, timeout=2).status == status
+
+    try:
+        wait_until(up, timeout=20, interval=0.2, what="docker-registry", retry_on=(OSError,))
+    except WaitTimeout as error:
+        pytest.fail(f"{error}: {log.read_text()}")

@@ -4,11 +4,10 @@ Standard library only, so it runs anywhere the package is installed, the image i
 """
 
 import json
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from urllib.parse import urlsplit
+
+from mlservice.probe import NotYet, WaitTimeout, http, wait_until
 
 
 class SmokeFailure(Exception):
@@ -29,16 +28,11 @@ def base_url(url: str) -> str:
 
 
 def _request(url: str, body: bytes | None = None, content_type: str | None = None):
-    method = "POST" if body is not None else "GET"
-    request = urllib.request.Request(url, data=body, method=method)  # noqa: S310 (operator's URL)
+    headers = {"Accept": "application/json"}
     if content_type:
-        request.add_header("Content-Type", content_type)
-    request.add_header("Accept", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (URL is the operator's)
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        headers["Content-Type"] = content_type
+    reply = http("POST" if body is not None else "GET", url, body=body, headers=headers)
+    return reply.status, reply.body
 
 
 def _json(url: str, body: object = None, expect: int = 200) -> dict:
@@ -53,18 +47,20 @@ def _json(url: str, body: object = None, expect: int = 200) -> dict:
 
 
 def wait_until_ready(base: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            status, _ = _request(f"{base}/readyz")
-            if status == 200:
-                return
-            reason = f"status {status}"
-        except OSError as error:
-            reason = str(error)
-        if time.monotonic() >= deadline:
-            raise SmokeFailure(f"{base}/readyz not ready after {timeout:.0f} s ({reason})")
-        time.sleep(1)
+    def ready() -> bool:
+        status, _ = _request(f"{base}/readyz")
+        if status != 200:
+            raise NotYet(f"status {status}")
+        return True
+
+    try:
+        wait_until(
+            ready, timeout=timeout, interval=1, what=f"{base}/readyz", retry_on=(NotYet, OSError)
+        )
+    except WaitTimeout as error:
+        raise SmokeFailure(
+            f"{base}/readyz not ready after {timeout:.0f} s ({error.reason or 'no answer'})"
+        ) from None
 
 
 def run(base: str, wait: float = 0, say: Callable[[str], None] = print) -> str:

@@ -3,10 +3,10 @@
 For tests and scripts that need HTTP over a socket: the browser, fault, SIGTERM and soak checks
 and the benchmark. Usage:
 
-    from tests.live_server import running_server   # scripts: put the repository root on sys.path
+    from scripts.live_server import running_server   # tests; scripts beside it: `import live_server`
 
     with running_server(env={"MAX_ROWS": "5"}, workers=2) as base_url:
-        urllib.request.urlopen(f"{base_url}/healthz")
+        http("GET", f"{base_url}/healthz")
 
 `gunicorn_server(...)` yields a `Server` instead, for callers that need the master's pid, its
 workers or the log. The server's output goes to a file (a pipe nobody reads would fill up and
@@ -19,12 +19,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from mlservice.probe import NotYet, WaitTimeout, http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 60  # seconds; importing scikit-learn and pandas on a busy CI runner is slow
@@ -75,21 +75,27 @@ def rss_kib(pid: int) -> int:
     raise ProcessLookupError(pid)
 
 
-def _wait_until_ready(server: Server, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise ServerError(f"gunicorn exited with {server.process.returncode}:\n{server.log()}")
-        if not server.url and (match := LISTENING.search(server.log())):
-            server.url = f"http://{match.group(1)}"
-        if server.url:
-            try:
-                with urllib.request.urlopen(f"{server.url}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-        time.sleep(0.1)
-    raise ServerError(f"gunicorn was not ready within {START_TIMEOUT} s:\n{server.log()}")
+def _ready(server: Server) -> bool:
+    if server.process.poll() is not None:
+        raise ServerError(f"gunicorn exited with {server.process.returncode}:\n{server.log()}")
+    if not server.url and (match := LISTENING.search(server.log())):
+        server.url = f"http://{match.group(1)}"
+    if not server.url:
+        raise NotYet("no listening address in the log yet")
+    return http("GET", f"{server.url}/readyz", timeout=2).status == 200
+
+
+def _wait_until_ready(server: Server) -> None:
+    try:
+        wait_until(
+            lambda: _ready(server),
+            timeout=START_TIMEOUT,
+            interval=0.1,
+            what="gunicorn to be ready",
+            retry_on=(NotYet, OSError),
+        )
+    except WaitTimeout as error:
+        raise ServerError(f"{error}:\n{server.log()}") from None
 
 
 def stop(server: Server, timeout: float = 15) -> int:
@@ -148,7 +154,7 @@ def gunicorn_server(
         server = Server(process=process, log_path=log_path)
         try:
             if wait:
-                _wait_until_ready(server, time.monotonic() + START_TIMEOUT)
+                _wait_until_ready(server)
             yield server
         finally:
             stop(server)
