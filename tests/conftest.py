@@ -9,6 +9,12 @@ ROOT = Path(__file__).resolve().parent.parent
 MODEL_PATH = ROOT / "models" / "model.skops"
 
 
+def pytest_collection_modifyitems(items):
+    # pytest-xdist hands tests out in this order: a slow test left for last would keep one core
+    # busy after the others are done.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def model_path() -> Path:
     # The tests exercise the artifact that ships, so `make test` trains it first.

@@ -618,6 +618,7 @@ def remove_answers(copy: Path) -> None:
     factory.write_text("".join(lines[:start] + lines[end + 2 :]))  # and the blank line after
 
 
+@pytest.mark.slow
 def test_the_service_and_its_tests_stay_green_without_the_example(tmp_path, model_path):
     copy = tmp_path / "copy"
     shutil.copytree(ROOT, copy, ignore=IGNORED, symlinks=True)

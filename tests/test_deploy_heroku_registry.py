@@ -101,6 +101,7 @@ def tiny_image(registry, tmp_path_factory):
     subprocess.run(["docker", "rmi", "--force", tag, pushed], capture_output=True, check=False)
 
 
+@pytest.mark.slow
 def test_heroku_pushes_to_a_real_registry_and_releases_its_config_digest(
     tmp_path, registry, tiny_image
 ):

@@ -32,6 +32,7 @@ schema = schemathesis.openapi.from_wsgi(
 cases_run: Counter = Counter()
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(
     max_examples=EXAMPLES,

@@ -258,6 +258,7 @@ def test_the_renamed_copy_is_lint_clean(renamed):
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+@pytest.mark.slow
 def test_the_renamed_copy_installs_trains_and_passes_its_own_tests(renamed):
     copy, _ = renamed
     if not find_uv():
