@@ -23,7 +23,7 @@ import pytest
 
 from scripts.live_server import running_server
 from tests.standins.heroku_api import API, DOCKER_RELEASES, MANIFEST_V2, FakeHeroku
-from tests.tools import wait_for_registry
+from tests.tools import running_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "heroku"
@@ -60,27 +60,8 @@ def registry(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("registry")
     hashed = bcrypt.hashpw(KEY.encode(), bcrypt.gensalt()).decode()
     (tmp / "htpasswd").write_text(f"_:{hashed}\n")
-    port = free_port()
-    (tmp / "config.yml").write_text(
-        json.dumps(  # JSON is YAML
-            {
-                "version": 0.1,
-                "storage": {"filesystem": {"rootdirectory": str(tmp / "data")}},
-                "http": {"addr": f"127.0.0.1:{port}"},
-                "auth": {"htpasswd": {"realm": "heroku-standin", "path": str(tmp / "htpasswd")}},
-            }
-        )
-    )
-    log = (tmp / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
-    try:
-        # Up when it asks for credentials.
-        wait_for_registry(process, f"http://127.0.0.1:{port}/v2/", 401, tmp / "registry.log")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with running_registry(binary, tmp, htpasswd=tmp / "htpasswd") as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

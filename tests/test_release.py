@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_deploy_heroku_registry import free_port, require, unavailable
-from tests.tools import wait_for_registry
+from tests.test_deploy_heroku_registry import require, unavailable
+from tests.tools import running_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {
@@ -154,23 +154,8 @@ def open_registry(tmp_path_factory):
     require("docker")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
         unavailable("no docker daemon answers (scripts/ensure-docker starts one)")
-    tmp = tmp_path_factory.mktemp("open-registry")
-    port = free_port()
-    config = {
-        "version": 0.1,
-        "storage": {"filesystem": {"rootdirectory": str(tmp / "data")}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }
-    (tmp / "config.yml").write_text(json.dumps(config))  # JSON is YAML
-    log = (tmp / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log)
-    try:
-        wait_for_registry(process, f"http://127.0.0.1:{port}/v2/", 200, tmp / "registry.log")
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+    with running_registry(binary, tmp_path_factory.mktemp("open-registry")) as address:
+        yield address
 
 
 @pytest.fixture

@@ -1,6 +1,10 @@
 """Helpers for tests: the project's own command-line tools (.venv/bin), a local registry."""
 
+import json
+import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,15 +27,41 @@ def run_tool(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def wait_for_registry(process, url: str, status: int, log: Path) -> None:
-    """Wait until Debian's docker-registry at `url` answers `status`; fail with its log if not."""
+@contextmanager
+def running_registry(binary: str, tmp: Path, htpasswd: Path | None = None) -> Iterator[str]:
+    """Debian's docker-registry on a free loopback port (basic auth if htpasswd is given);
+    yields its host:port, stops it afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = {
+        "version": 0.1,
+        "storage": {"filesystem": {"rootdirectory": str(tmp / "data")}},
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    if htpasswd:
+        config["auth"] = {"htpasswd": {"realm": "registry", "path": str(htpasswd)}}
+    (tmp / "config.yml").write_text(json.dumps(config))  # JSON is YAML
+    log_path = tmp / "registry.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "serve", str(tmp / "config.yml")], stdout=log, stderr=log
+        )
 
     def up() -> bool:
         if process.poll() is not None:
-            pytest.fail(f"docker-registry exited: {log.read_text()}")
-        return http("GET", url, timeout=2).status == status
+            pytest.fail(f"docker-registry exited: {log_path.read_text()}")
+        # With auth, it is up when it asks for credentials.
+        return http("GET", f"http://127.0.0.1:{port}/v2/", timeout=2).status == (
+            401 if htpasswd else 200
+        )
 
     try:
-        wait_until(up, timeout=20, interval=0.2, what="docker-registry", retry_on=(OSError,))
-    except WaitTimeout as error:
-        pytest.fail(f"{error}: {log.read_text()}")
+        try:
+            wait_until(up, timeout=20, interval=0.2, what="docker-registry", retry_on=(OSError,))
+        except WaitTimeout as error:
+            pytest.fail(f"{error}: {log_path.read_text()}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
