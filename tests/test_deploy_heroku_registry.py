@@ -10,7 +10,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -42,12 +41,6 @@ def require(tool: str) -> str:
     if found is None:
         unavailable(f"{tool} is not installed (apt-get install docker.io docker-registry)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
