@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 import wrk  # noqa: E402 (scripts/wrk.py, beside this file)
 from live_server import gunicorn_server  # noqa: E402
 
+from mlservice.config import default_workers, usable_cpus  # noqa: E402
 from mlservice.features import FEATURE_NAMES  # noqa: E402
 from mlservice.probe import http  # noqa: E402
 from mlservice.training import load_training_data  # noqa: E402
@@ -132,10 +133,15 @@ def main() -> int:
         ("100,000-row CSV batch < 2 s", batch_seconds, batch_seconds < 2),
         ("no errors in any scenario", errors, errors == 0),
     ]
-    workers = os.environ.get("WEB_CONCURRENCY", str((os.cpu_count() or 1) + 1))
+    workers = os.environ.get("WEB_CONCURRENCY", str(default_workers(usable_cpus())))
+    command = (
+        ""
+        if args.seconds == parser.get_default("seconds")
+        else f" (`scripts/bench.py --seconds {args.seconds}`)"
+    )
     lines = [
-        f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1, gunicorn.conf.py with "
-        f"{workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}.",
+        f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1{command}, gunicorn.conf.py "
+        f"with {workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",
