@@ -128,3 +128,15 @@ def test_at_most_twenty_bad_cells_are_listed_but_all_are_counted(client, row):
     error = error_of(post_csv(client, csv_of(rows)), 422, "invalid_input")
     assert len(error["details"]) == 20
     assert error["message"].endswith(" (and 29 more).")
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "utf8", "UTF-8"])
+def test_both_spellings_of_utf8_are_accepted(client, row, charset):
+    response = client.post(PREDICT, data=csv_of([row]), content_type=f"text/csv; charset={charset}")
+    assert response.status_code == 200
+
+
+def test_csv_answer_lines_end_with_a_newline_only(client, row):
+    text = post_csv(client, csv_of([row, row])).get_data(as_text=True)
+    assert "\r" not in text
+    assert text.count("\n") == 3
