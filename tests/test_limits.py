@@ -140,3 +140,104 @@ def test_csv_answer_lines_end_with_a_newline_only(client, row):
     text = post_csv(client, csv_of([row, row])).get_data(as_text=True)
     assert "\r" not in text
     assert text.count("\n") == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "message"),
+    [
+        (
+            '{"instances": [], "mode": 1, "batch": 2}',
+            "invalid_input",
+            "Unexpected top-level field(s) beside instances: batch, mode.",
+        ),
+        ('{"instances": {}}', "invalid_input", "instances must be a list of objects."),
+        ('{"instances": []}', "empty_batch", "instances is empty; send at least one row."),
+        (
+            "[1]",
+            "invalid_input",
+            'The body must be a JSON object: one instance or {"instances": [...]}.',
+        ),
+        (
+            '{"radius_mean": 1, "texture_mean": 2, "texture_mean": 3}',
+            "invalid_input",
+            "The field 'texture_mean' appears more than once in one object.",
+        ),
+    ],
+)
+def test_json_body_errors_say_what_is_wrong(client, body, code, message):
+    response = client.post(PREDICT, data=body, content_type="application/json")
+    assert error_of(response, 422, code)["message"] == message
+
+
+HEADER = ",".join(FEATURE_NAMES)
+VALUES = "1,2,0.1,1,0.01,0.02"
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "message"),
+    [
+        ("\r\n\n", "invalid_input", "The CSV body is empty; send a header row and data rows."),
+        (HEADER + "\n", "empty_batch", "The CSV has a header but no rows."),
+        (
+            f",{HEADER}\n0,{VALUES}\n",
+            "invalid_input",
+            "The CSV header's column 1 has no name; every column needs one (an unnamed first "
+            "column is usually an exported row index: leave it out).",
+        ),
+        (
+            f"{HEADER},texture_mean,radius_mean\n{VALUES},1,1\n",
+            "invalid_input",
+            "The CSV header names column(s) radius_mean, texture_mean more than once.",
+        ),
+        (
+            HEADER.replace("smoothness_se,symmetry_se", "area,perimeter") + f"\n{VALUES}\n",
+            "invalid_input",
+            "The CSV header has missing column(s) smoothness_se, symmetry_se and unknown "
+            "column(s) area, perimeter.",
+        ),
+        (
+            HEADER.replace(",symmetry_se", "") + "\n1,2,0.1,1,0.01\n",
+            "invalid_input",
+            "The CSV header has missing column(s) symmetry_se.",
+        ),
+        (
+            f"{HEADER}\n{VALUES}\n{VALUES.replace('1,2,', '1,,')}\n",
+            "invalid_input",
+            "line 3 (data row 2), column texture_mean: the cell is empty.",
+        ),
+        (
+            f'{HEADER}\n"1,5",{VALUES[2:]}\n',
+            "invalid_input",
+            "line 2 (data row 1), column radius_mean: '1,5' is not a number (write decimals "
+            "with a point, without thousands separators).",
+        ),
+        (
+            f"{HEADER}\nabc,{VALUES[2:]}\n",
+            "invalid_input",
+            "line 2 (data row 1), column radius_mean: 'abc' is not a number.",
+        ),
+        (  # an underscore in any data row, not only the last
+            f"{HEADER}\n1_0,{VALUES[2:]}\n{VALUES}\n",
+            "invalid_input",
+            "line 2 (data row 1), column radius_mean: '1_0' is not a number.",
+        ),
+    ],
+)
+def test_csv_errors_say_what_is_wrong(client, text, code, message):
+    assert error_of(post_csv(client, text), 422, code)["message"] == message
+
+
+def test_missing_and_unknown_columns_are_listed_in_the_details(client):
+    text = HEADER.replace("symmetry_se", "area") + f"\n{VALUES}\n"
+    error = error_of(post_csv(client, text), 422, "invalid_input")
+    assert error["details"] == [
+        {"field": "symmetry_se", "message": "missing column"},
+        {"field": "area", "message": "unknown column"},
+    ]
+
+
+def test_a_form_without_a_field_asks_for_it(client, card):
+    form = {name: str(card["examples"]["benign"][name]) for name in FEATURE_NAMES[1:]}
+    response = client.post("/", data=form)
+    assert response.status_code == 400
+    assert response.get_data(as_text=True).count("Enter a number.") == 1
