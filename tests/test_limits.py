@@ -5,12 +5,15 @@ The app fixture allows 50 rows a request; values run from 0 to 1e9 inclusive.
 
 import csv
 import io
+from pathlib import Path
 
 import pytest
 
+from mlservice import create_app
 from mlservice.features import FEATURE_NAMES
 
 PREDICT = "/api/v1/predict"
+ANSWERS = Path(__file__).resolve().parent.parent / "data" / "sample_answers.csv"
 
 
 @pytest.fixture
@@ -241,3 +244,73 @@ def test_a_form_without_a_field_asks_for_it(client, card):
     response = client.post("/", data=form)
     assert response.status_code == 400
     assert response.get_data(as_text=True).count("Enter a number.") == 1
+
+
+def test_one_json_error_is_the_whole_message(client, row):
+    error = error_of(client.post(PREDICT, json={**row, "radius_mean": -1}), 422, "invalid_input")
+    [detail] = error["details"]
+    assert error["message"] == f"radius_mean: {detail['message']}."
+
+
+def test_two_bad_csv_cells_count_one_more(client, row):
+    error = error_of(
+        post_csv(client, csv_of([{**row, "radius_mean": "-1"}] * 2)), 422, "invalid_input"
+    )
+    assert error["message"].endswith("values must be 0 or more (and 1 more).")
+
+
+def test_range_ends_beside_a_bad_cell_are_not_reported(client, row):
+    # A bad cell sends the whole table through the cell-by-cell reader; 0 and 1e9 pass it too.
+    rows = [{**row, "radius_mean": "0", "texture_mean": "1e9"}, {**row, "symmetry_se": "x"}]
+    error = error_of(post_csv(client, csv_of(rows)), 422, "invalid_input")
+    assert [detail["field"] for detail in error["details"]] == ["symmetry_se"]
+
+
+def test_form_accepts_both_ends_of_the_range(client, card):
+    form = {name: str(card["examples"]["benign"][name]) for name in FEATURE_NAMES}
+    form["radius_mean"], form["texture_mean"] = "0", "1e9"
+    assert client.post("/", data=form).status_code == 200
+
+
+def test_json_row_limit_counts_objects_and_arrays_before_parsing(client):
+    # 50 rows have 52 objects and arrays: 50 empty objects are checked as rows.
+    error = error_of(client.post(PREDICT, json={"instances": [{}] * 50}), 422, "invalid_input")
+    assert error["details"][0]["field"] == "instances[0].radius_mean"
+    error_of(client.post(PREDICT, json={"instances": [{}] * 51}), 422, "too_many_rows")
+
+
+def test_json_row_limit_counts_values_before_parsing(client):
+    # 50 rows hold at most 300 commas.
+    body = "[" + ",".join(["1"] * 301) + "]"
+    error = error_of(
+        client.post(PREDICT, data=body, content_type="application/json"), 422, "invalid_input"
+    )
+    assert error["message"].startswith("The body must be a JSON object")
+    body = "[" + ",".join(["1"] * 302) + "]"
+    error = error_of(
+        client.post(PREDICT, data=body, content_type="application/json"), 422, "too_many_rows"
+    )
+    assert error["message"] == (
+        "The body holds 302 values or more, more than a batch of 50 rows has; "
+        "the limit is 50 rows per request."
+    )
+
+
+def test_deeply_nested_json_is_a_clear_400(model_path):
+    app = create_app(
+        {
+            "TESTING": True,
+            "MODEL_PATH": str(model_path),
+            "MAX_ROWS": 1_000_000,
+            "ANSWERS_PATH": str(ANSWERS),
+        }
+    )
+    body = "[" * 200_000 + "]" * 200_000
+    response = app.test_client().post(PREDICT, data=body, content_type="application/json")
+    assert error_of(response, 400, "invalid_json")["message"] == "The body is nested too deeply."
+
+
+def test_a_last_cell_ending_in_x_is_not_a_number(client):
+    text = f"{HEADER}\n1,2,0.1,1,0.01,0.02X"
+    error = error_of(post_csv(client, text), 422, "invalid_input")
+    assert error["message"] == "line 2 (data row 1), column symmetry_se: '0.02X' is not a number."
