@@ -103,6 +103,12 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis), long run
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
 
+# CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only.
+MODULES ?= config model validation api answers
+.PHONY: mutation
+mutation: $(MODEL) ## Mutation testing of the core modules (mutmut): score and survivors per module
+	$(BIN)/python scripts/mutation.py $(MODULES)
+
 .PHONY: screenshot
 screenshot: $(MODEL) ## Refresh docs/screenshot.png and docs/model-card.png from the browser test (Chromium)
 	SCREENSHOT_PATH=docs/screenshot.png MODEL_CARD_SCREENSHOT_PATH=docs/model-card.png \

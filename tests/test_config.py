@@ -1,4 +1,6 @@
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,14 +13,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults():
-    settings = config.from_environ({})
-    assert settings == {
-        **{k: v for k, v in settings.items() if k not in {"MODEL_PATH", "MAX_ROWS", "LOG_LEVEL"}},
+    assert config.from_environ({}) == {
         "MODEL_PATH": "models/model.skops",
+        "ANSWERS_PATH": "data/sample_answers.csv",
         "MAX_ROWS": 10000,
-        "MAX_CONTENT_LENGTH": 10_000 * 320,
+        "MAX_CONTENT_LENGTH": 3_200_000,
         "LOG_LEVEL": "INFO",
     }
+
+
+@pytest.mark.parametrize(
+    ("environ", "setting", "value"),
+    [
+        ({"MAX_ROWS": "1"}, "MAX_ROWS", 1),  # the smallest allowed
+        ({"MAX_ROWS": " 12 "}, "MAX_ROWS", 12),
+        ({"ANSWERS_PATH": " /srv/a.csv "}, "ANSWERS_PATH", "/srv/a.csv"),
+    ],
+)
+def test_settings_at_the_edge_are_accepted(environ, setting, value):
+    assert config.from_environ(environ)[setting] == value
 
 
 def test_environment_overrides():
@@ -107,6 +120,10 @@ def fake_cgroup(root: Path, files: dict[str, str]) -> Path:
         (64, {"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs of quota keep two workers busy
         (64, {"cpu.max": "100000 100000\n"}, 1),
         (64, {"cpu.max": "50000 100000\n"}, 1),  # never below one
+        (64, {"cpu.max": "1 100000\n"}, 1),  # the smallest quota still allows one CPU
+        (64, {"cpu.max": "2 1\n"}, 2),
+        (64, {"cpu.max": "0 100000\n"}, 64),  # a zero quota or period is no quota
+        (64, {"cpu.max": "100000 0\n"}, 64),
         (2, {"cpu.max": "400000 100000\n"}, 2),  # a quota above the affinity does not add CPUs
         (64, {"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3),
         (64, {"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 64),
@@ -179,3 +196,48 @@ def test_bad_server_settings_fail_with_one_clear_sentence(environ, message):
     with pytest.raises(config.ConfigError) as raised:
         config.server_from_environ(environ, cpus=2)
     assert str(raised.value) == message
+
+
+def test_usable_cpus_without_affinity_fall_back_to_the_cpu_count(monkeypatch, tmp_path):
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert config.usable_cpus(tmp_path) == 6
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: assume one
+    assert config.usable_cpus(tmp_path) == 1
+
+
+def test_server_settings_count_the_usable_cpus(monkeypatch):
+    monkeypatch.setattr(config, "usable_cpus", lambda: 5)
+    assert config.server_from_environ({})["workers"] == 6
+
+
+@pytest.mark.parametrize(
+    ("environ", "bind"),
+    [
+        ({"HOST": "[::1]", "PORT": "80"}, "[::1]:80"),  # already bracketed
+        ({"HOST": " 10.0.0.1 ", "PORT": "1"}, "10.0.0.1:1"),
+        ({"PORT": "65535"}, "0.0.0.0:65535"),  # the highest port
+    ],
+)
+def test_server_bind_address(environ, bind):
+    assert config.server_from_environ(environ, cpus=1)["bind"] == bind
+
+
+def test_explicit_worker_count_may_reach_the_maximum():
+    assert config.server_from_environ({"WEB_CONCURRENCY": "32"}, cpus=1)["workers"] == 32
+
+
+def test_logging_writes_time_level_logger_and_message(monkeypatch, capsys):
+    root = logging.getLogger()
+    # pytest's own handlers would make basicConfig a no-op; the level is restored afterwards.
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", root.level)
+    config.configure_logging("WARNING")
+    logger = logging.getLogger("mlservice.example")
+    logger.warning("kept")
+    logger.info("dropped")
+    assert root.level == logging.WARNING
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING mlservice\.example: kept\n",
+        capsys.readouterr().err,
+    )

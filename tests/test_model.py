@@ -1,20 +1,28 @@
+import hashlib
+import io
 import json
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import skops.io
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from mlservice import model, training
-from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice import create_app, model, training
+from mlservice.features import FEATURE_NAMES, FEATURES, LABELS
 
+ROOT = Path(__file__).resolve().parent.parent
 VOLATILE = {"created_at", "git_commit", "version", "artifact"}
 
 
@@ -59,6 +67,28 @@ def test_shipped_model_meets_the_floor(card):
     assert 0.9 <= card["metrics"]["cross_validation"]["roc_auc_mean"] <= 1
 
 
+def test_shipped_model_scores_what_its_card_says(model_path, card):
+    # Scored from scratch: scikit-learn's data, split and metric, not the training code's.
+    bunch = load_breast_cancer(as_frame=True)
+    X = bunch.data[[feature.source for feature in FEATURES]].to_numpy()
+    _, X_test, _, y_test = train_test_split(
+        X,
+        bunch.target.to_numpy(),
+        test_size=card["training"]["test_size"],
+        stratify=bunch.target,
+        random_state=card["training"]["seed"],
+    )
+    assert len(y_test) == card["training"]["rows_test"]
+    pipeline = skops.io.load(model_path, trusted=[])
+    benign = pipeline.predict_proba(X_test)[:, list(pipeline.classes_).index(1)]
+    held_out = card["metrics"]["held_out"]
+    assert roc_auc_score(y_test, benign) == pytest.approx(held_out["roc_auc"], abs=1e-4)
+    assert roc_auc_score(y_test, benign) >= 0.95
+    assert accuracy_score(y_test, benign >= 0.5) == pytest.approx(held_out["accuracy"], abs=1e-4)
+    served = model.load(model_path).predict_proba(X_test)[:, 1]
+    assert np.allclose(served, benign, atol=1e-12)
+
+
 def test_report_counts_the_true_labels(trained):
     # y_true first: supports are the held-out class counts, whatever the model predicted.
     _, card = trained
@@ -81,18 +111,48 @@ def test_scaler_is_fitted_on_the_training_split_only(trained):
     assert card["training"]["rows_train"] == len(X_train)
 
 
-def test_card_describes_features_data_and_choice(trained):
+def test_card_describes_features_and_choice(trained):
     _, card = trained
-    X, y = training.load_training_data()
     assert [f["name"] for f in card["features"]] == list(FEATURE_NAMES)
     assert all(f["unit"] and f["training_min"] < f["training_max"] for f in card["features"])
-    assert card["training"]["data_sha256"] == training.data_checksum(X, y)
-    cv = card["selection"]["cv_roc_auc"]
-    cheapest_good = next(
-        n for n, s in cv.items() if s >= max(cv.values()) - training.ROC_AUC_TOLERANCE
-    )
-    assert card["selection"]["chosen"] == cheapest_good
+    assert card["selection"]["chosen"] == "logistic_regression"
     assert card["selection"]["why"]
+
+
+def test_data_checksum_identifies_the_data():
+    X, y = training.load_training_data()
+    checksum = training.data_checksum(X, y)
+    assert re.fullmatch(r"[0-9a-f]{64}", checksum)
+    assert training.data_checksum(X.copy(), y.copy()) == checksum
+    changed = X.copy()
+    changed.iloc[3, 2] += 0.001
+    flipped = y.copy()
+    flipped[3] = 1 - flipped[3]
+    assert training.data_checksum(changed, y) != checksum
+    assert training.data_checksum(X, flipped) != checksum
+    assert training.data_checksum(X.iloc[::-1], y[::-1]) != checksum  # row order counts too
+
+
+@pytest.mark.parametrize(
+    ("forest_score", "chosen"),
+    [
+        (0.975, "logistic_regression"),  # the cheaper one, 0.005 behind the best
+        (0.985, "random_forest"),  # 0.015 behind: the better one
+    ],
+)
+def test_cheapest_candidate_within_the_tolerance_is_chosen(monkeypatch, forest_score, chosen):
+    scores = {LogisticRegression: 0.97, RandomForestClassifier: forest_score}
+
+    def cross_val_score(pipeline, *args, **kwargs):
+        return np.full(5, scores[type(pipeline[-1])])
+
+    monkeypatch.setattr(training, "cross_val_score", cross_val_score)
+    _, card = training.train()
+    assert card["selection"]["chosen"] == chosen
+    assert card["selection"]["cv_roc_auc"] == {
+        "logistic_regression": 0.97,
+        "random_forest": forest_score,
+    }
 
 
 def test_examples_are_predicted_as_their_class(trained):
@@ -117,7 +177,10 @@ def test_save_and_load_round_trip(trained, tmp_path):
     pipeline, card = trained
     saved = training.save(pipeline, card, tmp_path / "m.skops")
     assert zipfile.is_zipfile(tmp_path / "m.skops")  # skops format, not a pickle
-    assert saved["artifact"]["sha256"] == model.file_checksum(tmp_path / "m.skops")
+    assert (
+        saved["artifact"]["sha256"]
+        == hashlib.sha256((tmp_path / "m.skops").read_bytes()).hexdigest()
+    )
     loaded = model.load(tmp_path / "m.skops")
     assert loaded.version == saved["artifact"]["sha256"][:12]
     rows = np.array([[r[n] for n in FEATURE_NAMES] for r in card["examples"].values()])
@@ -299,15 +362,23 @@ def test_other_pipelines_are_loaded_by_skops(trained, tmp_path):
     _, card = trained
     X, y = training.load_training_data()
     rows = X.to_numpy()
-    for pipeline in (
-        Pipeline([("scale", StandardScaler(with_mean=False)), ("classify", LogisticRegression())]),
-        Pipeline([("classify", LogisticRegression(max_iter=5000))]),
+    for pipeline, folded in (
+        # Read by skops, then still folded into one dot product.
+        (
+            Pipeline(
+                [("scale", StandardScaler(with_mean=False)), ("classify", LogisticRegression())]
+            ),
+            True,
+        ),
+        (Pipeline([("classify", LogisticRegression(max_iter=5000))]), False),
     ):
         pipeline.fit(rows, y)
         path = tmp_path / "other.skops"
-        training.save(pipeline, card, path)
+        saved = training.save(pipeline, card, path)
         loaded = model.load(path)
         assert loaded.pipeline is not None
+        assert (loaded.affine is not None) is folded
+        assert loaded.version == saved["artifact"]["sha256"][:12]
         assert np.allclose(loaded.predict_proba(rows), pipeline.predict_proba(rows), atol=1e-12)
 
 
@@ -315,3 +386,98 @@ def test_labels_of_names_the_most_probable_class_of_each_row():
     proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
     # Columns are in LABELS order (malignant, benign); a tie goes to the first.
     assert model.labels_of(proba) == ["malignant", "benign", "malignant"]
+
+
+def test_shipped_model_is_served_from_its_arrays(model_path):
+    loaded = model.load(model_path)
+    assert loaded.pipeline is None
+    assert loaded.affine is not None
+
+
+def test_card_without_features(artifact):
+    card_path = artifact.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    del card["features"]
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(model.ModelError, match="lists other features"):
+        model.load(artifact)
+
+
+def square(values):
+    return values**2
+
+
+def test_every_untrusted_type_is_named(trained, tmp_path):
+    pipeline, card = trained
+    unsafe = Pipeline(
+        [
+            ("a", FunctionTransformer(reciprocal)),
+            ("b", FunctionTransformer(square)),
+            *pipeline.steps,
+        ]
+    )
+    path = tmp_path / "unsafe.skops"
+    training.save(unsafe, card, path)
+    with pytest.raises(model.ModelError, match=r"trust: tests\.test_model\.\w+, tests\.test_model"):
+        model.load(path)
+
+
+def test_scaler_without_scaling_folds_correctly(trained):
+    _, card = trained
+    X, y = training.load_training_data()
+    rows = X.to_numpy()
+    pipeline = Pipeline(
+        [("scale", StandardScaler(with_std=False)), ("classify", LogisticRegression(max_iter=5000))]
+    ).fit(rows, y)
+    fast = model.Model(pipeline, card, model._affine_form(pipeline))
+    assert fast.affine is not None
+    assert np.allclose(fast.predict_proba(rows), pipeline.predict_proba(rows), atol=1e-12)
+
+
+def test_three_steps_are_not_folded(trained):
+    pipeline, _ = trained
+    longer = Pipeline(
+        [("scale", StandardScaler()), ("again", StandardScaler()), *pipeline.steps[1:]]
+    )
+    assert model._affine_form(longer) is None
+
+
+def test_a_pickled_array_in_the_archive_is_not_read(artifact):
+    with zipfile.ZipFile(artifact) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+        mean_file = scaler_attributes(json.loads(members["schema.json"]))["mean_"]["file"]
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([0.0] * len(FEATURE_NAMES), dtype=object), allow_pickle=True)
+    members[mean_file] = pickled.getvalue()
+    with zipfile.ZipFile(artifact, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    assert model._read_affine(artifact) is None
+
+
+def test_a_fallback_pipeline_is_served_by_scikit_learn(trained, tmp_path):
+    _, card = trained
+    X, y = training.load_training_data()
+    rows = X.to_numpy()
+    # One step is not the folded pair, so its own predict_proba serves it.
+    unscaled = Pipeline([("classify", LogisticRegression(max_iter=5000))]).fit(rows, y)
+    path = tmp_path / "unscaled.skops"
+    training.save(unscaled, card, path)
+    loaded = model.load(path)
+    assert loaded.affine is None
+    expected = unscaled.predict_proba(rows[:3])
+    app = create_app(
+        {
+            "TESTING": True,
+            "MODEL_PATH": str(path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "MAX_ROWS": 10,
+        }
+    )
+    sent = [dict(zip(FEATURE_NAMES, map(float, row), strict=True)) for row in rows[:3]]
+    response = app.test_client().post("/api/v1/predict", json={"instances": sent})
+    assert response.status_code == 200, response.get_json()
+    served = [
+        [p["probabilities"][label] for label in LABELS] for p in response.get_json()["predictions"]
+    ]
+    assert np.allclose(served, expected, atol=1e-12)

@@ -137,8 +137,6 @@ def server_from_environ(environ: Mapping[str, str] = os.environ, cpus: int | Non
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Set apart from basicConfig, which changes nothing once the root logger has a handler.
     logging.getLogger().setLevel(level)
