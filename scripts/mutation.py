@@ -43,11 +43,15 @@ def main() -> int:
 
     for module in args.modules:
         # Named mutants are always re-tested: no result of an older run is reused.
-        subprocess.run(
+        run = subprocess.run(
             [MUTMUT, "run", "--max-children", str(args.jobs), f"mlservice.{module}.*"],
-            stdout=subprocess.DEVNULL,
-            check=True,
+            capture_output=True,
+            text=True,
         )
+        if run.returncode:
+            # mutmut stops when the unmutated tests fail; their output says why.
+            print(run.stdout[-5000:], run.stderr[-5000:], sep="\n", file=sys.stderr)
+            return run.returncode
     listing = subprocess.run(
         [MUTMUT, "results", "--all", "true"], capture_output=True, text=True, check=True
     ).stdout

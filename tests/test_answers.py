@@ -589,7 +589,7 @@ def test_sample_csv_is_plain_csv_with_the_original_columns():
 # Not copied: environments, caches; the copy uses this project's environment and model.
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".tools", "__pycache__", "*.pyc", ".*_cache", ".hypothesis", ".schemathesis",
-    "coverage.xml", ".coverage",
+    "coverage.xml", ".coverage", "mutants",
 )  # fmt: skip
 # The service's own tests: the predict API, the OpenAPI document, the pages, health and headers.
 REMAINING_TESTS = ["test_api.py", "test_openapi.py", "test_web.py", "test_security.py"]

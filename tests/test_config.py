@@ -233,11 +233,11 @@ def test_logging_writes_time_level_logger_and_message(monkeypatch, capsys):
     monkeypatch.setattr(root, "handlers", [])
     monkeypatch.setattr(root, "level", root.level)
     config.configure_logging("WARNING")
-    logger = logging.getLogger("mlservice.example")
+    logger = logging.getLogger("some.module")
     logger.warning("kept")
     logger.info("dropped")
     assert root.level == logging.WARNING
     assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING mlservice\.example: kept\n",
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING some\.module: kept\n",
         capsys.readouterr().err,
     )

@@ -314,3 +314,31 @@ def test_a_last_cell_ending_in_x_is_not_a_number(client):
     text = f"{HEADER}\n1,2,0.1,1,0.01,0.02X"
     error = error_of(post_csv(client, text), 422, "invalid_input")
     assert error["message"] == "line 2 (data row 1), column symmetry_se: '0.02X' is not a number."
+
+
+@pytest.mark.parametrize(
+    ("sent", "accepted"),
+    [
+        ("0", True),
+        ("-0", True),
+        ("1e9", True),
+        ("999999999.9", True),
+        ("-1e-300", False),
+        ("1.0000001e9", False),
+        ("1e308", False),
+    ],
+)
+def test_json_csv_and_the_form_apply_one_rule(client, row, sent, accepted):
+    # The same value, through each of the three ways in: all accept it or all refuse it.
+    json_row = {**row, "radius_mean": float(sent)}
+    assert client.post(PREDICT, json=json_row).status_code == (200 if accepted else 422)
+    csv_row = {**row, "radius_mean": sent}
+    assert post_csv(client, csv_of([csv_row])).status_code == (200 if accepted else 422)
+    form = {name: str(value) for name, value in csv_row.items()}
+    assert client.post("/", data=form).status_code == (200 if accepted else 400)
+
+
+def test_the_page_shows_the_range_on_each_field(client):
+    page = client.get("/").get_data(as_text=True)
+    fields = [line for line in page.splitlines() if 'min="0" max="1000000000"' in line]
+    assert len(fields) == len(FEATURE_NAMES)

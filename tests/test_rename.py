@@ -19,7 +19,7 @@ NEW = "my_model"
 # Not copied: environments, caches and the trained model (the copy trains its own).
 IGNORED = shutil.ignore_patterns(
     ".git", ".venv", ".tools", "models", "__pycache__", "*.pyc", ".*_cache", ".hypothesis",
-    ".schemathesis", "coverage.xml", ".coverage",
+    ".schemathesis", "coverage.xml", ".coverage", "mutants",
 )  # fmt: skip
 # The copy's own tests of the service itself: config, model, API, page and console script.
 COPY_TESTS = ["test_config.py", "test_model.py", "test_api.py", "test_web.py", "test_cli.py"]

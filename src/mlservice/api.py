@@ -10,6 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
 from mlservice.model import current_model, labels_of
+from mlservice.responses import ModelCard, PredictResponse, json_response
 from mlservice.validation import parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -78,7 +79,8 @@ def predict():
     if request.mimetype == "application/json":
         rows = rows_from_json(parse_json(_body_text(), max_rows))
         proba = model.predict_proba(rows)
-        return {"predictions": _predictions(proba), "model_version": model.version}
+        body = PredictResponse(predictions=_predictions(proba), model_version=model.version)
+        return json_response(body)
 
     if request.mimetype == "text/csv":
         header, cells, rows = table_from_csv(_body_text(), max_rows)
@@ -99,7 +101,7 @@ def predict():
 
 @bp.get("/model")
 def model_card():
-    return current_model().card
+    return json_response(ModelCard.model_validate(current_model().card))
 
 
 @bp.get("/openapi.json")

@@ -2,9 +2,10 @@
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from mlservice.responses import Error, ErrorDetail, json_response
 from mlservice.validation import InputError, UnreadableInput
 
 log = logging.getLogger(__name__)
@@ -24,8 +25,11 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
-def json_error(status: int, code: str, message: str, details: object = None):
-    return jsonify(error={"code": code, "message": message, "details": details}), status
+def json_error(
+    status: int, code: str, message: str, details: object = None, headers: dict | None = None
+) -> Response:
+    body = Error(error=ErrorDetail(code=code, message=message, details=details))
+    return json_response(body, status, headers)
 
 
 def _wants_json() -> bool:
@@ -56,8 +60,7 @@ def handle_http_exception(error: HTTPException):
     headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
     if _wants_json():
         code = HTTP_CODES.get(status, "http_error")
-        body, status = json_error(status, code, error.description or error.name)
-        return body, status, headers
+        return json_error(status, code, error.description or error.name, headers=headers)
     return render_template("error.html", error=error), status, headers
 
 

@@ -3,6 +3,7 @@
 from flask import Blueprint
 
 from mlservice.model import current_model
+from mlservice.responses import Health, Ready, json_response
 
 bp = Blueprint("health", __name__)
 
@@ -10,10 +11,10 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     # Liveness: the process answers. No model work, so it stays cheap under load.
-    return {"status": "ok"}
+    return json_response(Health(status="ok"))
 
 
 @bp.get("/readyz")
 def readyz():
     # Readiness: the app only starts with a loaded model, so answering means ready.
-    return {"status": "ready", "model_version": current_model().version}
+    return json_response(Ready(status="ready", model_version=current_model().version))

@@ -1,127 +1,46 @@
 """The OpenAPI 3.1 description of the HTTP API, served at /api/v1/openapi.json.
 
-Schemas for the inputs come from the validation models, so the document and the checks
-cannot drift apart; tests/test_openapi.py checks responses against it.
+Every schema is generated: the inputs' from the validation models (mlservice.validation), the
+answers' from the response models (mlservice.responses), so the document, the checks and the
+bodies sent cannot drift apart. tests/test_openapi.py checks responses against it.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from flask import Flask, current_app
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic.json_schema import models_json_schema
 
-from mlservice.features import LABELS
-from mlservice.validation import MAX_VALUE, Instance
+from mlservice.responses import Error, Health, ModelCard, PredictResponse, Ready
+from mlservice.validation import MAX_VALUE, MIN_VALUE, Instance
 
-
-def _json(schema_ref: str) -> dict:
-    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}
-
-
-def _error(description: str) -> dict:
-    return {"description": description, "content": _json("Error")}
+REF = "#/components/schemas/{model}"
+TEXT = TypeAdapter(str).json_schema()
 
 
-def _schemas(max_rows: int) -> dict:
-    probability = {"type": "number", "minimum": 0, "maximum": 1}
-    return {
-        "Instance": Instance.model_json_schema(),
-        "Batch": {
-            "type": "object",
-            "properties": {
-                "instances": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/Instance"},
-                    "minItems": 1,
-                    "maxItems": max_rows,
-                }
-            },
-            "required": ["instances"],
-            "additionalProperties": False,
-        },
-        "Prediction": {
-            "type": "object",
-            "properties": {
-                "label": {"type": "string", "enum": list(LABELS)},
-                "probabilities": {
-                    "type": "object",
-                    "properties": dict.fromkeys(LABELS, probability),
-                    "required": list(LABELS),
-                    "additionalProperties": False,
-                },
-            },
-            "required": ["label", "probabilities"],
-            "additionalProperties": False,
-        },
-        "PredictResponse": {
-            "type": "object",
-            "properties": {
-                "predictions": {
-                    "type": "array",
-                    "items": {"$ref": "#/components/schemas/Prediction"},
-                    "minItems": 1,
-                },
-                "model_version": {"type": "string"},
-            },
-            "required": ["predictions", "model_version"],
-            "additionalProperties": False,
-        },
-        "ModelCard": {
-            "type": "object",
-            "properties": {
-                "version": {"type": "string"},
-                "labels": {"type": "array", "items": {"type": "string"}},
-                "features": {"type": "array", "items": {"type": "object"}},
-                "metrics": {"type": "object"},
-                "examples": {"type": "object"},
-                "scikit_learn_version": {"type": "string"},
-                "artifact": {
-                    "type": "object",
-                    "properties": {"file": {"type": "string"}, "sha256": {"type": "string"}},
-                    "required": ["file", "sha256"],
-                },
-            },
-            "required": [
-                "version",
-                "labels",
-                "features",
-                "metrics",
-                "examples",
-                "scikit_learn_version",
-                "artifact",
-            ],
-        },
-        "Health": {
-            "type": "object",
-            "properties": {"status": {"const": "ok"}},
-            "required": ["status"],
-        },
-        "Ready": {
-            "type": "object",
-            "properties": {"status": {"const": "ready"}, "model_version": {"type": "string"}},
-            "required": ["status", "model_version"],
-        },
-        "Error": {
-            "type": "object",
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "properties": {
-                        "code": {"type": "string"},
-                        "message": {"type": "string"},
-                        "details": {},
-                    },
-                    "required": ["code", "message", "details"],
-                }
-            },
-            "required": ["error"],
-        },
-    }
+def component_schemas(models: list[type[BaseModel]]) -> dict:
+    """The JSON schemas of these models (and the models they use), under their class names."""
+    _, schemas = models_json_schema([(model, "validation") for model in models], ref_template=REF)
+    return schemas.get("$defs", {})
 
 
-def _get(summary: str, schema_ref: str) -> dict:
+def ref(model: type[BaseModel]) -> dict:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def json_content(model: type[BaseModel]) -> dict:
+    return {"application/json": {"schema": ref(model)}}
+
+
+def error(description: str) -> dict:
+    return {"description": description, "content": json_content(Error)}
+
+
+def get(summary: str, model: type[BaseModel]) -> dict:
     return {
         "get": {
             "summary": summary,
-            "responses": {"200": {"description": "OK", "content": _json(schema_ref)}},
+            "responses": {"200": {"description": "OK", "content": json_content(model)}},
         }
     }
 
@@ -142,38 +61,37 @@ def init_app(app: Flask) -> None:
 
 def openapi_document() -> dict:
     max_rows = current_app.config["MAX_ROWS"]
+    # The batch's row limit is a setting, so its model is made here.
+    batch = create_model(
+        "Batch",
+        __config__=ConfigDict(extra="forbid"),
+        instances=(list[Instance], Field(min_length=1, max_length=max_rows)),
+    )
     predict = {
         "summary": "Classify one instance, a batch of instances, or a CSV table",
-        "description": f"Every feature is a number from 0 to {MAX_VALUE:,.0f}. JSON takes one "
-        f'instance or {{"instances": [...]}} with at most {max_rows} rows; CSV takes a header '
-        "naming the six features in any order and returns the table with label, "
+        "description": f"Every feature is a number from {MIN_VALUE:g} to {MAX_VALUE:,.0f}. JSON "
+        f'takes one instance or {{"instances": [...]}} with at most {max_rows} rows; CSV takes a '
+        "header naming the six features in any order and returns the table with label, "
         "probability_benign and probability_malignant appended.",
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/Instance"},
-                            {"$ref": "#/components/schemas/Batch"},
-                        ]
-                    }
-                },
-                "text/csv": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"oneOf": [ref(Instance), ref(batch)]}},
+                "text/csv": {"schema": TEXT},
             },
         },
         "responses": {
             "200": {
                 "description": "One prediction per row, in the order sent",
-                "content": {**_json("PredictResponse"), "text/csv": {"schema": {"type": "string"}}},
+                "content": {**json_content(PredictResponse), "text/csv": {"schema": TEXT}},
             },
-            "400": _error("Body is not valid JSON or not UTF-8"),
-            "413": _error("Body larger than the configured limit"),
-            "415": _error(
+            "400": error("Body is not valid JSON or not UTF-8"),
+            "413": error("Body larger than the configured limit"),
+            "415": error(
                 "Content-Type is neither application/json nor text/csv, its charset is not "
                 "UTF-8, or the body is compressed (Content-Encoding)"
             ),
-            "422": _error("A value, row count, CSV row or CSV column is not acceptable"),
+            "422": error("A value, row count, CSV row or CSV column is not acceptable"),
         },
     }
     document = {
@@ -185,7 +103,7 @@ def openapi_document() -> dict:
         },
         "paths": {
             "/api/v1/predict": {"post": predict},
-            "/api/v1/model": _get("The model card: features, metrics, versions", "ModelCard"),
+            "/api/v1/model": get("The model card: features, metrics, versions", ModelCard),
             "/api/v1/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -194,10 +112,14 @@ def openapi_document() -> dict:
                     },
                 }
             },
-            "/healthz": _get("Liveness: the process answers", "Health"),
-            "/readyz": _get("Readiness: the model is loaded", "Ready"),
+            "/healthz": get("Liveness: the process answers", Health),
+            "/readyz": get("Readiness: the model is loaded", Ready),
         },
-        "components": {"schemas": _schemas(max_rows)},
+        "components": {
+            "schemas": component_schemas(
+                [Instance, batch, PredictResponse, ModelCard, Health, Ready, Error]
+            )
+        },
     }
     # Optional features (the ranked answers) add their own paths and schemas.
     for part in current_app.extensions.get("mlservice.openapi", []):

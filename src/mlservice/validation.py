@@ -1,16 +1,16 @@
 """Checking prediction inputs: JSON rows, CSV batches and the page's form, with one rule set.
 
-Every feature is a number from 0 to MAX_VALUE. Failures raise InputError with one message per
-bad value, each naming its field (and row, for batches).
+Every feature value follows one rule, FeatureValue: a finite number from MIN_VALUE to MAX_VALUE.
+Failures raise InputError with one message per bad value, each naming its field (and row).
 """
 
 import csv
 import io
 import json
-import math
 import sys
 from collections import Counter
 from collections.abc import Mapping
+from typing import Annotated
 
 import numpy as np
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
@@ -19,9 +19,16 @@ from mlservice.features import FEATURE_NAMES, FEATURES
 
 # Enough messages to fix a batch, few enough to read.
 MAX_REPORTED_ERRORS = 20
-# Far beyond any real measurement; larger values overflow the model's scaling to inf and NaN.
-MAX_VALUE = 1e9
+# Measurements are not negative; MAX_VALUE is far beyond any real one (larger values overflow the
+# model's scaling to inf and NaN).
+MIN_VALUE, MAX_VALUE = 0.0, 1e9
 FEATURE_COUNT = len(FEATURE_NAMES)
+
+# The rule for every feature value, stated once: JSON fields (Instance), CSV cells and the page's
+# fields (to_number) are all checked against it, and the OpenAPI document shows it.
+FeatureValue = Annotated[float, Field(ge=MIN_VALUE, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
+_feature_value = TypeAdapter(FeatureValue)
+_feature_values = TypeAdapter(list[FeatureValue])
 
 
 class InputError(Exception):
@@ -47,13 +54,8 @@ Instance = create_model(
     __config__=ConfigDict(extra="forbid", strict=True),
     **{
         feature.name: (
-            float,
-            Field(
-                ge=0,
-                le=MAX_VALUE,
-                allow_inf_nan=False,
-                description=f"{feature.description} ({feature.unit})",
-            ),
+            FeatureValue,
+            Field(description=f"{feature.description} ({feature.unit})"),
         )
         for feature in FEATURES
     },
@@ -65,7 +67,7 @@ FORM_MESSAGES = {
     "empty": "Enter a number.",
     "not_a_number": "Enter a number.",
     "not_finite": "Enter a finite number.",
-    "negative": "Must be 0 or more.",
+    "negative": f"Must be {MIN_VALUE:g} or more.",
     "too_large": f"Must be at most {MAX_VALUE:,.0f}.",
 }
 
@@ -168,8 +170,16 @@ class NumberError(ValueError):
         self.kind = kind
 
 
+# What each way of breaking FeatureValue is called (NumberError.kind), by pydantic's error type.
+_BROKEN_RULE = {
+    "finite_number": "not_finite",
+    "greater_than_equal": "negative",
+    "less_than_equal": "too_large",
+}
+
+
 def to_number(text: str) -> float:
-    """Read a CSV cell or form field by the JSON rule: a finite number from 0 to MAX_VALUE.
+    """Read a CSV cell or form field and check it against FeatureValue, as JSON values are.
 
     Python's float() syntax ("1e3", ".5", "+5.", surrounding spaces), but no underscores: a
     spreadsheet reads "1_000" as text, and so does this.
@@ -184,13 +194,16 @@ def to_number(text: str) -> float:
     except ValueError:
         hint = " (write decimals with a point, without thousands separators)" if "," in cell else ""
         raise NumberError("not_a_number", f"{cell!r} is not a number{hint}") from None
-    if not math.isfinite(number):
-        raise NumberError("not_finite", f"{cell!r} is not a finite number")
-    if number < 0:
-        raise NumberError("negative", f"{cell} is negative; values must be 0 or more")
-    if number > MAX_VALUE:
-        raise NumberError("too_large", f"{cell} is larger than {MAX_VALUE:,.0f}")
-    return number
+    try:
+        return _feature_value.validate_python(number)
+    except ValidationError as error:
+        kind = _BROKEN_RULE[error.errors()[0]["type"]]
+    message = {
+        "not_finite": f"{cell!r} is not a finite number",
+        "negative": f"{cell} is negative; values must be {MIN_VALUE:g} or more",
+        "too_large": f"{cell} is larger than {MAX_VALUE:,.0f}",
+    }[kind]
+    raise NumberError(kind, message)
 
 
 def table_from_csv(text: str, max_rows: int) -> tuple[list[str], list[list[str]], np.ndarray]:
@@ -266,17 +279,17 @@ def _feature_columns(header: list[str]) -> list[int]:
 
 
 def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np.ndarray:
-    # Fast path: float() on every cell. When a cell fails or a number is out of range, or an
-    # underscore appears (which float() reads but to_number does not), the slow path below
-    # finds the bad cells and says why.
+    # Fast path: float() on every cell, then FeatureValue on all of them at once. When a cell
+    # fails either, or an underscore appears (which float() reads but to_number does not), the
+    # slow path below finds the bad cells and says why.
     if not underscores:
         try:
-            numbers = np.array([[float(cells[column]) for column in columns] for cells in rows])
-        except ValueError:
+            numbers = [[float(cells[column]) for column in columns] for cells in rows]
+            _feature_values.validate_python([value for row in numbers for value in row])
+        except (ValueError, ValidationError):
             pass
         else:
-            if (np.isfinite(numbers) & (numbers >= 0) & (numbers <= MAX_VALUE)).all():
-                return numbers
+            return np.array(numbers)
     numbers, errors, bad = [], [], 0
     for row, cells in enumerate(rows, start=1):
         values = []

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, request
 from mlservice.cards import figures, held_out
 from mlservice.features import FEATURE_NAMES, LABELS
 from mlservice.model import Model, current_model, labels_of
-from mlservice.validation import row_from_form
+from mlservice.validation import MAX_VALUE, MIN_VALUE, row_from_form
 
 bp = Blueprint("web", __name__)
 
@@ -28,7 +28,13 @@ def index():
             abort(404, f"There is no {example!r} example; try benign or malignant.")
         values = {name: f"{value:g}" for name, value in card["examples"][example].items()}
     page = render_template(
-        "index.html", card=card, values=values, errors=errors, result=result, labels=LABELS
+        "index.html",
+        card=card,
+        values=values,
+        errors=errors,
+        result=result,
+        labels=LABELS,
+        value_range=(MIN_VALUE, MAX_VALUE),
     )
     return page, 400 if errors else 200
 

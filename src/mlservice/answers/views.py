@@ -16,7 +16,9 @@ from mlservice.answers.ranking import (
     RepeatedParameter,
     parse_parameters,
 )
+from mlservice.answers.responses import Answers, Questions
 from mlservice.errors import json_error
+from mlservice.responses import json_response
 
 bp = Blueprint(
     "answers",
@@ -43,19 +45,21 @@ def parameter_error(error: ParameterError):
 
 @api_bp.get("/questions")
 def questions():
-    return {"questions": [asdict(question) for question in current_answers().questions]}
+    questions = [asdict(question) for question in current_answers().questions]
+    return json_response(Questions(questions=questions))
 
 
 @api_bp.get("/answers")
 def answers():
     table = current_answers()
     question, weight, k = parse_parameters(request.args, table)
-    return {
-        "question": asdict(table.question(question)),
-        "weight": weight,
-        "k": k,
-        "answers": table.rank(question, weight, k),
-    }
+    body = Answers(
+        question=asdict(table.question(question)),
+        weight=weight,
+        k=k,
+        answers=table.rank(question, weight, k),
+    )
+    return json_response(body)
 
 
 @bp.get("/answers")
