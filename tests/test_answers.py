@@ -15,14 +15,17 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
 
 from mlservice import create_app
 from mlservice.answers.ranking import (
     ALLOWED_K,
     COLUMNS,
     AnswersError,
+    MissingParameter,
     from_frame,
     load,
+    parse_parameters,
     question_id,
 )
 from mlservice.config import ConfigError, from_environ
@@ -113,6 +116,24 @@ def test_question_ids_are_stable_slugs():
     assert URL_SAFE.fullmatch(long_id)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # 60 characters exactly: kept whole.
+        ("a" * 29 + " " + "b" * 30, "a" * 29 + "-" + "b" * 30),
+        # 61: cut at 60, then back to the last whole word.
+        ("a" * 29 + " " + "b" * 31, "a" * 29),
+        ("one two three " + "c" * 50, "one-two-three"),
+        (
+            "aaaa bbbb cccc dddd eeee ffff gggg hhhh iiii jjjj kkkk llll mmmm",
+            "aaaa-bbbb-cccc-dddd-eeee-ffff-gggg-hhhh-iiii-jjjj-kkkk-llll",
+        ),
+    ],
+)
+def test_long_question_ids_are_cut_at_the_last_word_within_sixty_characters(text, expected):
+    assert question_id(text) == expected
+
+
 # Refusing a bad table at start-up ------------------------------------------------------------
 
 
@@ -161,6 +182,48 @@ def test_first_problem_is_reported_with_a_count_of_the_rest(tmp_path):
         load(str(path))
 
 
+def test_one_problem_has_no_count(tmp_path):
+    rows = good_rows()
+    rows[1]["passage"] = ""
+    path = write_csv(tmp_path / "answers.csv", rows)
+    with pytest.raises(AnswersError) as raised:
+        load(str(path))
+    assert str(raised.value) == (
+        f"The answers table {path}, row 2, column passage: the cell is empty."
+    )
+
+
+def test_the_first_row_with_a_problem_is_reported_in_the_order_of_the_checks(tmp_path):
+    rows = good_rows()
+    rows[0] |= {"query": "", "passage": ""}  # one row, two empty cells: query is checked first
+    rows[1]["start"] = "x"  # a later row whose column sorts before query
+    path = write_csv(tmp_path / "answers.csv", rows)
+    with pytest.raises(AnswersError) as raised:
+        load(str(path))
+    assert str(raised.value) == (
+        f"The answers table {path}, row 1, column query: the cell is empty"
+        " (2 more problem(s) after it)."
+    )
+
+
+def test_every_missing_column_is_named(tmp_path):
+    columns = [c for c in COLUMNS if c not in ("title", "end")]
+    path = write_csv(tmp_path / "answers.csv", good_rows(), columns)
+    with pytest.raises(AnswersError) as raised:
+        load(str(path))
+    assert str(raised.value) == (
+        f"The answers table {path}, header row: missing column(s) title, end."
+    )
+
+
+def test_a_blank_title_is_allowed(tmp_path):
+    rows = good_rows()
+    rows[0]["title"] = ""
+    table = load(str(write_csv(tmp_path / "answers.csv", rows)))
+    ranked = table.rank(table.questions[0].id, 0.5, 5)
+    assert [answer["title"] for answer in ranked] == ["", "Title of p2", "Title of p3"]
+
+
 def test_missing_column_is_refused(tmp_path):
     path = write_csv(tmp_path / "answers.csv", good_rows(), [c for c in COLUMNS if c != "end"])
     with pytest.raises(
@@ -204,6 +267,28 @@ def test_questions_whose_ids_collide_are_refused(tmp_path):
     path = write_csv(tmp_path / "answers.csv", rows)
     with pytest.raises(AnswersError, match=r"row 2, column query: .*'what-is-it'"):
         load(str(path))
+
+
+def test_a_colliding_id_names_the_file_and_the_other_question(tmp_path):
+    rows = [row(query="What is it?"), row(query="What is it!", passage_id="p2")]
+    path = write_csv(tmp_path / "answers.csv", rows)
+    with pytest.raises(AnswersError) as raised:
+        load(str(path))
+    assert str(raised.value) == (
+        f"The answers table {path}, row 2, column query: 'What is it!' gives the id "
+        "'what-is-it' as 'What is it?'; question ids are the question's words as a slug, "
+        "so reword it."
+    )
+
+
+def test_an_id_without_words_names_no_other_question(tmp_path):
+    path = write_csv(tmp_path / "answers.csv", [row(query="???")])
+    with pytest.raises(AnswersError) as raised:
+        load(str(path))
+    assert str(raised.value) == (
+        f"The answers table {path}, row 1, column query: '???' gives the id ''; question ids "
+        "are the question's words as a slug, so reword it."
+    )
 
 
 def test_question_without_letters_or_digits_is_refused(tmp_path):
@@ -439,6 +524,24 @@ def test_bad_parameters_get_a_json_error_naming_them(client, table, query, statu
     assert error["code"] == code
     assert error["details"] == {"parameter": parameter}
     assert parameter in error["message"]
+
+
+def test_a_missing_question_says_it_is_required(table):
+    with pytest.raises(MissingParameter) as raised:
+        parse_parameters(MultiDict(), table)
+    assert str(raised.value) == raised.value.message == "question is required."
+
+
+def test_a_k_not_allowed_lists_the_allowed_ones(client, table):
+    response = client.get(f"{ANSWERS}?question={table.questions[0].id}&k=7")
+    assert response.get_json()["error"]["message"] == "k must be one of 5, 10, 20, 30, 50, got '7'."
+
+
+@pytest.mark.parametrize("k", ALLOWED_K)
+def test_each_allowed_k_is_accepted(client, table, k):
+    response = client.get(ANSWERS, query_string={"question": table.questions[0].id, "k": k})
+    assert response.status_code == 200
+    assert response.get_json()["k"] == k
 
 
 def schema_validator(document: dict, name: str) -> jsonschema.Draft202012Validator:

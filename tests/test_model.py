@@ -481,3 +481,16 @@ def test_a_fallback_pipeline_is_served_by_scikit_learn(trained, tmp_path):
         [p["probabilities"][label] for label in LABELS] for p in response.get_json()["predictions"]
     ]
     assert np.allclose(served, expected, atol=1e-12)
+
+
+def test_every_training_candidate_can_be_served(trained, tmp_path):
+    # Whichever candidate the selection rule picks, the service must be able to load it.
+    _, card = trained
+    X, y = training.load_training_data()
+    rows = X.to_numpy()[:20]
+    for name in training.CANDIDATES:
+        pipeline = training.build_pipeline(name, training.SEED).fit(X.to_numpy(), y)
+        path = tmp_path / f"{name}.skops"
+        training.save(pipeline, card, path)
+        loaded = model.load(path)
+        assert np.allclose(loaded.predict_proba(rows), pipeline.predict_proba(rows), atol=1e-12)

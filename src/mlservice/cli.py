@@ -59,9 +59,10 @@ def train(output: Path, seed: int | None) -> None:
 
     try:
         pipeline, card = training.train(training.SEED if seed is None else seed)
+        card = training.save(pipeline, card, output)
+        model.load(output)  # as the service will at start-up: a model it cannot serve fails here
     except model.ModelError as error:
         raise click.ClickException(str(error)) from None
-    card = training.save(pipeline, card, output)
     held_out = card["metrics"]["held_out"]
     click.echo(
         f"wrote {output} (version {card['version']}): {card['estimator']}, "

@@ -224,9 +224,9 @@ def _index(frame: pd.DataFrame, source: str) -> AnswerTable:
     candidates = {}
     for question in questions.values():
         rows = frame.iloc[rows_by_text[question.text]]
-        records = rows[list(REPORTED)].to_dict("records")
         candidates[question.id] = _Candidates(
-            records=tuple(_plain(record) for record in records),
+            # to_dict gives Python numbers, not NumPy scalars: ready for JSON and the page.
+            records=tuple(rows[list(REPORTED)].to_dict("records")),
             score=rows["score"].to_numpy(),
             pass_rank_score=rows["pass_rank_score"].to_numpy(),
             passage=pd.factorize(rows["passage_id"])[0],
@@ -234,11 +234,6 @@ def _index(frame: pd.DataFrame, source: str) -> AnswerTable:
     tasks = list(dict.fromkeys(question.task for question in questions.values()))
     ordered = sorted(questions.values(), key=lambda question: tasks.index(question.task))
     return AnswerTable(ordered, candidates)
-
-
-def _plain(record: dict) -> dict:
-    # NumPy scalars become Python ones, so jsonify and Jinja see ordinary values.
-    return {key: value.item() if hasattr(value, "item") else value for key, value in record.items()}
 
 
 def parse_parameters(args: MultiDict, table: AnswerTable, default_question: str | None = None):
