@@ -57,9 +57,12 @@ def equivalent_reason(module: str, changed: list[str], known: list[dict]) -> str
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modules", nargs="*", default=MODULES, choices=MODULES)
+    parser.add_argument("modules", nargs="*", help=f"some of {', '.join(MODULES)} [default: all]")
     parser.add_argument("--jobs", type=int, default=2, help="test processes at once")
     args = parser.parse_args()
+    if unknown := set(args.modules) - set(MODULES):
+        parser.error(f"no module {', '.join(sorted(unknown))}; choose from {', '.join(MODULES)}")
+    args.modules = args.modules or list(MODULES)
 
     for module in args.modules:
         # Named mutants are always re-tested: no result of an older run is reused.

@@ -1,0 +1,47 @@
+"""make mutation's bookkeeping: which survivors count as equivalent, and that the list is current."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from scripts import mutation
+
+ROOT = Path(__file__).resolve().parent.parent
+KNOWN = [
+    {"module": "api", "line": "get_data(cache=False)", "to": "cache=True", "why": "caching"},
+    {"module": "api", "line": "zip(a, b, strict=True)", "why": "same length"},
+]
+
+
+@pytest.mark.parametrize(
+    ("module", "changed", "why"),
+    [
+        ("api", ["-    data = request.get_data(cache=False)", "+    data = request.get_data(cache=True)"], "caching"),
+        # The mutated line must match `to` when the entry has one.
+        ("api", ["-    data = request.get_data(cache=False)", "+    data = request.get_data(cache=None)"], None),
+        # Any change to a line listed without `to`.
+        ("api", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(a, b, )"], "same length"),
+        # The same line in another module is not covered.
+        ("model", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(a, b, )"], None),
+        # Only the removed line is matched against `line`.
+        ("api", ["-    pairs = zip(a, b)", "+    pairs = zip(a, b, strict=True)"], None),
+    ],
+)  # fmt: skip
+def test_a_survivor_is_equivalent_only_when_an_entry_matches_it(module, changed, why):
+    assert mutation.equivalent_reason(module, changed, KNOWN) == why
+
+
+def source_of(module: str) -> str:
+    package = ROOT / "src" / "mlservice"
+    files = [package / f"{module}.py"] if module != "answers" else (package / module).glob("*.py")
+    return "\n".join(path.read_text() for path in files)
+
+
+def test_each_listed_equivalent_mutant_names_a_line_that_still_exists():
+    entries = tomllib.loads(mutation.EQUIVALENT.read_text())["mutant"]
+    assert entries
+    for entry in entries:
+        assert entry["module"] in mutation.MODULES, entry
+        assert entry["why"].strip(), entry
+        assert entry["line"] in source_of(entry["module"]), entry
