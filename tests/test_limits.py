@@ -11,6 +11,7 @@ import pytest
 
 from mlservice import create_app
 from mlservice.features import FEATURE_NAMES
+from mlservice.validation import InputError, rows_from_json
 
 PREDICT = "/api/v1/predict"
 ANSWERS = Path(__file__).resolve().parent.parent / "data" / "sample_answers.csv"
@@ -342,3 +343,25 @@ def test_the_page_shows_the_range_on_each_field(client):
     page = client.get("/").get_data(as_text=True)
     fields = [line for line in page.splitlines() if 'min="0" max="1000000000"' in line]
     assert len(fields) == len(FEATURE_NAMES)
+
+
+def test_the_csv_answer_keeps_each_cell_as_sent(client, row):
+    # Spaces at the end of the last cell, and a line end inside a quoted cell, are the client's.
+    header = ",".join([*FEATURE_NAMES[:-1], f'"{FEATURE_NAMES[-1]}\r"'])
+    cells = [str(row[name]) for name in FEATURE_NAMES]
+    first = ",".join([*cells[:-1], f'"{cells[-1]}\r"'])
+    last = ",".join([*cells[:-1], f"{cells[-1]}  "])
+    response = post_csv(client, f"{header}\n{first}\n{last}\n")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    sent = list(csv.reader(io.StringIO(response.get_data(as_text=True), newline="")))
+    assert len(sent) == 3
+    assert sent[0][len(FEATURE_NAMES) - 1] == f"{FEATURE_NAMES[-1]}\r"
+    assert sent[1][len(FEATURE_NAMES) - 1] == f"{cells[-1]}\r"
+    assert sent[2][len(FEATURE_NAMES) - 1] == f"{cells[-1]}  "
+
+
+def test_an_input_error_reads_as_its_message(row):
+    # Logs and tracebacks show str(error): the same words the client gets.
+    with pytest.raises(InputError) as raised:
+        rows_from_json({**row, "radius_mean": -1.0})
+    assert str(raised.value) == "radius_mean: Input should be greater than or equal to 0."

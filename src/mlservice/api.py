@@ -2,6 +2,7 @@
 
 import csv
 import io
+import itertools
 
 import numpy as np
 from flask import Blueprint, Response, current_app, request
@@ -58,7 +59,12 @@ def _predictions(proba: np.ndarray) -> list[dict]:
 def _scored_csv(header: list[str], rows: list[list[str]], proba: np.ndarray) -> str:
     """The table as sent, cell for cell, with the prediction columns appended."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    quoting = csv.QUOTE_MINIMAL
+    if "\r" in "".join(itertools.chain(header, *rows)):
+        # float() reads a quoted "1.5\r" as a number; the csv module quotes only the characters
+        # of its line end, so without this the CR would be written bare and split the row.
+        quoting = csv.QUOTE_NONNUMERIC
+    writer = csv.writer(out, lineterminator="\n", quoting=quoting)
     writer.writerow([*header, "label", "probability_benign", "probability_malignant"])
     labels = labels_of(proba)
     benign = proba[:, LABELS.index("benign")].tolist()

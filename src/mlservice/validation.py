@@ -279,9 +279,7 @@ def _feature_columns(header: list[str]) -> list[int]:
 
 
 def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np.ndarray:
-    # Fast path: float() on every cell, then FeatureValue on all of them at once. When a cell
-    # fails either, or an underscore appears (which float() reads but to_number does not), the
-    # slow path below finds the bad cells and says why.
+    # Fast path: float() on every cell, then FeatureValue on all of them at once.
     if not underscores:
         try:
             numbers = [[float(cells[column]) for column in columns] for cells in rows]
@@ -290,14 +288,14 @@ def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np
             pass
         else:
             return np.array(numbers)
-    numbers, errors, bad = [], [], 0
+    # Some cell failed, or holds an underscore (which float() reads but to_number does not):
+    # to_number, which accepts less than float() and checks the same rule, says which and why.
+    errors, bad = [], 0
     for row, cells in enumerate(rows, start=1):
-        values = []
         for column in columns:
             try:
-                values.append(to_number(cells[column]))
+                to_number(cells[column])
             except NumberError as error:
-                values.append(0.0)
                 bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
                     name = FEATURE_NAMES[columns.index(column)]
@@ -309,15 +307,12 @@ def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np
                             "message": f"line {row + 1} (data row {row}), column {name}: {error}",
                         }
                     )
-        numbers.append(values)
-    if errors:
-        more = f" (and {bad - 1} more)" if bad > 1 else ""
-        raise InputError(errors[0]["message"] + more + ".", errors)
-    return np.array(numbers)
+    more = f" (and {bad - 1} more)" if bad > 1 else ""
+    raise InputError(errors[0]["message"] + more + ".", errors)
 
 
-def row_from_form(form: Mapping[str, str]) -> tuple[np.ndarray, dict[str, str]]:
-    """Validate the page's fields; return the row, or an empty array and a message per bad field.
+def row_from_form(form: Mapping[str, str]) -> tuple[np.ndarray | None, dict[str, str]]:
+    """Validate the page's fields; return the row, or None and a message per bad field.
 
     Each field is read like a CSV cell (to_number), so the page and CSV batches agree.
     """
@@ -328,5 +323,5 @@ def row_from_form(form: Mapping[str, str]) -> tuple[np.ndarray, dict[str, str]]:
         except NumberError as error:
             errors[name] = FORM_MESSAGES[error.kind]
     if errors:
-        return np.empty((0, len(FEATURE_NAMES))), errors
+        return None, errors
     return np.array([values]), {}
