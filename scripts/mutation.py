@@ -109,12 +109,15 @@ def main() -> int:
 
     print("Surviving mutants, with the lines they change:" if report else "No survivors.")
     print("\n".join(report))
-    header = ("module", "mutants", "killed", "survived", "equivalent", "score")
+    header = ("module", "mutants", "killed", "survived", "equivalent", "score", "of all")
     print(f"\n{header[0]:<12}" + "".join(f"{name:>11}" for name in header[1:]))
     for module, tested, killed, survived, equivalent, score in rows:
         counts = "".join(f"{count:>11}" for count in (tested, killed, survived, equivalent))
-        print(f"{module:<12}{counts}{score:>10.1f}%")
-    print(f"\nScore: killed out of the non-equivalent mutants; the target is {TARGET:.0f}% each.")
+        print(f"{module:<12}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
+    print(
+        f"\nscore: killed out of the non-equivalent mutants (target {TARGET:.0f}% each); "
+        "of all: killed out of every mutant tested."
+    )
     return 0 if lowest >= TARGET else 1
 
 
