@@ -145,6 +145,14 @@ def good_rows() -> list[dict]:
     ]
 
 
+def refusal(tmp_path: Path, rows: list[dict], columns=COLUMNS) -> tuple[Path, str]:
+    """Write the table, load it, and return its path and the AnswersError's whole message."""
+    path = write_csv(tmp_path / "answers.csv", rows, columns)
+    with pytest.raises(AnswersError) as raised:
+        load(str(path))
+    return path, str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("change", "column", "words"),
     [
@@ -185,22 +193,16 @@ def test_first_problem_is_reported_with_a_count_of_the_rest(tmp_path):
 def test_one_problem_has_no_count(tmp_path):
     rows = good_rows()
     rows[1]["passage"] = ""
-    path = write_csv(tmp_path / "answers.csv", rows)
-    with pytest.raises(AnswersError) as raised:
-        load(str(path))
-    assert str(raised.value) == (
-        f"The answers table {path}, row 2, column passage: the cell is empty."
-    )
+    path, message = refusal(tmp_path, rows)
+    assert message == (f"The answers table {path}, row 2, column passage: the cell is empty.")
 
 
 def test_the_first_row_with_a_problem_is_reported_in_the_order_of_the_checks(tmp_path):
     rows = good_rows()
     rows[0] |= {"query": "", "passage": ""}  # one row, two empty cells: query is checked first
     rows[1]["start"] = "x"  # a later row whose column sorts before query
-    path = write_csv(tmp_path / "answers.csv", rows)
-    with pytest.raises(AnswersError) as raised:
-        load(str(path))
-    assert str(raised.value) == (
+    path, message = refusal(tmp_path, rows)
+    assert message == (
         f"The answers table {path}, row 1, column query: the cell is empty"
         " (2 more problem(s) after it)."
     )
@@ -208,12 +210,8 @@ def test_the_first_row_with_a_problem_is_reported_in_the_order_of_the_checks(tmp
 
 def test_every_missing_column_is_named(tmp_path):
     columns = [c for c in COLUMNS if c not in ("title", "end")]
-    path = write_csv(tmp_path / "answers.csv", good_rows(), columns)
-    with pytest.raises(AnswersError) as raised:
-        load(str(path))
-    assert str(raised.value) == (
-        f"The answers table {path}, header row: missing column(s) title, end."
-    )
+    path, message = refusal(tmp_path, good_rows(), columns)
+    assert message == (f"The answers table {path}, header row: missing column(s) title, end.")
 
 
 def test_a_blank_title_is_allowed(tmp_path):
@@ -271,10 +269,8 @@ def test_questions_whose_ids_collide_are_refused(tmp_path):
 
 def test_a_colliding_id_names_the_file_and_the_other_question(tmp_path):
     rows = [row(query="What is it?"), row(query="What is it!", passage_id="p2")]
-    path = write_csv(tmp_path / "answers.csv", rows)
-    with pytest.raises(AnswersError) as raised:
-        load(str(path))
-    assert str(raised.value) == (
+    path, message = refusal(tmp_path, rows)
+    assert message == (
         f"The answers table {path}, row 2, column query: 'What is it!' gives the id "
         "'what-is-it' as 'What is it?'; question ids are the question's words as a slug, "
         "so reword it."
@@ -282,10 +278,8 @@ def test_a_colliding_id_names_the_file_and_the_other_question(tmp_path):
 
 
 def test_an_id_without_words_names_no_other_question(tmp_path):
-    path = write_csv(tmp_path / "answers.csv", [row(query="???")])
-    with pytest.raises(AnswersError) as raised:
-        load(str(path))
-    assert str(raised.value) == (
+    path, message = refusal(tmp_path, [row(query="???")])
+    assert message == (
         f"The answers table {path}, row 1, column query: '???' gives the id ''; question ids "
         "are the question's words as a slug, so reword it."
     )
