@@ -531,6 +531,26 @@ def test_a_k_not_allowed_lists_the_allowed_ones(client, table):
     assert response.get_json()["error"]["message"] == "k must be one of 5, 10, 20, 30, 50, got '7'."
 
 
+@pytest.mark.parametrize(
+    ("weight", "message"),
+    [
+        ("1.01", "weight must be between 0 and 1, got '1.01'."),
+        ("-0", None),
+        ("1", None),
+        ("nan", "weight must be between 0 and 1, got 'nan'."),
+        ("heavy", "weight must be a number, got 'heavy'."),
+    ],
+)
+def test_weight_is_a_number_from_zero_to_one(client, table, weight, message):
+    response = client.get(
+        ANSWERS, query_string={"question": table.questions[0].id, "weight": weight}
+    )
+    if message is None:
+        assert response.status_code == 200
+    else:
+        assert response.get_json()["error"]["message"] == message
+
+
 @pytest.mark.parametrize("k", ALLOWED_K)
 def test_each_allowed_k_is_accepted(client, table, k):
     response = client.get(ANSWERS, query_string={"question": table.questions[0].id, "k": k})

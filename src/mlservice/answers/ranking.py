@@ -45,6 +45,7 @@ REPORTED = (
 ALLOWED_K = (5, 10, 20, 30, 50)
 DEFAULT_K = 10
 DEFAULT_WEIGHT = 0.5
+MIN_WEIGHT, MAX_WEIGHT = 0.0, 1.0  # weight of score; the rest goes to pass_rank_score
 MAX_ID_LENGTH = 60
 WHOLE_NUMBER = re.compile(r"[+-]?\d+")
 
@@ -254,8 +255,10 @@ def parse_parameters(args: MultiDict, table: AnswerTable, default_question: str 
             weight = float(raw)
         except ValueError:
             raise InvalidParameter("weight", f"weight must be a number, got {raw!r}.") from None
-        if not 0 <= weight <= 1:  # also refuses nan
-            raise InvalidParameter("weight", f"weight must be between 0 and 1, got {raw!r}.")
+        if not MIN_WEIGHT <= weight <= MAX_WEIGHT:  # also refuses nan
+            raise InvalidParameter(
+                "weight", f"weight must be between {MIN_WEIGHT:g} and {MAX_WEIGHT:g}, got {raw!r}."
+            )
 
     k = DEFAULT_K
     if (raw := _single(args, "k")) is not None:

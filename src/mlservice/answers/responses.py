@@ -8,10 +8,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from mlservice.answers.ranking import ALLOWED_K, DEFAULT_K, DEFAULT_WEIGHT
+from mlservice.answers.ranking import ALLOWED_K, DEFAULT_K, DEFAULT_WEIGHT, MAX_WEIGHT, MIN_WEIGHT
 from mlservice.responses import Body
 
-Weight = Annotated[float, Field(ge=0, le=1, description="Weight of score against pass_rank_score")]
+Weight = Annotated[
+    float,
+    Field(ge=MIN_WEIGHT, le=MAX_WEIGHT, description="Weight of score against pass_rank_score"),
+]
 K = Annotated[Literal[ALLOWED_K], Field(description="How many passages at most")]
 
 
