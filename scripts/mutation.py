@@ -9,7 +9,7 @@ modules (all of them by default), then prints each one's score and its surviving
 
 Some survivors are equivalent: the change does not alter what the code does, so no test can
 kill them. scripts/equivalent-mutants.toml lists them, each with the reason, by the line they
-change; they are counted apart, and the score that must reach TARGET is over the others.
+change and what they change it into; they are counted apart, and the score that must reach TARGET is over the others.
 """
 
 import argparse
@@ -41,6 +41,10 @@ def changed_lines(mutant: str) -> list[str]:
     ]
 
 
+def _alternatives(to: str | list[str]) -> list[str]:
+    return [to] if isinstance(to, str) else to
+
+
 def equivalent_reason(module: str, changed: list[str], known: list[dict]) -> str | None:
     """Why this mutant is equivalent, if an entry of equivalent-mutants.toml matches it."""
     removed = [line[1:].strip() for line in changed if line.startswith("-")]
@@ -49,7 +53,7 @@ def equivalent_reason(module: str, changed: list[str], known: list[dict]) -> str
         if (
             entry["module"] == module
             and any(entry["line"] in line for line in removed)
-            and any(entry.get("to", "") in line for line in added)
+            and any(to in line for to in _alternatives(entry["to"]) for line in added)
         ):
             return entry["why"]
     return None

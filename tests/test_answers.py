@@ -551,6 +551,19 @@ def test_weight_is_a_number_from_zero_to_one(client, table, weight, message):
         assert response.get_json()["error"]["message"] == message
 
 
+@pytest.mark.parametrize(("k", "status"), [("+5", 200), (" 10 ", 200), ("1" * 4301, 422)])
+def test_k_is_read_as_a_short_whole_number(client, table, k, status):
+    response = client.get(ANSWERS, query_string={"question": table.questions[0].id, "k": k})
+    assert response.status_code == status
+    page = client.get("/answers", query_string={"k": k})
+    assert page.status_code == (200 if status == 200 else 400)
+
+
+def test_the_page_slider_spans_the_weight_range(client):
+    page = client.get("/answers").get_data(as_text=True)
+    assert re.search(r'type="range" id="weight" name="weight" min="0" max="1" ', page)
+
+
 @pytest.mark.parametrize("k", ALLOWED_K)
 def test_each_allowed_k_is_accepted(client, table, k):
     response = client.get(ANSWERS, query_string={"question": table.questions[0].id, "k": k})

@@ -371,3 +371,35 @@ def test_an_input_error_reads_as_its_message(row):
     with pytest.raises(InputError) as raised:
         rows_from_json({**row, "radius_mean": -1.0})
     assert str(raised.value) == "radius_mean: Input should be greater than or equal to 0."
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "status"),
+    [
+        # str.strip() removes \x1c-\x1f, float() does not: the fast path fails, every cell is valid.
+        ("control character after a number", "HEADER\n{row}\x1f\n", 200),
+        # A newline inside the quoted header: the cells still hold no underscore.
+        ("newline in a quoted header cell", "HEADER_QUOTED\n{row}\n", 200),
+        # Old Mac line ends: no \n anywhere, and an underscore that float() would read as 14.
+        ("CR line ends with 1_4", "HEADER\r{underscore}\r", 422),
+        ("LF line ends with 1_4", "HEADER\n{underscore}\n", 422),
+    ],
+)
+def test_csv_cells_float_and_to_number_read_differently(client, row, name, text, status):
+    cells = [str(row[feature]) for feature in FEATURE_NAMES]
+    body = (
+        text.replace("HEADER_QUOTED", ",".join([f'"{FEATURE_NAMES[0]}\n"', *FEATURE_NAMES[1:]]))
+        .replace("HEADER", ",".join(FEATURE_NAMES))
+        .replace("{row}", ",".join(cells))
+        .replace("{underscore}", ",".join(["1_4", *cells[1:]]))
+    )
+    response = post_csv(client, body)
+    assert response.status_code == status, (name, response.get_data(as_text=True))
+    if status == 422:
+        assert response.get_json()["error"]["message"] == (
+            "line 2 (data row 1), column radius_mean: '1_4' is not a number."
+        )
+    else:
+        scored = list(csv.reader(io.StringIO(response.get_data(as_text=True), newline="")))
+        assert len(scored) == 2
+        assert scored[1][-3] == "malignant"

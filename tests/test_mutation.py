@@ -10,7 +10,12 @@ from scripts import mutation
 ROOT = Path(__file__).resolve().parent.parent
 KNOWN = [
     {"module": "api", "line": "get_data(cache=False)", "to": "cache=True", "why": "caching"},
-    {"module": "api", "line": "zip(a, b, strict=True)", "why": "same length"},
+    {
+        "module": "api",
+        "line": "zip(a, b, strict=True)",
+        "to": ["strict=None", ", )"],
+        "why": "length",
+    },
 ]
 
 
@@ -20,8 +25,11 @@ KNOWN = [
         ("api", ["-    data = request.get_data(cache=False)", "+    data = request.get_data(cache=True)"], "caching"),
         # The mutated line must match `to` when the entry has one.
         ("api", ["-    data = request.get_data(cache=False)", "+    data = request.get_data(cache=None)"], None),
-        # Any change to a line listed without `to`.
-        ("api", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(a, b, )"], "same length"),
+        # Any of the listed changes.
+        ("api", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(a, b, )"], "length"),
+        ("api", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(a, b, strict=None)"], "length"),
+        # Another change to a listed line is not covered.
+        ("api", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(None, b, strict=True)"], None),
         # The same line in another module is not covered.
         ("model", ["-    pairs = zip(a, b, strict=True)", "+    pairs = zip(a, b, )"], None),
         # Only the removed line is matched against `line`.
@@ -44,4 +52,5 @@ def test_each_listed_equivalent_mutant_names_a_line_that_still_exists():
     for entry in entries:
         assert entry["module"] in mutation.MODULES, entry
         assert entry["why"].strip(), entry
+        assert entry["to"], entry  # without it, any change to the line would count
         assert entry["line"] in source_of(entry["module"]), entry

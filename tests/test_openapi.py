@@ -95,3 +95,11 @@ def test_the_document_is_built_once_at_start_up(app, monkeypatch):
     monkeypatch.setattr("mlservice.openapi.openapi_document", must_not_be_called)
     monkeypatch.setattr("mlservice.openapi.version", must_not_be_called)
     assert app.test_client().get("/api/v1/openapi.json").get_json() == before
+
+
+def test_a_part_may_not_redefine_a_schema(app):
+    from mlservice.openapi import openapi_document
+
+    app.extensions["mlservice.openapi"].append(lambda app: {"paths": {}, "schemas": {"Error": {}}})
+    with app.app_context(), pytest.raises(RuntimeError, match="defined twice: Error"):
+        openapi_document()

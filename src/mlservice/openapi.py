@@ -124,6 +124,8 @@ def openapi_document() -> dict:
     # Optional features (the ranked answers) add their own paths and schemas.
     for part in current_app.extensions.get("mlservice.openapi", []):
         contribution = part(current_app)
+        if clash := document["components"]["schemas"].keys() & contribution["schemas"].keys():
+            raise RuntimeError(f"OpenAPI schema names defined twice: {', '.join(sorted(clash))}")
         document["paths"].update(contribution["paths"])
         document["components"]["schemas"].update(contribution["schemas"])
     return document

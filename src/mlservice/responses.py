@@ -66,7 +66,10 @@ class Ready(Body):
 class ErrorDetail(Body):
     code: str = Field(description="Stable, machine-readable; the message may change")
     message: str
-    details: Any = Field(description="Per-value problems, when there are several, else null")
+    details: Any = Field(
+        description="What the error is about, or null: a list with one entry per bad value, "
+        "field or column for input errors, the parameter's name for a bad query parameter"
+    )
 
 
 class Error(Body):

@@ -6,6 +6,7 @@ Failures raise InputError with one message per bad value, each naming its field 
 
 import csv
 import io
+import itertools
 import json
 import sys
 from collections import Counter
@@ -247,8 +248,7 @@ def table_from_csv(text: str, max_rows: int) -> tuple[list[str], list[list[str]]
         ) from None
     if not rows:
         raise InputError("The CSV has a header but no rows.", code="empty_batch")
-    underscores = text.find("_", text.find("\n")) != -1  # in any row below the header
-    return header, rows, _numbers(rows, columns, underscores)
+    return header, rows, _numbers(rows, columns)
 
 
 def _feature_columns(header: list[str]) -> list[int]:
@@ -278,9 +278,11 @@ def _feature_columns(header: list[str]) -> list[int]:
     return [names.index(name) for name in FEATURE_NAMES]
 
 
-def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np.ndarray:
-    # Fast path: float() on every cell, then FeatureValue on all of them at once.
-    if not underscores:
+def _numbers(rows: list[list[str]], columns: list[int]) -> np.ndarray:
+    # Fast path: float() on every cell, then FeatureValue on all of them at once. Every column is
+    # a feature (others were refused), so the cells hold an underscore only where a feature does:
+    # float() reads "1_4" as 14, to_number refuses it.
+    if "_" not in "".join(itertools.chain.from_iterable(rows)):
         try:
             numbers = [[float(cells[column]) for column in columns] for cells in rows]
             _feature_values.validate_python([value for row in numbers for value in row])
@@ -288,13 +290,14 @@ def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np
             pass
         else:
             return np.array(numbers)
-    # Some cell failed, or holds an underscore (which float() reads but to_number does not):
-    # to_number, which accepts less than float() and checks the same rule, says which and why.
-    errors, bad = [], 0
+    # Cell by cell with to_number, which says which cells are bad and why. It can also accept
+    # what float() did not: str.strip() removes a few control characters that float() refuses.
+    numbers, errors, bad = [], [], 0
     for row, cells in enumerate(rows, start=1):
+        values = []
         for column in columns:
             try:
-                to_number(cells[column])
+                values.append(to_number(cells[column]))
             except NumberError as error:
                 bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
@@ -307,8 +310,11 @@ def _numbers(rows: list[list[str]], columns: list[int], underscores: bool) -> np
                             "message": f"line {row + 1} (data row {row}), column {name}: {error}",
                         }
                     )
-    more = f" (and {bad - 1} more)" if bad > 1 else ""
-    raise InputError(errors[0]["message"] + more + ".", errors)
+        numbers.append(values)
+    if errors:
+        more = f" (and {bad - 1} more)" if bad > 1 else ""
+        raise InputError(errors[0]["message"] + more + ".", errors)
+    return np.array(numbers)
 
 
 def row_from_form(form: Mapping[str, str]) -> tuple[np.ndarray | None, dict[str, str]]:

@@ -6,6 +6,7 @@ from flask import Flask
 from pydantic import Field, create_model
 
 from mlservice.answers import EXTENSION
+from mlservice.answers.ranking import MAX_WEIGHT, MIN_WEIGHT
 from mlservice.answers.responses import Answers, Parameters, Questions
 from mlservice.openapi import component_schemas, error, get, json_content
 
@@ -42,7 +43,10 @@ def document_part(app: Flask) -> dict:
         "responses": {
             "200": {"description": "Ranked answers, best first", "content": json_content(Answers)},
             "400": error("question is missing, or a parameter is given more than once"),
-            "422": error("Unknown question, weight not a number in [0, 1], or k not allowed"),
+            "422": error(
+                f"Unknown question, weight not a number in [{MIN_WEIGHT:g}, {MAX_WEIGHT:g}], "
+                "or k not allowed"
+            ),
         },
     }
     return {

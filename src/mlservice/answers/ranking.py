@@ -48,6 +48,7 @@ DEFAULT_WEIGHT = 0.5
 MIN_WEIGHT, MAX_WEIGHT = 0.0, 1.0  # weight of score; the rest goes to pass_rank_score
 MAX_ID_LENGTH = 60
 WHOLE_NUMBER = re.compile(r"[+-]?\d+")
+K_TEXT = re.compile(r"[+-]?\d{1,9}")  # a whole number short enough for int() to read quickly
 
 
 class AnswersError(ConfigError):
@@ -262,7 +263,7 @@ def parse_parameters(args: MultiDict, table: AnswerTable, default_question: str 
 
     k = DEFAULT_K
     if (raw := _single(args, "k")) is not None:
-        k = int(raw) if WHOLE_NUMBER.fullmatch(raw.strip()) else None
+        k = int(raw) if K_TEXT.fullmatch(raw.strip()) else None
         if k not in ALLOWED_K:
             allowed = ", ".join(map(str, ALLOWED_K))
             raise InvalidParameter("k", f"k must be one of {allowed}, got {raw!r}.")

@@ -10,6 +10,8 @@ from mlservice.answers.ranking import (
     ALLOWED_K,
     DEFAULT_K,
     DEFAULT_WEIGHT,
+    MAX_WEIGHT,
+    MIN_WEIGHT,
     InvalidParameter,
     MissingParameter,
     ParameterError,
@@ -80,6 +82,7 @@ def page():
         weight=weight,
         k=k,
         allowed_k=ALLOWED_K,
+        weight_range=(MIN_WEIGHT, MAX_WEIGHT),
         results=results,
         error=error,
     )
