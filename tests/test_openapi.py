@@ -100,6 +100,7 @@ def test_the_document_is_built_once_at_start_up(app, monkeypatch):
 def test_a_part_may_not_redefine_a_schema(app):
     from mlservice.openapi import openapi_document
 
-    app.extensions["mlservice.openapi"].append(lambda app: {"paths": {}, "schemas": {"Error": {}}})
+    part = {"paths": {}, "schemas": {"Error": {}}}
+    app.extensions.setdefault("mlservice.openapi", []).append(lambda app: part)
     with app.app_context(), pytest.raises(RuntimeError, match="defined twice: Error"):
         openapi_document()
