@@ -1,11 +1,14 @@
 import io
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
 
+from mlservice import create_app
 from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice.model import ModelError
 
 PREDICT = "/api/v1/predict"
 
@@ -494,3 +497,15 @@ def test_csv_giant_field_is_a_client_error(client):
     text = ",".join(FEATURE_NAMES) + "\n" + "1" * 200_000 + ",1,1,1,1,1\n"
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
     assert "field larger than field limit" in error["message"]
+
+
+def test_a_card_without_what_the_model_route_promises_stops_the_app(tmp_path, model_path):
+    path = tmp_path / "model.skops"
+    shutil.copy(model_path, path)
+    card = json.loads(model_path.with_suffix(".json").read_text())
+    del card["metrics"]
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(
+        ModelError, match=r"^The model card cannot be served: metrics: Field required\.$"
+    ):
+        create_app({"TESTING": True, "MODEL_PATH": str(path)})

@@ -6,15 +6,29 @@ import itertools
 
 import numpy as np
 from flask import Blueprint, Response, current_app, request
+from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlservice.errors import ApiError
 from mlservice.features import LABELS
-from mlservice.model import current_model, labels_of
+from mlservice.model import ModelError, current_model, labels_of
 from mlservice.responses import ModelCard, PredictResponse, json_response
 from mlservice.validation import parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+CARD = "mlservice.api.card"
+
+
+@bp.record_once
+def _check_card(state) -> None:
+    # The card is fixed for the process: checked once, at start-up, so a card without the fields
+    # GET /api/v1/model promises stops the app instead of failing that route on every request.
+    card = state.app.extensions["mlservice.model"].card
+    try:
+        state.app.extensions[CARD] = ModelCard.model_validate(card)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ModelError(f"The model card cannot be served: {problems}.") from None
 
 
 def _body_text() -> str:
@@ -105,7 +119,7 @@ def predict():
 
 @bp.get("/model")
 def model_card():
-    return json_response(ModelCard.model_validate(current_model().card))
+    return json_response(current_app.extensions[CARD])
 
 
 @bp.get("/openapi.json")
