@@ -41,9 +41,14 @@ def test_a_survivor_is_equivalent_only_when_an_entry_matches_it(module, changed,
 
 
 def source_of(module: str) -> str:
-    package = ROOT / "src" / "mlservice"
-    files = [package / f"{module}.py"] if module != "answers" else (package / module).glob("*.py")
-    return "\n".join(path.read_text() for path in files)
+    """The source of a module of make mutation: a file or a package, under src/ or not."""
+    dotted = mutation.MODULES[module].replace(".", "/")
+    for path in (ROOT / "src" / dotted, ROOT / dotted):
+        if path.is_dir():
+            return "\n".join(p.read_text() for p in sorted(path.glob("*.py")))
+        if path.with_suffix(".py").is_file():
+            return path.with_suffix(".py").read_text()
+    raise AssertionError(f"no source for {module}")
 
 
 def test_each_listed_equivalent_mutant_names_a_line_that_still_exists():
