@@ -253,15 +253,16 @@ def python_code(text: str) -> dict[int, str] | None:
             if token.type == tokenize.NAME:
                 start = offsets[token.start[0] - 1] + token.start[1]
                 for match in WORD.finditer(token.string):
-                    code[start + match.start()] = case_context(match[0], "identifier", "constant")
+                    word = match[0]
+                    context = "identifier" if word == OLD else other_case(word, "constant")
+                    code[start + match.start()] = context
     except (tokenize.TokenError, SyntaxError):
         return None
     return code
 
 
-def case_context(word: str, lower: str, upper: str) -> str:
-    if word == OLD:
-        return lower
+def other_case(word: str, upper: str) -> str:
+    """The context of the name in capitals (`upper`) or in mixed case (a class)."""
     return upper if word.isupper() else "class"
 
 
@@ -280,7 +281,7 @@ def occurrences(text: str, kind: str, entries: frozenset[str]) -> list[tuple[int
         elif match[0] == OLD:
             context = text_context(text, start, end, kind, entries)
         else:
-            context = case_context(match[0], "", "environment variable")
+            context = other_case(match[0], "environment variable")
         found.append((start, end, context))
     return found
 

@@ -460,6 +460,8 @@ def test_a_dropped_section_leaves_no_gap_and_no_blank_end():
     assert rules.drop_template_only(longer, "a") == "A\nB\n\nC\n"
     spaces = "AX  \n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\n"
     assert rules.drop_template_only(spaces, "a") == "AX  \n"
+    blank = "AX\n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\n"
+    assert rules.drop_template_only(blank, "a") == "AX\n"
     marked = "A\nb = 1  # template-only  \r\nC\n"
     assert rules.drop_template_only(marked, "a") == "A\nC\n"
     end = "A\n\n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n"
