@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from scripts import rename_rules
+from tests.test_release import git
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -49,26 +50,6 @@ REPRESENTATIVE = {
         "customer_churn_prediction_service_for_the_retail"
     ),
 }
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "Test",
-    "GIT_AUTHOR_EMAIL": "test@example.com",
-    "GIT_COMMITTER_NAME": "Test",
-    "GIT_COMMITTER_EMAIL": "test@example.com",
-}
-
-
-def git(cwd, *args):
-    done = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        env=os.environ | GIT_IDENTITY,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 def project_files(root):
@@ -130,7 +111,9 @@ def load_script(copy: Path) -> types.ModuleType:
     loader = importlib.machinery.SourceFileLoader("rename_script", str(copy / "scripts/rename"))
     module = types.ModuleType(loader.name)
     module.__file__ = loader.path
+    path = sys.path.copy()
     loader.exec_module(module)
+    sys.path[:] = path  # it put its own folder first, for its rules
     return module
 
 

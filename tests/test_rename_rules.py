@@ -453,23 +453,24 @@ def test_template_only_sections_and_lines_go():
     )
 
 
-def test_a_dropped_section_leaves_no_gap_and_no_blank_end():
-    text = "A\n\n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\nC\n"
-    assert rules.drop_template_only(text, "a") == "A\n\nC\n"
-    longer = "A\nB\n\n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\nC\n"
-    assert rules.drop_template_only(longer, "a") == "A\nB\n\nC\n"
-    spaces = "AX  \n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\n"
-    assert rules.drop_template_only(spaces, "a") == "AX  \n"
-    blank = "AX\n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\n"
-    assert rules.drop_template_only(blank, "a") == "AX\n"
-    marked = "A\nb = 1  # template-only  \r\nC\n"
-    assert rules.drop_template_only(marked, "a") == "A\nC\n"
-    end = "A\n\n<!-- template-only:start -->\nB\n<!-- template-only:end -->\n"
-    assert rules.drop_template_only(end, "a") == "A\n"
-    first = "<!-- template-only:start -->\nB\n<!-- template-only:end -->\n\nA\n"
-    assert rules.drop_template_only(first, "a") == "A\n"
-    unended = "A\n# template-only:start\nB\n# template-only:end\nC"
-    assert rules.drop_template_only(unended, "a") == "A\nC"
+SECTION = "<!-- template-only:start -->\nB\n<!-- template-only:end -->\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (f"A\n\n{SECTION}\nC\n", "A\n\nC\n"),  # the blank line after the section goes
+        (f"A\nB\n\n{SECTION}\nC\n", "A\nB\n\nC\n"),
+        (f"AX  \n{SECTION}\n", "AX  \n"),  # no blank line at the end, trailing spaces kept
+        (f"AX\n{SECTION}\n", "AX\n"),
+        (f"A\n\n{SECTION}", "A\n"),
+        (f"{SECTION}\nA\n", "A\n"),
+        ("A\nb = 1  # template-only  \r\nC\n", "A\nC\n"),
+        ("A\n# template-only:start\nB\n# template-only:end\nC", "A\nC"),
+    ],
+)
+def test_a_dropped_section_leaves_no_gap_and_no_blank_end(text, kept):
+    assert rules.drop_template_only(text, "a") == kept
 
 
 def test_text_without_markers_is_unchanged():

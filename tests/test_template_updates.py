@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_rename import BIN, GIT_IDENTITY, ROOT, copy_template, git, local_env, snapshot
+from tests.test_release import GIT_ENV, git
+from tests.test_rename import BIN, ROOT, copy_template, local_env, snapshot
 
 WORKFLOW = ROOT / ".github" / "workflows" / "template-update.yml"
 OLD_PIN = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1"
@@ -74,7 +75,7 @@ def world(tmp_path):
     (tools / "gh").write_text(FAKE_GH)
     (tools / "gh").chmod(0o755)
     github = tmp_path / "github.git"
-    env = local_env() | GIT_IDENTITY
+    env = local_env() | GIT_ENV
     env |= {
         # The project's pinned ruff and copier, as scripts/template-update finds them in .venv.
         "PATH": os.pathsep.join([str(tools), str(BIN), env["PATH"]]),
