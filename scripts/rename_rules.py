@@ -272,9 +272,10 @@ def occurrences(text: str, kind: str, entries: frozenset[str]) -> list[tuple[int
     kind: kind_of() the file. entries: the names inside the package folder (`NAME/templates`
     names the package's folder).
     """
-    code = python_code(text) if kind == PYTHON else None
+    matches = list(WORD.finditer(text))
+    code = python_code(text) if kind == PYTHON and matches else None
     found = []
-    for match in WORD.finditer(text):
+    for match in matches:
         start, end = match.span()
         if code is not None and start in code:
             context = code[start]

@@ -59,3 +59,18 @@ def test_each_listed_equivalent_mutant_names_a_line_that_still_exists():
         assert entry["why"].strip(), entry
         assert entry["to"], entry  # without it, any change to the line would count
         assert entry["line"] in source_of(entry["module"]), entry
+
+
+@pytest.mark.parametrize(
+    ("mutant", "module"),
+    [
+        ("mlservice.config.x__positive_int__mutmut_12", "config"),
+        ("mlservice.model.xǁModelǁload__mutmut_3", "model"),
+        ("mlservice.answers.ranking.x_rank__mutmut_1", "answers"),
+        ("scripts.rename_rules.x_spell__mutmut_2", "rename_rules"),  # template-only
+        ("mlservice.configuration.x_a__mutmut_1", None),
+        ("mlservice.cli.x_main__mutmut_1", None),
+    ],
+)
+def test_each_mutant_is_counted_for_its_module(mutant, module):
+    assert mutation.module_of(mutant) == module

@@ -24,7 +24,7 @@ from pathlib import Path
 import botocore.session
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from scripts import rename_rules
@@ -683,10 +683,10 @@ print("\\n".join(failed))
 """
 
 
+@pytest.mark.slow
 @settings(
-    max_examples=int(os.environ.get("RENAME_EXAMPLES", "6")),
+    max_examples=int(os.environ.get("RENAME_EXAMPLES", "5")),
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(repository=repository_names())
 def test_the_tree_renamed_for_any_name_is_valid_everywhere(template, tmp_path_factory, repository):

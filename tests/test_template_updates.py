@@ -107,6 +107,7 @@ def use_this_template(template: Path, github: Path, tmp_path: Path, env) -> Path
     return copy
 
 
+@pytest.mark.slow
 def test_copier_makes_the_same_project_as_the_rename(world, tmp_path):
     template, _, env = world
     made = tmp_path / "made" / "loan-default"
@@ -184,6 +185,7 @@ def update(copy: Path, env) -> subprocess.CompletedProcess:
     return done
 
 
+@pytest.mark.slow
 def test_a_template_release_arrives_renamed_as_one_pull_request(world, tmp_path):
     template, github, env = world
     assert "api.py" in {p.name for p in (template / "src" / "mlservice").iterdir()}
@@ -264,6 +266,7 @@ def test_a_template_release_arrives_renamed_as_one_pull_request(world, tmp_path)
     )
 
 
+@pytest.mark.slow
 def test_a_clean_update_is_a_ready_pull_request(world, tmp_path):
     template, github, env = world
     copy = use_this_template(template, github, tmp_path, env)
