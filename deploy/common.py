@@ -344,13 +344,16 @@ class Deployer:
                 self.mask(f"{method} {url} answered {raw[:300]!r}, not JSON")
             ) from None
 
-    def poll(self, check: Callable[[], object], what: str) -> object:
-        """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s.
+    def poll(self, check: Callable[[], object], what: str, longest: bool = False) -> object:
+        """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s
+        (or WAIT_LIMIT, the longest allowed, when `longest`: a restore gets all it may).
 
         Counted at its limits: the longest wait, one more pause, and the calls of the slowest
         look (a look in progress at the deadline finishes).
         """
         timeout, interval, _ = wait_settings()
+        if longest:
+            timeout = WAIT_LIMIT
         looks: list[float] = []
 
         def look() -> object:
