@@ -56,7 +56,7 @@ MASK = "***"
 # The longest each call may take, in seconds. Waits are settings whose maximum is the limit here,
 # so no configuration can make a deployment outlive the deploy job: a job killed half-way through
 # a rollback would leave production broken.
-HTTP_TIMEOUT = 30  # one Platform API, registry or download request
+HTTP_TIMEOUT = 20  # one Platform API, registry or download request
 COMMAND_TIMEOUT = 60  # one quick CLI call: describe, list, create, login, tag, delete
 UPLOAD_TIMEOUT = 420  # docker pull, docker push, aws lightsail push-container-image
 BUILD_TIMEOUT = 900  # gcloud app deploy: upload, Cloud Build, start the version

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Release the tested image on Heroku through its container registry (docs/deploy/heroku.md).
 
     deploy/heroku --image IMAGE --version vX.Y.Z [--dry-run]
@@ -9,22 +8,19 @@ tests only), DEPLOY_TIMEOUT, DEPLOY_POLL_SECONDS, SMOKE_WAIT.
 
 No Heroku CLI: docker pushes the image, the registry's manifest gives the image CONFIG digest,
 and the Platform API releases it (formation PATCH). The script waits until the release leaves
-`pending` (a `failed` release fails the deploy; Heroku keeps the previous one) and the web dynos
-of the new release are `up` (`crashed` fails), smoke-tests the app and, when anything after the
-release fails, rolls back to the release that was current before, waits for that release the
-same way, and fails.
+`pending` (a `failed` release, e.g. its release phase failed, is not current: Heroku keeps the
+one before) and the web dynos of the new release are `up` (or `idle`: a sleeping Eco dyno;
+`crashed` fails), then smoke-tests the app.
 
-Before pushing it checks that the app runs web dynos (formation quantity > 0) and sets
-WEB_CONCURRENCY for the web dyno size (dynos report the host's CPUs, not their own share).
+It sets WEB_CONCURRENCY for the web dyno size first (dynos report the host's CPUs, not their own
+share); that is a release too, so from then on any failure rolls back to the release that was
+current when the script started, and waits for it.
 """
 
 import json
 import re
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common
+from deploy import common
 
 API = "application/vnd.heroku+json; version=3"
 DOCKER_RELEASES = "application/vnd.heroku+json; version=3.docker-releases"
@@ -41,41 +37,139 @@ DYNO_MEMORY_MB = {
     "performance-xl": 63488,
     "performance-2xl": 129024,
 }
+# A new app's first web dyno is Eco or Basic (both 512 MB) until it is resized.
+NEW_APP_SIZE = "basic"
+SERVING = ("up", "idle")  # an Eco dyno with no traffic sleeps: `idle`, not a failure
 
 
-class ReleaseFailed(common.DeployError):
-    """The release itself failed: Heroku keeps the previous release serving."""
+class Heroku:
+    """The Platform API and registry calls of one deployment to one app."""
 
+    def __init__(self, d: common.Deployer, app: str, key: str, api_url: str, registry: str) -> None:
+        self.d, self.app, self.key, self.api_url, self.registry = d, app, key, api_url, registry
 
-def config_digest(d: common.Deployer, registry_url: str, app: str, key: str) -> str:
-    """The image CONFIG digest (what the Platform API releases) of <app>/web:latest."""
-    url = f"{registry_url}/v2/{app}/web/manifests/latest"
-    print(f"+ GET {url} (Accept: {MANIFEST_V2}, Authorization: Basic _:***)")
-    if d.dry_run:
-        return "sha256:<config digest>"
-    headers = {"Accept": MANIFEST_V2, "Authorization": common.basic_auth("_", key)}
-    status, answer, raw = common.request("GET", url, headers)
-    challenge = answer.get("Www-Authenticate") or answer.get("WWW-Authenticate") or ""
-    if status == 401 and challenge.startswith("Bearer "):
-        # registry.heroku.com uses token auth: trade the key for a pull token, then retry.
-        fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-        token_url = f"{fields['realm']}?service={fields['service']}&scope={fields['scope']}"
-        basic = {"Authorization": headers["Authorization"]}
-        token_status, _, token_raw = common.request("GET", token_url, basic)
-        if token_status != 200:
-            raise common.DeployError(f"registry token request answered {token_status}")
-        token = json.loads(token_raw)
-        headers["Authorization"] = f"Bearer {token.get('token') or token['access_token']}"
-        status, answer, raw = common.request("GET", url, headers)
-    if status != 200:
-        raise common.DeployError(f"GET {url} answered {status}: {raw[:200]!r}")
-    manifest = json.loads(raw)
-    if manifest.get("mediaType") != MANIFEST_V2:
-        raise common.DeployError(
-            f"the registry holds a {manifest.get('mediaType')} manifest; Heroku needs a Docker v2 "
-            "image manifest (build with provenance: false, sbom: false)"
-        )
-    return manifest["config"]["digest"]
+    def api(
+        self, method: str, path: str, body: object = None, accept: str = API, **extra
+    ) -> object:
+        headers = {"Accept": accept, "Authorization": f"Bearer {self.key}", **extra}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        return self.d.http(method, f"{self.api_url}/apps/{self.app}{path}", headers, body)
+
+    def newest_releases(self, count: int) -> list[dict]:
+        return self.api("GET", "/releases", Range=f"version ..; order=desc, max={count}") or []
+
+    def current_release(self) -> dict | None:
+        return next((r for r in self.newest_releases(10) if r.get("current")), None)
+
+    def set_concurrency(self, size: str) -> None:
+        """WEB_CONCURRENCY for the web dyno size, unless it is set so (a change is a release).
+
+        The one place the app's settings on Heroku are set."""
+        memory = DYNO_MEMORY_MB.get(size.lower())
+        if memory is None:
+            print(
+                f"::warning::deploy/heroku: unknown dyno size {size!r}: WEB_CONCURRENCY unchanged"
+            )
+            return
+        workers = str(common.workers_for(memory))
+        config = self.api("GET", "/config-vars") or {}
+        if self.d.dry_run or config.get("WEB_CONCURRENCY") != workers:
+            self.d.say(f"{size} dynos ({memory} MB): WEB_CONCURRENCY={workers}")
+            self.api("PATCH", "/config-vars", {"WEB_CONCURRENCY": workers})
+
+    def config_digest(self, registry_url: str) -> str:
+        """The image CONFIG digest (what the Platform API releases) of <app>/web:latest."""
+        url = f"{registry_url}/v2/{self.app}/web/manifests/latest"
+        print(f"+ GET {url} (Accept: {MANIFEST_V2}, Authorization: Basic _:***)")
+        self.d.charge(f"GET {url}, with the token exchange", 3 * common.HTTP_TIMEOUT)
+        if self.d.dry_run:
+            return "sha256:<config digest>"
+        timeout = self.d.limit(common.HTTP_TIMEOUT)
+        headers = {"Accept": MANIFEST_V2, "Authorization": common.basic_auth("_", self.key)}
+        status, answer, raw = common.request("GET", url, headers, timeout=timeout)
+        challenge = answer.get("Www-Authenticate") or answer.get("WWW-Authenticate") or ""
+        if status == 401 and challenge.startswith("Bearer "):
+            # registry.heroku.com uses token auth: trade the key for a pull token, then retry.
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+            token_url = f"{fields['realm']}?service={fields['service']}&scope={fields['scope']}"
+            basic = {"Authorization": headers["Authorization"]}
+            token_status, _, token_raw = common.request("GET", token_url, basic, timeout=timeout)
+            if token_status != 200:
+                raise common.DeployError(f"registry token request answered {token_status}")
+            token = json.loads(token_raw)
+            headers["Authorization"] = f"Bearer {token.get('token') or token['access_token']}"
+            status, answer, raw = common.request("GET", url, headers, timeout=timeout)
+        if status != 200:
+            raise common.DeployError(f"GET {url} answered {status}: {raw[:200]!r}")
+        manifest = json.loads(raw)
+        if manifest.get("mediaType") != MANIFEST_V2:
+            raise common.DeployError(
+                f"the registry holds a {manifest.get('mediaType')} manifest; Heroku needs a Docker v2 "
+                "image manifest (build with provenance: false, sbom: false)"
+            )
+        return manifest["config"]["digest"]
+
+    def serves(self, release_id: str) -> int | None:
+        """The release's version once it succeeded and its web dynos serve; None while it is
+        pending or its dynos start; DeployError if it failed or a web dyno crashed."""
+        release = self.api("GET", f"/releases/{release_id}")
+        version = release["version"]
+        if release["status"] == "pending":
+            self.d.say(f"release v{version} is pending (its release phase runs)")
+            return None
+        if release["status"] != "succeeded":
+            raise common.DeployError(f"release v{version} {release['status']}")
+        web = [x for x in self.api("GET", "/dynos") if x.get("type") == "web"]
+        mine = [x for x in web if x["release"]["version"] == version]
+        if any(x["state"] == "crashed" for x in mine):
+            raise common.DeployError(f"a web dyno of release v{version} crashed")
+        if web and len(mine) == len(web) and all(x["state"] in SERVING for x in mine):
+            return version
+        self.d.say(f"release v{version}: web dynos {[x['state'] for x in mine]}")
+        return None
+
+    def wait_for_release(self, newer_than: int) -> int | None:
+        """Wait for the first release newer than `newer_than` to serve (see serves())."""
+        if self.d.dry_run:
+            self.d.say("then poll GET /releases/<id> until it is no longer pending, and GET /dynos")
+            self.d.say("until the release's web dynos are up")
+            return None
+        found: list[str] = []
+
+        def check() -> int | None:
+            if not found:
+                newest = self.newest_releases(1)
+                if not newest or newest[0]["version"] <= newer_than:
+                    return None
+                found.append(newest[0]["id"])
+            return self.serves(found[0])
+
+        return self.d.poll(check, "the release's web dynos to serve")
+
+    def restore(self, previous: dict) -> bool:
+        """Release `previous` again (a rollback) unless it is still current; True if it was
+        not. A release still pending is waited for first (its release phase may yet succeed),
+        then the rollback like a deployment: one wait for both."""
+        rollback: list[str] = []
+
+        def check() -> str | None:
+            if rollback:
+                return "rolled back" if self.serves(rollback[0]) else None
+            (newest,) = self.newest_releases(1)
+            if newest["status"] == "pending":
+                status = self.api("GET", f"/releases/{newest['id']}")["status"]
+                self.d.say(f"release v{newest['version']} is {status}")
+                if status == "pending":
+                    return None
+            current = self.current_release()
+            if current is not None and current["id"] == previous["id"]:
+                return "unchanged"
+            rollback.append(self.api("POST", "/releases", {"release": previous["id"]})["id"])
+            return None
+
+        what = f"release v{previous['version']} to serve again"
+        return self.d.poll(check, what, longest=True) == "rolled back"
 
 
 def deploy(d: common.Deployer, args) -> None:
@@ -85,110 +179,52 @@ def deploy(d: common.Deployer, args) -> None:
     api_url = common.setting("HEROKU_API_URL", "https://api.heroku.com").rstrip("/")
     insecure = common.setting("HEROKU_REGISTRY_INSECURE", "0") in ("1", "true")
     registry_url = f"{'http' if insecure else 'https'}://{registry}"
+    heroku = Heroku(d, app, key, api_url, registry)
 
-    def api(method: str, path: str, body: object = None, accept: str = API, **extra) -> object:
-        headers = {"Accept": accept, "Authorization": f"Bearer {key}", **extra}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        return d.http(method, f"{api_url}{path}", headers, body)
-
-    def newest_releases() -> list[dict]:
-        return api("GET", f"/apps/{app}/releases", Range="version ..; order=desc, max=10") or []
-
-    web_url = (api("GET", f"/apps/{app}") or {}).get("web_url") or f"https://{app}.herokuapp.com/"
-    formation = api("GET", f"/apps/{app}/formation")
+    web_url = (heroku.api("GET", "") or {}).get("web_url") or f"https://{app}.herokuapp.com/"
+    formation = heroku.api("GET", "/formation")
     web = next((f for f in formation or [] if f.get("type") == "web"), None)
     if web is not None and web.get("quantity") == 0:
         raise common.ConfigError(
             f"HEROKU_APP={app} runs no web dynos (formation quantity 0): "
             "scale it up first (heroku ps:scale web=1)"
         )
-    if web is not None:
-        set_concurrency(d, api, app, web.get("size", ""))
-    # Read after the config change (itself a release): the rollback keeps WEB_CONCURRENCY.
-    previous = next((r for r in newest_releases() if r.get("current")), None)
+    previous = heroku.current_release() or {}
+    released: list[str] = []  # the image digest, once its release is asked for
+    if web is None:  # a new app: nothing served before, and its first web dyno is 512 MB
+        scale_down = f"heroku ps:scale web=0 -a {app}"
+        d.changing(
+            "nothing (the app's first release)", lambda: nothing_served(released), scale_down
+        )
+    else:
+        number = previous.get("version", "<current>")
+        rollback = f"heroku rollback v{number} -a {app}"
+        d.changing(f"release v{number}", lambda: heroku.restore(previous), rollback)
+    heroku.set_concurrency(web["size"] if web else NEW_APP_SIZE)
 
     d.ensure_local_image(args.image)
     target = f"{registry}/{app}/web"
-    login = ["docker", "login", registry, "--username", "_", "--password-stdin"]
-    d.run(login, stdin=key)
+    d.run(["docker", "login", registry, "--username", "_", "--password-stdin"], stdin=key)
     d.run(["docker", "tag", args.image, target])
     d.run(["docker", "push", target], echo=True, timeout=common.UPLOAD_TIMEOUT)
-    digest = config_digest(d, registry_url, app, key)
+    digest = heroku.config_digest(registry_url)
 
+    newest = heroku.newest_releases(1)
+    released.append(digest)
     updates = {"updates": [{"type": "web", "docker_image": digest}]}
-    api("PATCH", f"/apps/{app}/formation", updates, accept=DOCKER_RELEASES)
-    try:
-        release = wait_for_release(d, api, app, None, previous["version"] if previous else 0)
-        if not d.smoke(web_url):
-            raise common.DeployError(f"smoke test failed on {web_url} (release v{release})")
-    except ReleaseFailed as error:
-        still = f"release v{previous['version']} still serves" if previous else "nothing serves"
-        raise common.DeployError(f"{error}; {still}") from None
-    except common.DeployError as error:
-        if previous is None:
-            raise common.DeployError(f"{error}; no earlier release to roll back to") from None
-        d.say(f"{error}: rolling back to release v{previous['version']}")
-        try:
-            rollback = api("POST", f"/apps/{app}/releases", {"release": previous["id"]})
-            wait_for_release(d, api, app, rollback and rollback["id"], 0)
-        except common.DeployError as failed:
-            raise common.DeployError(f"{error}; the rollback failed too: {failed}") from None
-        raise common.DeployError(
-            f"{error}; rolled back to release v{previous['version']}"
-        ) from None
+    heroku.api("PATCH", "/formation", updates, accept=DOCKER_RELEASES)
+    release = heroku.wait_for_release(newest[0]["version"] if newest else 0)
+    if not d.smoke(web_url):
+        raise common.DeployError(f"smoke test failed on {web_url} (release v{release})")
     d.finish(web_url, args.version)
 
 
-def set_concurrency(d: common.Deployer, api, app: str, size: str) -> None:
-    """Set WEB_CONCURRENCY for the web dyno size, unless it is set so (a change is a release)."""
-    memory = DYNO_MEMORY_MB.get(size.lower())
-    if memory is None:
-        print(f"::warning::deploy/heroku: unknown dyno size {size!r}: WEB_CONCURRENCY unchanged")
-        return
-    workers = str(common.workers_for(memory))
-    config = api("GET", f"/apps/{app}/config-vars") or {}
-    if d.dry_run or config.get("WEB_CONCURRENCY") != workers:
-        d.say(f"{size} dynos ({memory} MB): WEB_CONCURRENCY={workers}")
-        api("PATCH", f"/apps/{app}/config-vars", {"WEB_CONCURRENCY": workers})
+def nothing_served(released: list[str]) -> bool:
+    """A new app served nothing before: fine while its image was not released."""
+    if released:
+        raise common.DeployError("the app served nothing before its first release, which stays")
+    return False
 
 
-def wait_for_release(
-    d: common.Deployer, api, app: str, release_id: str | None, newer_than: int
-) -> int | None:
-    """Wait until the release (or, without an id, the first one newer than `newer_than`) is no
-    longer pending and its web dynos are up; ReleaseFailed if it failed, DeployError on a crash.
-    """
-    if d.dry_run:
-        d.say("then poll GET /releases/<id> until it is no longer pending, and GET /dynos until")
-        d.say("the release's web dynos are up; on failure POST /releases with the previous id")
-        return None
-    found = {"id": release_id}
-
-    def check() -> int | None:
-        if found["id"] is None:
-            newest = api("GET", f"/apps/{app}/releases", Range="version ..; order=desc, max=1")
-            if not newest or newest[0]["version"] <= newer_than:
-                return None
-            found["id"] = newest[0]["id"]
-        release = api("GET", f"/apps/{app}/releases/{found['id']}")
-        version = release["version"]
-        if release["status"] == "pending":
-            d.say(f"release v{version} is pending")
-            return None
-        if release["status"] != "succeeded":
-            raise ReleaseFailed(f"release v{version} {release['status']}")
-        web = [x for x in api("GET", f"/apps/{app}/dynos") if x.get("type") == "web"]
-        mine = [x for x in web if x["release"]["version"] == version]
-        if any(x["state"] == "crashed" for x in mine):
-            raise common.DeployError(f"a web dyno of release v{version} crashed")
-        if web and len(mine) == len(web) and all(x["state"] == "up" for x in mine):
-            return version
-        d.say(f"release v{version}: web dynos {[x['state'] for x in mine]}")
-        return None
-
-    return d.poll(check, "the release's web dynos to be up")
-
-
-if __name__ == "__main__":
-    sys.exit(common.main("heroku", deploy))
+def main(argv=None) -> int:
+    return common.main("heroku", deploy, argv)

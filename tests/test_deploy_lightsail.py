@@ -8,14 +8,13 @@ request to the lightsailctl stand-in, which logs in to the service's registry, p
 """
 
 import json
-import os
+import shlex
 import shutil
 import subprocess
-import sys
 
 import pytest
+from deploy import common, lightsail
 
-from deploy import common, install_lightsailctl, lightsail
 from tests.deploy_harness import IMAGE, ROOT
 from tests.standins.lightsail_api import FakeLightsail, model_errors
 from tests.standins.lightsailctl_release import PLUGIN, Release
@@ -196,7 +195,7 @@ def test_a_deployment_that_never_settles_leaves_the_command_to_run_by_hand(
     # The command is exact: run as printed, once the stuck deployment has settled, it restores.
     cloud.deployments[0]["outcome"] = "failed"
     cloud.look()
-    argv = __import__("shlex").split(command)
+    argv = shlex.split(command)
     subprocess.run(argv, check=True, capture_output=True, timeout=60)
     cloud.settle_after = 0
     cloud.look()

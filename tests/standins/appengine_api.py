@@ -425,7 +425,7 @@ class FakeAppEngine(FakeServer):
                 if planted == "sigterm":
                     os.kill(fake.signal_pid, signal.SIGTERM)
                 elif planted == "hang":
-                    fake.release.wait()
+                    fake.unblock.wait()
                     return
                 elif planted == "error":
                     # A refusal gcloud does not retry (it retries 5xx answers for a while).

@@ -289,7 +289,7 @@ class FakeLightsail(FakeServer):
                 waiting = fake.plants.get(operation)
                 planted = waiting.pop(0) if waiting else None
                 if planted == "hang":
-                    fake.release.wait()
+                    fake.unblock.wait()
                     return
                 if planted == "error":  # refused: nothing is done
                     status, answer = 400, {"__type": "AccessDeniedException", "message": "planted"}

@@ -23,7 +23,7 @@ class FakeServer:
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.server = QuietServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.release = threading.Event()  # lets requests made to hang go when the block ends
+        self.unblock = threading.Event()  # lets requests made to hang go when the block ends
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
@@ -31,6 +31,6 @@ class FakeServer:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.release.set()
+        self.unblock.set()
         self.server.shutdown()
         self.server.server_close()
