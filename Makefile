@@ -103,10 +103,11 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis), long run
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
 
-# CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only.
-MODULES ?= config model validation api answers
+# CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only, and the
+# deploy scripts' tests (real gcloud and aws against the stand-ins).
+MODULES ?= config model validation api answers deploy.common deploy.lightsail deploy.appengine deploy.heroku
 .PHONY: mutation
-mutation: $(MODEL) ## Mutation testing of the core modules (mutmut): score and survivors per module
+mutation: $(MODEL) ## Mutation testing of the core modules and deploy/ (mutmut): score and survivors per module
 	$(BIN)/python scripts/mutation.py $(MODULES)
 
 .PHONY: screenshot

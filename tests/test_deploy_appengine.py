@@ -17,7 +17,6 @@ from tests.deploy_harness import ROOT
 from tests.standins.appengine_api import FakeAppEngine
 from tests.tools import require
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -41,9 +41,29 @@ def test_a_survivor_is_equivalent_only_when_an_entry_matches_it(module, changed,
 
 
 def source_of(module: str) -> str:
+    if module.startswith("deploy."):
+        return (ROOT / "deploy" / f"{module.removeprefix('deploy.')}.py").read_text()
     package = ROOT / "src" / "mlservice"
     files = [package / f"{module}.py"] if module != "answers" else (package / module).glob("*.py")
     return "\n".join(path.read_text() for path in files)
+
+
+@pytest.mark.parametrize(
+    ("line", "module", "name"),
+    [
+        ("    mlservice.config.x_positive__mutmut_3: survived", "config", "x_positive__mutmut_3"),
+        (
+            "    mlservice.answers.ranking.x_rank__mutmut_1: killed",
+            "answers",
+            "ranking.x_rank__mutmut_1",
+        ),
+        ("    deploy.common.x_setting__mutmut_2: survived", "deploy.common", "x_setting__mutmut_2"),
+    ],
+)
+def test_results_are_grouped_by_module(line, module, name):
+    match = mutation.RESULT.match(line)
+    assert (match[1] or match[2], match[3]) == (module, name)
+    assert mutation.qualified(module) + "." + name == line.split(":")[0].strip()
 
 
 def test_each_listed_equivalent_mutant_names_a_line_that_still_exists():
