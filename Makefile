@@ -160,6 +160,12 @@ image: $(MODEL) ## Build the container image $(IMAGE) around the model in models
 container-test: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Run the image: smoke test, non-root, clean stop, size and cold-start budgets
 	IMAGE=$(IMAGE) $(BIN)/python scripts/container-test
 
+# Not dry runs: the real gcloud and AWS CLI against the stand-ins in tests/standins, real pushes to
+# a local registry, each smoke test against the running image; then one failure per target.
+.PHONY: rehearse
+rehearse: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Deploy $(IMAGE) to stand-ins of all three targets end to end, and roll back once each
+	$(BIN)/python scripts/rehearse.py $(IMAGE)
+
 # --- Releases (CONTRIBUTING.md) ------------------------------------------------------------
 # Only tags: pushing the tag is left to you, as it deploys to every enabled production environment.
 .PHONY: release

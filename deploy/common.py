@@ -525,13 +525,15 @@ def execute(d: Deployer, deploy: Callable[[Deployer, argparse.Namespace], None],
             args = parse_args(d.target, argv)
             d.dry_run = args.dry_run
             deploy(d, args)
+            code = DEPLOYED
         except (Exception, Interrupted) as error:
             if isinstance(error, ConfigError) and d.restore is None:
                 d.report(f"error: {error}")
                 return CONFIG
-            return d.fail(error)
-    print(f"(time limits of the calls this run made: {d.worst_case():g} s)", flush=True)
-    return DEPLOYED
+            code = d.fail(error)
+    steps = f"{len(d.ledger)} steps, whose time limits add up to {d.worst_case():g} s"
+    print(f"deploy/{d.target}: {steps}", flush=True)
+    return code
 
 
 def main(target: str, deploy: Callable[[Deployer, argparse.Namespace], None], argv=None) -> int:

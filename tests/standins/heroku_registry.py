@@ -24,12 +24,12 @@ def read_body(handler: BaseHTTPRequestHandler) -> bytes:
     """The request body, whether sent with Content-Length or chunked (docker pushes chunked)."""
     if handler.headers.get("Transfer-Encoding", "").lower() != "chunked":
         return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
-    body = b""
+    chunks = []
     while size := int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16):
-        body += handler.rfile.read(size)
+        chunks.append(handler.rfile.read(size))
         handler.rfile.readline()
     handler.rfile.readline()  # the empty line after the last chunk
-    return body
+    return b"".join(chunks)
 
 
 class HerokuRegistry(FakeServer):
