@@ -18,7 +18,6 @@ from tests.standins.appengine_api import FakeAppEngine
 from tests.tools import require
 
 
-
 @pytest.fixture(scope="module")
 def gcloud() -> str:
     return require("gcloud", "the Debian package google-cloud-cli; CI machines have it")

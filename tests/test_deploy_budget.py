@@ -91,3 +91,33 @@ def test_the_scripts_make_no_call_that_is_not_counted(target):
         source = ast.unparse(function)
         if "common.request(" in source:
             assert ".charge(" in source, function.name
+
+
+def test_after_a_signal_each_call_gets_at_most_the_time_left(monkeypatch):
+    clock = iter([103.0, 110.0])
+    monkeypatch.setattr(common.time, "monotonic", lambda: next(clock))
+    d = common.Deployer("test")
+    assert d.limit(common.UPLOAD_TIMEOUT) == common.UPLOAD_TIMEOUT  # no signal: the full limit
+    d.deadline = 100.0 + common.GRACE
+    assert d.limit(common.UPLOAD_TIMEOUT) == common.GRACE - 3
+    with pytest.raises(common.DeployError, match="no time left"):
+        d.limit(1)
+
+
+def test_a_signal_sets_the_deadline_once_and_a_second_one_is_only_noted(capfd):
+    import os
+    import signal
+
+    def deploy(d, args):
+        with pytest.raises(common.Interrupted, match="SIGTERM"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        first = d.deadline
+        os.kill(os.getpid(), signal.SIGINT)  # the runner's second signal: no exception
+        assert d.deadline == first
+        assert first - common.time.monotonic() <= common.GRACE
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    d = common.Deployer("test")
+    assert common.execute(d, deploy, ["--image", "x", "--version", "v1.2.3"]) == common.DEPLOYED
+    assert "SIGINT again: still restoring" in capfd.readouterr().out
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -19,7 +19,6 @@ from tests.deploy_harness import IMAGE, ROOT
 from tests.standins.lightsail_api import FakeLightsail, model_errors
 from tests.standins.lightsailctl_release import PLUGIN, Release
 
-
 PREVIOUS = {
     "web": {
         "image": ":mlservice.v1-1-0.1",
