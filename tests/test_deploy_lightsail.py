@@ -8,9 +8,11 @@ request to the lightsailctl stand-in, which logs in to the service's registry, p
 """
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
+import sys
 
 import pytest
 from deploy import common, lightsail
@@ -329,3 +331,45 @@ def test_a_failure_after_the_deployment_started_restores_the_previous_one(
     done.failed(common.ROLLED_BACK, "deployment 1 serves again")
     assert current(cloud)["containers"] == PREVIOUS
     assert harness.output() == ""
+
+
+# -- deploy/install_lightsailctl.py ----------------------------------------------------------------
+
+
+def run_installer(tmp_path, base_url: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, ROOT / "deploy" / "install_lightsailctl.py", "--dir", tmp_path / "bin"],
+        env={"PATH": os.environ["PATH"], "LIGHTSAILCTL_BASE_URL": base_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_installer_installs_the_release_whose_checksum_matches(tmp_path):
+    with Release(tmp_path / "release") as release:
+        done = run_installer(tmp_path, release.url)
+    assert done.returncode == 0, done.stderr
+    installed = subprocess.run(
+        [tmp_path / "bin" / "lightsailctl", "--version"], capture_output=True
+    )
+    assert installed.stdout == b"v1.0.8\n"
+    assert [p.name for p in (tmp_path / "bin").iterdir()] == ["lightsailctl"]
+
+
+def test_installer_refuses_an_archive_whose_checksum_differs(tmp_path):
+    with Release(tmp_path / "release", tamper=True) as release:
+        done = run_installer(tmp_path, release.url)
+    assert done.returncode == 1
+    assert "SHA-256" in done.stderr
+    assert "not installed" in done.stderr
+    assert not (tmp_path / "bin").exists()
+
+
+def test_installer_fails_clearly_without_the_release(tmp_path):
+    with Release(tmp_path / "release") as release:
+        done = run_installer(tmp_path, release.url + "/missing")
+    assert done.returncode == 1
+    assert "answered 404" in done.stderr
+    assert not (tmp_path / "bin").exists()
