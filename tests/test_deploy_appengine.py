@@ -7,8 +7,12 @@ refuses (a migration towards a version without warmup requests among them). With
 tests skip, and fail under CI=true.
 """
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from deploy import appengine, common
@@ -273,3 +277,39 @@ def test_a_second_signal_does_not_stop_the_way_back(harness, cloud):
     done.failed(common.ROLLED_BACK, "SIGTERM", "v0-0-0=1 serves again")
     assert "SIGTERM again: still restoring" in done.out
     assert cloud.split() == {"v0-0-0": 1.0}
+
+
+def test_runs_from_a_fresh_clone_started_by_a_python_without_the_project(tmp_path, cloud):
+    """`deploy/appengine` in a fresh clone after `make env` (no model yet), started by a python3
+    that cannot import the project: it runs itself again with the project's .venv python."""
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    lacks = subprocess.run([bare, "-c", "import mlservice"], capture_output=True, check=False)
+    assert lacks.returncode != 0  # the premise: this python cannot import the project
+    clone = tmp_path / "clone"
+    for folder in ("deploy", "src"):
+        shutil.copytree(ROOT / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("app.yaml", "requirements.txt"):
+        shutil.copy(ROOT / name, clone / name)
+    (clone / ".venv").symlink_to(ROOT / ".venv")  # what `make env` made
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(bare)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin"}
+    script = [
+        clone / "deploy" / "appengine",
+        "--image",
+        "x@sha256:" + "a" * 64,
+        "--version",
+        "v1.2.3",
+    ]
+    done = subprocess.run(
+        [*script, "--dry-run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == common.DEPLOYED, done.stderr
+    assert "note: models/model.skops is missing" in done.stdout
+    assert "mlservice smoke" in done.stdout
+    # Without --dry-run the missing model stops the deployment before anything runs.
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == common.CONFIG
+    assert "models/model.skops is missing" in done.stderr
+    assert cloud.requests == []
