@@ -34,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from deploy import common  # noqa: E402
-
 from mlservice.probe import http, wait_until  # noqa: E402
 from tests.standins.appengine_api import FakeAppEngine  # noqa: E402
 from tests.standins.heroku_api import FakeHeroku  # noqa: E402

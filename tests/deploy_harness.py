@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy import common
 
+from deploy import common
 from scripts.live_server import running_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from deploy import appengine, common
 
+from deploy import appengine, common
 from tests.deploy_harness import ROOT
 from tests.standins.appengine_api import FakeAppEngine
 from tests.tools import require

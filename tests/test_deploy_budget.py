@@ -9,8 +9,8 @@ which counts it, and a new call or wait raises the count.
 import ast
 
 import pytest
-from deploy import common
 
+from deploy import common
 from tests.deploy_harness import JOB_BUDGET, PIPELINE, ROOT, SETUP_MINUTES
 
 TARGETS = ("lightsail", "appengine", "heroku")

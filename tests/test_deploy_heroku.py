@@ -8,8 +8,8 @@ import json
 import uuid
 
 import pytest
-from deploy import common, heroku
 
+from deploy import common, heroku
 from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
 
 KEY = "hk-" + uuid.uuid4().hex  # a made-up API key

@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 import pytest
-from deploy import common, lightsail
 
+from deploy import common, lightsail
 from tests.deploy_harness import IMAGE, ROOT
 from tests.standins.lightsail_api import FakeLightsail, model_errors
 from tests.standins.lightsailctl_release import PLUGIN, Release

@@ -13,6 +13,7 @@ import botocore.session
 import botocore.validate
 import pytest
 import yaml
+
 from deploy import common as COMMON
 from deploy import lightsail
 
