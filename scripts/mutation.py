@@ -1,4 +1,5 @@
-"""`make mutation`: mutation testing of the core modules with mutmut (docs/testing.md).
+"""`make mutation`: mutation testing of the core modules and the deploy scripts with mutmut
+(docs/testing.md).
 
 mutmut copies the sources to mutants/, changes one operator, constant or call at a time and runs
 the tests that cover that line: a mutant the tests do not notice "survives". The files to mutate
@@ -26,6 +27,10 @@ MODULES = {
     "validation": "mlservice.validation",
     "api": "mlservice.api",
     "answers": "mlservice.answers",
+    "deploy.common": "deploy.common",
+    "deploy.lightsail": "deploy.lightsail",
+    "deploy.appengine": "deploy.appengine",
+    "deploy.heroku": "deploy.heroku",
     "rename_rules": "scripts.rename_rules",  # template-only
 }
 EQUIVALENT = Path(__file__).with_name("equivalent-mutants.toml")
@@ -127,10 +132,10 @@ def main() -> int:
     print("Surviving mutants, with the lines they change:" if report else "No survivors.")
     print("\n".join(report))
     header = ("module", "mutants", "killed", "survived", "equivalent", "score", "of all")
-    print(f"\n{header[0]:<12}" + "".join(f"{name:>11}" for name in header[1:]))
+    print(f"\n{header[0]:<18}" + "".join(f"{name:>11}" for name in header[1:]))
     for module, tested, killed, survived, equivalent, score in rows:
         counts = "".join(f"{count:>11}" for count in (tested, killed, survived, equivalent))
-        print(f"{module:<12}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
+        print(f"{module:<18}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
     print(
         f"\nscore: killed out of the non-equivalent mutants (target {TARGET:.0f}% each); "
         "of all: killed out of every mutant tested."

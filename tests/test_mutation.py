@@ -51,6 +51,24 @@ def source_of(module: str) -> str:
     raise AssertionError(f"no source for {module}")
 
 
+@pytest.mark.parametrize(
+    ("line", "module", "name"),
+    [
+        ("    mlservice.config.x_positive__mutmut_3: survived", "config", "x_positive__mutmut_3"),
+        (
+            "    mlservice.answers.ranking.x_rank__mutmut_1: killed",
+            "answers",
+            "ranking.x_rank__mutmut_1",
+        ),
+        ("    deploy.common.x_setting__mutmut_2: survived", "deploy.common", "x_setting__mutmut_2"),
+    ],
+)
+def test_results_are_grouped_by_module(line, module, name):
+    match = mutation.RESULT.match(line)
+    assert mutation.module_of(match[1]) == module
+    assert match[1] == f"{mutation.MODULES[module]}.{name}"
+
+
 def test_each_listed_equivalent_mutant_names_a_line_that_still_exists():
     entries = tomllib.loads(mutation.EQUIVALENT.read_text())["mutant"]
     assert entries
