@@ -1,11 +1,21 @@
-"""scripts/plan-deploys: which environments (target + tier) a run deploys to, and what it asks for."""
+"""scripts/plan-deploys: which environments (target + tier) a run deploys to, and what it asks for.
 
+The tests call its main() in-process, as the workflow's steps call the script (environment,
+arguments, standard input), so that mutation testing sees them; one runs the script itself.
+"""
+
+import io
 import json
+import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import pytest
+
+from scripts import plan_deploys
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "plan-deploys"
 
@@ -46,24 +56,31 @@ def dispatch(tier="production", tag="v2.0.0", targets=""):
     }
 
 
+def call(env, *args, stdin=""):
+    """main(args) with exactly `env` as the environment; (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, env, clear=True),
+        mock.patch("sys.stdin", io.StringIO(stdin)),
+        redirect_stdout(out),
+        redirect_stderr(err),
+    ):
+        code = plan_deploys.main(list(args))
+    return code, out.getvalue(), err.getvalue()
+
+
 def run(tmp_path, env, *args):
-    """Run the script as the workflow does; return (exit code, outputs, summary, stdout, stderr)."""
+    """Run the plan as the workflow does; return (exit code, outputs, summary, stdout, stderr)."""
     output, summary = tmp_path / "output", tmp_path / "summary"
     output.write_text("earlier=kept\n")
     summary.unlink(missing_ok=True)
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
-        env={"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary), **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    files = {"GITHUB_OUTPUT": str(output), "GITHUB_STEP_SUMMARY": str(summary)}
+    code, stdout, stderr = call({**files, **env}, *args)
     lines = output.read_text().splitlines()
     assert lines[0] == "earlier=kept"  # appends, like every step writing $GITHUB_OUTPUT
     outputs = dict(line.split("=", 1) for line in lines[1:])
     text = summary.read_text() if summary.exists() else ""
-    return proc.returncode, outputs, text, proc.stdout, proc.stderr
+    return code, outputs, text, stdout, stderr
 
 
 def environments(outputs):
@@ -270,3 +287,82 @@ def test_without_github_files_it_prints_to_stdout():
     )
     assert "tier=production" in proc.stdout.splitlines()
     assert "## Deploy plan" in proc.stdout
+
+
+# -- A release's recorded image, and the moving tags -----------------------------------------
+
+NAME = "ghcr.io/owner/repo"
+IMAGE = f"{NAME}@sha256:{'c' * 64}"
+
+
+@pytest.mark.parametrize("attested", [True, False])
+def test_released_reads_the_image_a_release_recorded(tmp_path, attested):
+    (tmp_path / "image.json").write_text(json.dumps({"image": IMAGE, "attested": attested}))
+    code, stdout, stderr = call({}, "--released", str(tmp_path / "image.json"), NAME)
+    assert (code, stderr) == (0, "")
+    assert stdout == f"image={IMAGE}\nattested={str(attested).lower()}\n"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "message"),
+    [
+        ({"image": f"{NAME}:1.2.3", "attested": True}, f"names '{NAME}:1.2.3', not {NAME}@sha256"),
+        ({"image": f"{NAME}@sha256:{'c' * 63}", "attested": True}, "not ghcr.io/owner/repo@sha256"),
+        ({"image": f"ghcr.io/other/repo@sha256:{'c' * 64}", "attested": True}, "not ghcr.io/owner"),
+        ({"image": f"x{IMAGE}", "attested": True}, "not ghcr.io/owner/repo@sha256:<digest>"),
+        ({"image": f"{IMAGE}\nx", "attested": True}, "not ghcr.io/owner/repo@sha256:<digest>"),
+        ({"image": 7, "attested": True}, "names 7, not"),
+        ({"image": IMAGE, "attested": "yes"}, "attested is 'yes', not true or false"),
+        ({"image": IMAGE}, 'image.json is not {"image": ..., "attested": ...}: \'attested\''),
+        (["not", "an", "object"], "image.json is not {"),
+        ("{", "image.json is not {"),
+    ],
+)
+def test_released_refuses_an_image_json_that_does_not_name_this_image(tmp_path, recorded, message):
+    text = recorded if isinstance(recorded, str) else json.dumps(recorded)
+    (tmp_path / "image.json").write_text(text)
+    code, stdout, stderr = call({}, "--released", str(tmp_path / "image.json"), NAME)
+    assert (code, stdout) == (2, "")
+    assert stderr.startswith("plan-deploys: ")
+    assert message in stderr
+    assert len(stderr.splitlines()) == 1
+
+
+def test_released_names_a_missing_file(tmp_path):
+    code, _, stderr = call({}, "--released", str(tmp_path / "absent.json"), NAME)
+    assert code == 2
+    assert "absent.json" in stderr
+
+
+def releases(*tags):
+    return json.dumps([{"tagName": tag} for tag in tags])
+
+
+@pytest.mark.parametrize(
+    ("version", "published", "moved"),
+    [
+        ("v1.2.3", [], "1.2 latest"),  # the first release
+        ("v1.2.3", ["v1.2.3", "v1.2.2", "v1.1.0"], "1.2 latest"),  # its own release is listed
+        ("v2.0.0", ["v1.10.0", "v1.9.9"], "2.0 latest"),  # compared as numbers, not text
+        ("v1.10.0", ["v1.9.0", "v1.10.0"], "1.10 latest"),
+        ("v1.2.4", ["v1.3.0", "v1.2.3"], "1.2"),  # a patch of an older line
+        ("v1.2.3", ["v1.2.4", "v1.3.0"], ""),  # a re-run of an older release
+        ("v1.2.3", ["v1.2.4"], ""),
+        ("v1.3.0", ["v1.2.9", "v2.0.0"], "1.3"),
+        ("v1.2.3", ["v1.3.0-rc.1", "nightly", "v1.3"], "1.2 latest"),  # not releases
+        ("v1.2.3-rc.1", [], ""),  # a pre-release moves nothing
+        ("v1.2", [], ""),
+    ],
+)
+def test_moving_tags_go_to_the_newest_release_of_the_line_and_overall(version, published, moved):
+    code, stdout, stderr = call({}, "--moving-tags", version, stdin=releases(*published))
+    assert (code, stderr) == (0, "")
+    assert stdout == f"tags={moved}\n"
+
+
+def test_moving_tags_compares_the_whole_version(monkeypatch):
+    # 1.2.3 against 1.3.2 and 2.1.1: neither the minor nor the patch alone decides.
+    assert plan_deploys.moving_tags("v1.3.2", [{"tagName": "v1.2.9"}]) == ["1.3", "latest"]
+    assert plan_deploys.moving_tags("v1.2.9", [{"tagName": "v1.3.2"}]) == ["1.2"]
+    assert plan_deploys.moving_tags("v2.1.1", [{"tagName": "v1.9.9"}]) == ["2.1", "latest"]
+    assert plan_deploys.moving_tags("v1.2.3", [{"tagName": "v2.2.3"}]) == ["1.2"]
