@@ -19,12 +19,21 @@ import sys
 import tomllib
 from pathlib import Path
 
-MODULES = ("config", "model", "validation", "api", "answers")
+# The service's modules (in src/mlservice) by name; the pipeline's scripts by scripts.<name>.
+MODULES = (
+    "config",
+    "model",
+    "validation",
+    "api",
+    "answers",
+    "scripts.plan_deploys",
+    "scripts.push_tested_image",
+)
 EQUIVALENT = Path(__file__).with_name("equivalent-mutants.toml")
 TARGET = 95.0  # percent of the non-equivalent mutants killed
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
-# "    mlservice.config.x__positive_int__mutmut_12: survived"
-RESULT = re.compile(r"^\s*mlservice\.(\w+)\.(\S+): (.+)$")
+# "    mlservice.config.x__positive_int__mutmut_12: survived", "    scripts.plan_deploys.x_..."
+RESULT = re.compile(r"^\s*(?:mlservice\.(\w+)|(scripts\.\w+))\.(\S+): (.+)$")
 KILLED = {"killed", "timeout", "caught by type check"}
 UNTESTED = {"not checked", "skipped"}
 
@@ -39,6 +48,11 @@ def changed_lines(mutant: str) -> list[str]:
         for line in diff.splitlines()
         if line[:1] in "-+" and not line.startswith(("---", "+++"))
     ]
+
+
+def qualified(module: str) -> str:
+    """mutmut's name for a module: mlservice.config, scripts.plan_deploys."""
+    return module if "." in module else f"mlservice.{module}"
 
 
 def _alternatives(to: str | list[str]) -> list[str]:
@@ -71,7 +85,7 @@ def main() -> int:
     for module in args.modules:
         # Named mutants are always re-tested: no result of an older run is reused.
         run = subprocess.run(
-            [MUTMUT, "run", "--max-children", str(args.jobs), f"mlservice.{module}.*"],
+            [MUTMUT, "run", "--max-children", str(args.jobs), f"{qualified(module)}.*"],
             capture_output=True,
             text=True,
         )
@@ -84,8 +98,8 @@ def main() -> int:
     ).stdout
     results: dict[str, dict[str, str]] = {module: {} for module in args.modules}
     for line in listing.splitlines():
-        if (match := RESULT.match(line)) and match[1] in results:
-            results[match[1]][f"mlservice.{match[1]}.{match[2]}"] = match[3]
+        if (match := RESULT.match(line)) and (module := match[1] or match[2]) in results:
+            results[module][f"{qualified(module)}.{match[3]}"] = match[4]
 
     known = tomllib.loads(EQUIVALENT.read_text())["mutant"]
     rows, lowest = [], 100.0
@@ -114,10 +128,10 @@ def main() -> int:
     print("Surviving mutants, with the lines they change:" if report else "No survivors.")
     print("\n".join(report))
     header = ("module", "mutants", "killed", "survived", "equivalent", "score", "of all")
-    print(f"\n{header[0]:<12}" + "".join(f"{name:>11}" for name in header[1:]))
+    print(f"\n{header[0]:<26}" + "".join(f"{name:>11}" for name in header[1:]))
     for module, tested, killed, survived, equivalent, score in rows:
         counts = "".join(f"{count:>11}" for count in (tested, killed, survived, equivalent))
-        print(f"{module:<12}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
+        print(f"{module:<26}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
     print(
         f"\nscore: killed out of the non-equivalent mutants (target {TARGET:.0f}% each); "
         "of all: killed out of every mutant tested."

@@ -41,6 +41,8 @@ def test_a_survivor_is_equivalent_only_when_an_entry_matches_it(module, changed,
 
 
 def source_of(module: str) -> str:
+    if "." in module:  # scripts.plan_deploys
+        return (ROOT / f"{module.replace('.', '/')}.py").read_text()
     package = ROOT / "src" / "mlservice"
     files = [package / f"{module}.py"] if module != "answers" else (package / module).glob("*.py")
     return "\n".join(path.read_text() for path in files)
