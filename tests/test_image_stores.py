@@ -21,6 +21,7 @@ import bcrypt
 import pytest
 
 from scripts.live_server import running_server
+from tests.deploy_heroku import run_deploy_heroku
 from tests.docker_daemons import (
     STORES,
     docker,
@@ -33,7 +34,6 @@ from tests.tools import running_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PUSH = ROOT / "scripts" / "push-tested-image"
-HEROKU = ROOT / "deploy" / "heroku"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT_ANY = ", ".join(
@@ -261,25 +261,14 @@ def test_heroku_releases_the_pulled_image_on_either_store(tmp_path, store, ghcr,
     docker(env, "rmi", tag, pushed_ref)  # the deploy job starts without it
     app = f"app-{name}"
     with running_server(workers=1) as app_url, FakeHeroku(app, KEY, app_url + "/") as fake:
-        done = subprocess.run(
-            [sys.executable, str(HEROKU), "--image", image, "--version", "v1.2.3"],
-            env={
-                **env,
-                "HOME": str(tmp_path),
-                "DOCKER_CONFIG": str(tmp_path / "docker"),  # keep the login out of ~/.docker
-                "HEROKU_APP": app,
-                "HEROKU_API_KEY": KEY,
-                "HEROKU_REGISTRY": heroku_registry,
-                "HEROKU_REGISTRY_INSECURE": "1",
-                "HEROKU_API_URL": fake.url,
-                "DEPLOY_POLL_SECONDS": "0.1",
-                "SMOKE_WAIT": "30",
-                "GITHUB_OUTPUT": str(tmp_path / "deploy-output"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        done = run_deploy_heroku(
+            image,
+            app=app,
+            key=KEY,
+            registry=heroku_registry,
+            api_url=fake.url,
+            home=tmp_path,
+            env=env,
         )
         assert done.returncode == 0, done.stdout + done.stderr
         (patch,) = [r for r in fake.requests if r["method"] == "PATCH" and "formation" in r["path"]]
