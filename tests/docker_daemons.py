@@ -7,8 +7,8 @@ Docker's two image stores disagree on what an image id is and on what `docker pu
   "containerd-snapshotter" feature)              manifest as it is (OCI types stay OCI)
 A test asks for a store and gets the machine's daemon when that is its store, else a second dockerd
 started here: its own --data-root, --exec-root, --pidfile, unix socket and containerd namespace
-under a temporary directory, no bridge and no iptables rules, so the machine's daemon (which the
-other tests and builds use) is never touched. It is stopped by its pid afterwards.
+under a temporary directory, its own bridge and no iptables rules, so the machine's daemon (which
+the other tests and builds use) is never touched. It is stopped by its pid afterwards.
 scripts/install-docker-stores provides the dockerd (25+) and buildx (0.15+) where the machine's
 are older. Without them, or without root (or `sudo -n`), the tests skip; under CI=true they fail.
 """
@@ -120,8 +120,15 @@ def docker_with_store(store: str) -> Iterator[dict[str, str]]:
         return
     binary, path = dockerd()
     root = as_root()
-    # Short: a unix socket path has at most 107 characters.
+    if shutil.which("ip") is None:
+        unavailable("the second dockerd's bridge needs `ip` (apt-get install iproute2)")
+    # Short: a unix socket path has at most 107 characters, an interface name 15.
     home = Path(tempfile.mkdtemp(prefix="mlsd-", dir="/tmp"))
+    # A bridge of its own: `--bridge=none` would make it delete the host's docker0, which the
+    # machine's daemon needs to run containers (moby daemon/daemon_unix.go, configureNetworking
+    # calls removeDefaultBridgeInterface when the bridge is disabled).
+    bridge = home.name
+    subprocess.run([*root, "ip", "link", "add", bridge, "type", "bridge"], check=True)
     namespace = f"mlservice-test-{home.name}"
     (home / "daemon.json").write_text(
         json.dumps({"features": {"containerd-snapshotter": store == "containerd"}})
@@ -140,9 +147,10 @@ def docker_with_store(store: str) -> Iterator[dict[str, str]]:
         f"--group={os.getgid()}",  # the socket is ours to use when sudo started it
         f"--containerd-namespace={namespace}",
         f"--containerd-plugins-namespace={namespace}-plugins",
-        "--bridge=none",
+        f"--bridge={bridge}",
         "--iptables=false",
         "--ip-masq=false",
+        "--ip-forward=false",
     ]
     log = home / "dockerd.log"
     with log.open("wb") as out:
@@ -162,6 +170,7 @@ def docker_with_store(store: str) -> Iterator[dict[str, str]]:
         yield env
     finally:
         stop(process, home, root)
+        subprocess.run([*root, "ip", "link", "delete", bridge], check=False)
 
 
 def stop(process: subprocess.Popen, home: Path, root: list[str]) -> None:

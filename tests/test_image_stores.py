@@ -9,6 +9,7 @@ store are built the way docker/build-push-action loads them there: buildx's OCI 
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tests.docker_daemons import (
     STORES,
     docker,
     docker_with_store,
+    store_of,
     unavailable,
     with_buildx,
 )
@@ -145,6 +147,21 @@ def manifest(registry, name, reference, auth=None):
             answer.headers["Content-Type"],
             json.load(answer),
         )
+
+
+def test_a_second_daemon_leaves_the_machines_bridge_alone():
+    # dockerd --bridge=none deletes the host's docker0 (moby's configureNetworking), after which
+    # the machine's daemon cannot start a container: `make container-test` after `make test`.
+    def interfaces():
+        return {path.name for path in Path("/sys/class/net").iterdir()}
+
+    if "docker0" not in interfaces():
+        unavailable("the machine's daemon has no docker0 bridge (scripts/ensure-docker)")
+    other = next(store for store in STORES if store != store_of(dict(os.environ)))
+    with docker_with_store(other) as env:
+        assert store_of(env) == other
+        assert "docker0" in interfaces()
+    assert "docker0" in interfaces()
 
 
 # -- scripts/push-tested-image ----------------------------------------------------------------
