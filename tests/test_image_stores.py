@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -162,6 +163,45 @@ def test_a_second_daemon_leaves_the_machines_bridge_alone():
         assert store_of(env) == other
         assert "docker0" in interfaces()
     assert "docker0" in interfaces()
+
+
+def test_install_docker_stores_fails_with_one_line_when_debian_cannot_be_reached(tmp_path):
+    # In a copy of the tree, with a machine whose Docker is too old (dockerd 20.10, no buildx):
+    # it must fetch, the archive refuses, and nothing is left half-installed.
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        unavailable("scripts/install-docker-stores needs apt-get and dpkg-deb")
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "install-docker-stores", tmp_path / "scripts")
+    old = tmp_path / "old-docker"
+    old.mkdir()
+    (old / "dockerd").write_text("#!/bin/sh\necho 'Docker version 20.10.24+dfsg1, build 5d6db84'\n")
+    (old / "docker").write_text("#!/bin/sh\nexit 1\n")  # no buildx plugin
+    for tool in old.iterdir():
+        tool.chmod(0o755)
+    (tmp_path / "apt.conf").write_text('Acquire::Retries "0";\n')  # refused is refused
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = subprocess.run(
+        [tmp_path / "scripts" / "install-docker-stores"],
+        env={
+            **os.environ,
+            "PATH": f"{old}:{os.environ['PATH']}",
+            "DEBIAN_ARCHIVE": f"http://127.0.0.1:{port}/debian",
+            "APT_CONFIG": str(tmp_path / "apt.conf"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    *_, last = done.stderr.splitlines()
+    assert last.startswith(
+        f"install-docker-stores: cannot read Debian trixie's package list from"
+        f" http://127.0.0.1:{port}/debian: W: Failed to fetch http://127.0.0.1:{port}/debian/"
+    )
+    assert not (tmp_path / ".tools").exists()
 
 
 # -- scripts/push-tested-image ----------------------------------------------------------------
