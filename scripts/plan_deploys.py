@@ -44,6 +44,8 @@ import os
 import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,18 @@ class PlanError(Exception):
     """A request the pipeline must refuse (exit 2)."""
 
 
+def setting(env: dict[str, str], name: str) -> str:
+    """A variable of the run, "" when unset (as GitHub passes an empty input or variable)."""
+    return env.get(name, "").strip()
+
+
 def words(text: str) -> list[str]:
-    return [w for w in re.split(r"[\s,]+", text.strip().lower()) if w]
+    return [w for w in re.split(r"[\s,]+", text.lower()) if w]
 
 
 def enabled(env: dict[str, str]) -> list[str]:
     """The environments DEPLOY_ENVIRONMENTS switches on, in pipeline order."""
-    names = words(env.get("DEPLOY_ENVIRONMENTS", ""))
+    names = words(setting(env, "DEPLOY_ENVIRONMENTS"))
     unknown = sorted(set(names) - set(ENVIRONMENTS))
     if unknown:
         raise PlanError(
@@ -99,19 +106,19 @@ def enabled(env: dict[str, str]) -> list[str]:
 
 def tier_and_version(env: dict[str, str]) -> tuple[str, str]:
     """The tier and version this run deploys, or ("", "") when the event does not deploy."""
-    event = env.get("GITHUB_EVENT_NAME", "")
-    ref = env.get("GITHUB_REF", "")
-    default = env.get("DEFAULT_BRANCH", "").strip() or "main"
+    event = setting(env, "GITHUB_EVENT_NAME")
+    ref = setting(env, "GITHUB_REF")
+    default = setting(env, "DEFAULT_BRANCH") or "main"
     if event == "workflow_dispatch":
-        tier = env.get("DEPLOY_TIER", "").strip().lower()
+        tier = setting(env, "DEPLOY_TIER").lower()
         if tier not in TIERS:
             raise PlanError(f"tier {tier!r} is not one of {', '.join(TIERS)}")
-        version = env.get("DEPLOY_TAG", "").strip()
+        version = setting(env, "DEPLOY_TAG")
     elif event == "push" and ref.startswith("refs/tags/v"):
-        version = env.get("GITHUB_REF_NAME", "")
+        version = setting(env, "GITHUB_REF_NAME")
         tier = "staging" if "-" in version else "production"
     elif event == "push" and ref == f"refs/heads/{default}":
-        return "staging", f"v0.0.0-main.{env.get('GITHUB_SHA', '')[:7] or 'unknown'}"
+        return "staging", f"v0.0.0-main.{setting(env, 'GITHUB_SHA')[:7] or 'unknown'}"
     else:
         return "", ""
     if not VERSION_RE.fullmatch(version):
@@ -120,7 +127,7 @@ def tier_and_version(env: dict[str, str]) -> tuple[str, str]:
 
 
 def requested(env: dict[str, str]) -> list[str]:
-    names = words(env.get("REQUESTED_TARGETS", ""))
+    names = words(setting(env, "REQUESTED_TARGETS"))
     unknown = sorted(set(names) - set(TARGET_NAMES))
     if unknown:
         raise PlanError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGET_NAMES)}")
@@ -131,7 +138,7 @@ def plan(env: dict[str, str]) -> tuple[list[dict[str, str]], str, str, str]:
     """Return (deploys, tier, version, summary markdown) for this run."""
     on = enabled(env)
     tier, version = tier_and_version(env)
-    wanted = requested(env) if env.get("GITHUB_EVENT_NAME") == "workflow_dispatch" else []
+    wanted = requested(env) if setting(env, "GITHUB_EVENT_NAME") == "workflow_dispatch" else []
     not_ready = [name for name in wanted if f"{name}-{tier}" not in on]
     if not_ready:
         raise PlanError(
@@ -202,12 +209,12 @@ def check(env: dict[str, str], name: str) -> int:
         print(f"plan-deploys: unknown target {name!r}", file=sys.stderr)
         return 2
     target = by_name[name]
-    environment = env.get("DEPLOY_ENVIRONMENT", name)
-    for setting in target.variables + target.secrets:
-        if not env.get(setting, "").strip():
-            kind = "secret" if setting in target.secrets else "variable"
+    environment = setting(env, "DEPLOY_ENVIRONMENT") or name
+    for needed in target.variables + target.secrets:
+        if not setting(env, needed):
+            kind = "secret" if needed in target.secrets else "variable"
             print(
-                f"plan-deploys: {setting} is not set: add the {kind} to the environment"
+                f"plan-deploys: {needed} is not set: add the {kind} to the environment"
                 f" {environment} (or remove {environment} from DEPLOY_ENVIRONMENTS)",
                 file=sys.stderr,
             )
@@ -215,8 +222,9 @@ def check(env: dict[str, str], name: str) -> int:
     return 0
 
 
-def released(text: str, name: str) -> str:
-    """--released: the outputs for the image a release's image.json records."""
+def released(text: bytes, name: str) -> str:
+    """--released: the outputs for the image a release's image.json records (JSON is UTF-8,
+    RFC 8259, whatever the machine's locale)."""
     try:
         recorded = json.loads(text)
         image, attested = recorded["image"], recorded["attested"]
@@ -229,6 +237,14 @@ def released(text: str, name: str) -> str:
     if not isinstance(attested, bool):
         raise PlanError(f"image.json's attested is {attested!r}, not true or false")
     return f"image={image}\nattested={str(attested).lower()}\n"
+
+
+def published(answer: TextIO) -> list[dict]:
+    """The releases `gh release list --json tagName` printed."""
+    try:
+        return json.load(answer)
+    except ValueError as error:
+        raise PlanError(f"the releases are not the JSON of gh release list: {error}") from None
 
 
 def moving_tags(version: str, releases: list[dict]) -> list[str]:
@@ -252,27 +268,27 @@ def moving_tags(version: str, releases: list[dict]) -> list[str]:
 
 
 def append(path: str | None, text: str) -> None:
+    """Add to a file of GitHub's ($GITHUB_OUTPUT, ...), which it reads as UTF-8; else print."""
     if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(text)
+        with open(path, "ab") as f:
+            f.write(text.encode())
     else:
         sys.stdout.write(text)
 
 
 def main(argv: list[str]) -> int:
     env = dict(os.environ)
-    if argv[:1] in (["-h"], ["--help"]):
+    if argv in (["-h"], ["--help"]):
         print(__doc__.strip())
         return 0
     if argv[:1] == ["--check"] and len(argv) == 2:
         return check(env, argv[1])
     try:
         if argv[:1] == ["--released"] and len(argv) == 3:
-            with open(argv[1], encoding="utf-8") as recorded:
-                sys.stdout.write(released(recorded.read(), argv[2]))
+            sys.stdout.write(released(Path(argv[1]).read_bytes(), argv[2]))
             return 0
         if argv[:1] == ["--moving-tags"] and len(argv) == 2:
-            sys.stdout.write(f"tags={' '.join(moving_tags(argv[1], json.load(sys.stdin)))}\n")
+            sys.stdout.write(f"tags={' '.join(moving_tags(argv[1], published(sys.stdin)))}\n")
             return 0
     except (PlanError, OSError) as error:
         print(f"plan-deploys: {error}", file=sys.stderr)
