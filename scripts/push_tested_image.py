@@ -170,7 +170,7 @@ def arguments(argv: list[str]) -> tuple[str, str, list[str]]:
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] in (["-h"], ["--help"]):
+    if argv in (["-h"], ["--help"]):
         print(__doc__.strip())
         return 0
     try:
@@ -189,8 +189,8 @@ def main(argv: list[str]) -> int:
     name = name_of(rest[0])
     output = f"digest={digest}\nname={name}\nimage={name}@{digest}\n"
     if path := os.environ.get("GITHUB_OUTPUT"):
-        with open(path, "a", encoding="utf-8") as out:
-            out.write(output)
+        with open(path, "ab") as out:  # GitHub reads it as UTF-8
+            out.write(output.encode())
     else:
         sys.stdout.write(output)
     return 0

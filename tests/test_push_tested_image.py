@@ -108,6 +108,40 @@ def test_pushes_every_tag_and_reports_the_manifest_digest(tmp_path, store, teste
     assert f"push-tested-image: {REFS[1]} is the tested image (manifest {MANIFEST})" in stderr
 
 
+def test_it_says_what_it_pushes():
+    fake = FakeDocker(local=dict.fromkeys(REFS, CONFIG))
+    _, _, stderr = call(fake, CONFIG, *REFS)
+    assert stderr.splitlines() == [
+        f"push-tested-image: pushing {REFS[0]}",
+        f"push-tested-image: {REFS[0]} is the tested image (manifest {MANIFEST})",
+        f"push-tested-image: pushing {REFS[1]}",
+        f"push-tested-image: {REFS[1]} is the tested image (manifest {MANIFEST})",
+    ]
+
+
+class NoDriverStatus(FakeDocker):
+    """A daemon whose `docker info` prints `answer` for its DriverStatus."""
+
+    def __init__(self, answer, **kwargs):
+        super().__init__(**kwargs)
+        self.answer = answer
+
+    def __call__(self, *args):
+        if args[0] == "info":
+            self.calls.append(args)
+            return self.answer
+        return super().__call__(*args)
+
+
+@pytest.mark.parametrize("answer", ["", "null\n"])
+def test_a_daemon_without_driver_status_is_proved_as_the_classic_store(answer):
+    assert call(NoDriverStatus(answer, local={REFS[0]: CONFIG}), CONFIG, REFS[0])[0] == 0
+    fake = NoDriverStatus(answer, local={REFS[0]: MANIFEST})
+    assert failure(fake, MANIFEST, REFS[0]) == (
+        f"{REFS[0]} in the registry has config digest {CONFIG}, not the tested image {MANIFEST}"
+    )
+
+
 def test_without_github_output_it_prints_the_outputs():
     fake = FakeDocker(local={REFS[0]: CONFIG})
     code, stdout, _ = call(fake, CONFIG, REFS[0])
@@ -236,6 +270,7 @@ def test_the_name_is_the_first_ref_without_its_tag(ref, name):
         ([CONFIG], "usage:"),
         (["--move", "ghcr.io/o/r@" + MANIFEST], "usage:"),
         (["latest", "x:y"], "IMAGE_ID 'latest' is not an image id like sha256:<64 hex>"),
+        (["--help", "x:y"], "IMAGE_ID '--help' is not an image id"),  # help is alone
         ([CONFIG[:-1], "x:y"], "is not an image id"),
         ([CONFIG + "0", "x:y"], "is not an image id"),
         (["sha256:" + "A" * 64, "x:y"], "is not an image id"),
@@ -253,6 +288,15 @@ def test_bad_arguments_fail_with_one_line_and_touch_nothing(args, message):
     assert stderr.startswith("push-tested-image: ")
     assert message in stderr
     assert fake.calls == []
+
+
+@pytest.mark.parametrize("args", [[], [CONFIG], ["--move", "ghcr.io/o/r@" + MANIFEST], ["--move"]])
+def test_too_few_arguments_print_the_usage_line(args):
+    code, stdout, stderr = call(FakeDocker(), *args)
+    assert (code, stdout) == (2, "")
+    assert stderr == (
+        "push-tested-image: usage: scripts/push-tested-image IMAGE_ID REF [REF...] (see --help)\n"
+    )
 
 
 def test_help_prints_the_usage():
@@ -316,6 +360,14 @@ def test_docker_returns_stdout_and_names_the_last_line_of_a_failure(tmp_path):
         with pytest.raises(pti.Mismatch) as failed:
             pti.docker("push", "--quiet", "r")
     assert str(failed.value) == "docker push --quiet failed: last"
+
+
+def test_without_docker_set_it_runs_docker_from_the_path(tmp_path):
+    (tmp_path / "docker").write_text('#!/bin/sh\necho "docker $*"\n')
+    (tmp_path / "docker").chmod(0o755)
+    with mock.patch.dict(os.environ, {"PATH": f"{tmp_path}:{os.environ['PATH']}"}):
+        os.environ.pop("DOCKER", None)
+        assert pti.docker("info", "--format", "{{.ID}}") == "docker info --format {{.ID}}\n"
 
 
 def test_docker_failing_silently_still_says_so(tmp_path):
