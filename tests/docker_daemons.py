@@ -15,6 +15,7 @@ are older. Without them, or without root (or `sudo -n`), the tests skip; under C
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -76,11 +77,11 @@ def with_buildx(env: dict[str, str], directory: Path) -> dict[str, str]:
     if plugin.exists() and not (plugins / "docker-buildx").exists():
         (plugins / "docker-buildx").symlink_to(plugin)
     env = {**env, "DOCKER_CONFIG": str(directory)}
-    version = subprocess.run(
+    words = subprocess.run(
         ["docker", "buildx", "version"], env=env, capture_output=True, text=True, check=False
-    ).stdout.split()
-    minor = int(version[1].lstrip("v").split(".")[1]) if len(version) > 1 else 0
-    if minor < 15:
+    ).stdout.split()  # "github.com/docker/buildx v0.29.1 <commit>"
+    version = tuple(int(part) for part in re.findall(r"\d+", words[1])[:2]) if words[1:] else ()
+    if version < (0, 15):
         unavailable(f"docker buildx 0.15 or newer is not installed ({HOW})")
     return env
 
