@@ -105,7 +105,8 @@ fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis
 
 # CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only, and the
 # deploy scripts' tests (real gcloud and aws against the stand-ins).
-MODULES ?= config model validation api answers deploy.common deploy.lightsail deploy.appengine deploy.heroku
+MODULES ?= config model validation api answers deploy.common deploy.lightsail deploy.appengine deploy.heroku \
+	scripts.plan_deploys scripts.push_tested_image
 MODULES += rename_rules  # template-only
 .PHONY: mutation
 mutation: $(MODEL) ## Mutation testing of the core modules and deploy/ (mutmut): score and survivors per module

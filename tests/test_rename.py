@@ -273,7 +273,7 @@ def test_each_place_spells_the_name_as_it_needs(renamed):
     assert project["tool"]["ruff"]["lint"]["isort"]["known-first-party"][0] == "loan_default"
     assert project["tool"]["coverage"]["run"]["source"] == ["loan_default"]
     # make mutation: the package's modules and deploy/, none of the template's rename rules.
-    assert project["tool"]["mutmut"]["source_paths"] == ["src/loan_default", "deploy"]
+    assert project["tool"]["mutmut"]["source_paths"] == ["src/loan_default", "deploy", "scripts"]
     assert "scripts/rename_rules.py" not in project["tool"]["mutmut"]["only_mutate"]
     makefile = (copy / "Makefile").read_text()
     assert "$(BIN)/loan-default train" in makefile
