@@ -1,19 +1,36 @@
-"""`mlservice compare-cards`: the Markdown table and the quality gate, on hand-written cards."""
+"""`mlservice compare-cards`: the Markdown table and the quality gate, on hand-written cards.
+
+The gate's floor is the contract's; these tests fix it at 0.95, so they hold for any model.
+"""
 
 import json
 
 import pytest
 from click.testing import CliRunner
 
-from mlservice import cards, cli, features
+from mlservice import cards, cli, contract
 
 FEATURES = [{"name": "radius_mean"}, {"name": "texture_mean"}]
+LABELS = ["malignant", "benign"]
 
 
-def card(roc_auc, accuracy=0.9, version="new", features=FEATURES) -> dict:
+@pytest.fixture(autouse=True)
+def floor(monkeypatch) -> float:
+    """The contract's floor, set to 0.95 for these cards."""
+    return set_floor(monkeypatch, 0.95)
+
+
+def set_floor(monkeypatch, value: float) -> float:
+    fixed = contract.load().model_copy(update={"roc_auc_floor": value})
+    monkeypatch.setattr(contract, "served", lambda: fixed)
+    return value
+
+
+def card(roc_auc, accuracy=0.9, version="new", features=FEATURES, labels=LABELS) -> dict:
     return {
         "version": version,
         "features": features,
+        "labels": labels,
         "metrics": {
             "held_out": {
                 "accuracy": accuracy,
@@ -121,8 +138,8 @@ def test_under_the_floor_fails_even_without_a_baseline(tmp_path):
     result = run(tmp_path, None, card(0.94))
     assert result.exit_code == 1
     assert (
-        f"::error title=Model quality gate::Held-out ROC-AUC 0.9400 is below the floor of "
-        f"{features.ROC_AUC_FLOOR}." in result.output
+        "::error title=Model quality gate::Held-out ROC-AUC 0.9400 is below the floor of 0.95."
+        in result.output
     )
 
 
@@ -132,9 +149,23 @@ def test_under_the_floor_is_not_accepted_by_the_override(tmp_path):
     assert "below the floor" in result.output
 
 
-def test_the_floor_is_the_one_training_enforces(tmp_path, monkeypatch):
-    monkeypatch.setattr(features, "ROC_AUC_FLOOR", 0.99)
-    assert run(tmp_path, None, card(0.985)).exit_code == 1
+def test_the_floor_is_the_contracts(tmp_path, monkeypatch):
+    set_floor(monkeypatch, 0.99)
+    result = run(tmp_path, None, card(0.985))
+    assert result.exit_code == 1
+    assert "Held-out ROC-AUC 0.9850 is below the floor of 0.99." in result.output
+    set_floor(monkeypatch, 0.98)
+    assert run(tmp_path, None, card(0.985)).exit_code == 0
+
+
+def test_a_bad_contract_is_one_line(tmp_path, monkeypatch):
+    def broken():
+        raise contract.ContractError("model.toml: roc_auc_floor: Input should be a valid number.")
+
+    monkeypatch.setattr(contract, "served", broken)
+    result = run(tmp_path, None, card(0.97))
+    assert result.exit_code == 1
+    assert result.output == "Error: model.toml: roc_auc_floor: Input should be a valid number.\n"
 
 
 def test_no_baseline_yet_shows_the_new_metrics(tmp_path):
@@ -152,6 +183,18 @@ def test_baseline_from_an_older_schema_is_not_compared(tmp_path):
     assert result.exit_code == 0, result.output
     assert "older schema without held-out metrics" in result.output
     assert "Baseline" not in result.output
+
+
+def test_baseline_with_other_classes_gates_on_the_floor_only(tmp_path):
+    other = card(0.999, labels=["malignant", "benign", "unsure"])
+    result = run(tmp_path, other, card(0.96))
+    assert result.exit_code == 0, result.output
+    assert (
+        "The baseline predicts other classes, so its metrics are not comparable; "
+        "only the floor applies." in result.output
+    )
+    assert "Baseline" not in result.output
+    assert run(tmp_path, other, card(0.9)).exit_code == 1
 
 
 def test_baseline_with_other_features_gates_on_the_floor_only(tmp_path):
@@ -178,7 +221,7 @@ def test_unreadable_baseline_is_no_comparison(tmp_path):
     [
         ("[1, 2]", "is not a model card (a JSON object)"),
         ("{", "is not JSON"),
-        ('{"metrics": {"held_out": {"roc_auc": "high"}}}', "has no held-out ROC-AUC"),
+        ('{"metrics": {"held_out": {"roc_auc": "high"}}}', 'ROC-AUC is "high", not a number'),
         ('{"metrics": {"accuracy": 0.9}}', "has no held-out ROC-AUC"),
     ],
 )
@@ -229,3 +272,61 @@ def test_baseline_label_names_the_baseline(tmp_path):
     (tmp_path / "old.json").unlink()
     missing = run(tmp_path, None, card(0.97), "--baseline-label", "earlier release")
     assert "No baseline yet: there is no earlier release to compare with." in missing.output
+
+
+@pytest.mark.parametrize(
+    ("literal", "shown"),
+    [
+        ("NaN", "NaN"),
+        ("Infinity", "Infinity"),
+        ("-Infinity", "-Infinity"),
+        ('"0.97"', '"0.97"'),
+        ("true", "true"),
+        ("null", "null"),
+        ("1.5", "1.5"),
+        ("-0.1", "-0.1"),
+    ],
+)
+def test_a_new_roc_auc_that_is_not_a_number_from_0_to_1_is_refused_in_one_line(
+    tmp_path, literal, shown
+):
+    baseline = tmp_path / "old.json"
+    baseline.write_text(json.dumps(card(0.99)))
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(card(0.5)).replace('"roc_auc": 0.5', f'"roc_auc": {literal}'))
+    result = CliRunner().invoke(cli.main, ["compare-cards", str(baseline), str(new)])
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: The new model card's held-out ROC-AUC is {shown}, not a number from 0 to 1, "
+        "so the quality gate cannot judge it.\n"
+    )
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", '"high"', "2"])
+def test_a_baseline_roc_auc_that_is_not_a_number_from_0_to_1_is_not_compared(tmp_path, literal):
+    (tmp_path / "old.json").write_text(
+        json.dumps(card(0.5)).replace('"roc_auc": 0.5', f'"roc_auc": {literal}')
+    )
+    (tmp_path / "new.json").write_text(json.dumps(card(0.96)))
+    result = CliRunner().invoke(
+        cli.main, ["compare-cards", str(tmp_path / "old.json"), str(tmp_path / "new.json")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        f"The baseline's held-out ROC-AUC is {literal}, not a number from 0 to 1; no comparison, "
+        "only the floor applies." in result.output
+    )
+    assert "Baseline" not in result.output
+
+
+@pytest.mark.parametrize("roc_auc", [0, 1, 0.0, 1.0, 0.5])
+def test_roc_auc_from_0_to_1_inclusive_is_judged(roc_auc):
+    new = card(roc_auc)
+    assert cards.roc_auc_problem(new) is None
+    comparison = cards.compare(None, new, tolerance=0.01, floor=0.5)
+    assert comparison.passed is (roc_auc >= 0.5)
+
+
+def test_a_card_without_held_out_metrics_has_no_roc_auc_problem():
+    assert cards.roc_auc_problem({"metrics": {}}) is None
+    assert cards.roc_auc_problem({}) is None
