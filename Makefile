@@ -107,6 +107,7 @@ fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis
 
 # CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only.
 MODULES ?= config contract model validation api cards answers
+MODULES += rename_rules  # template-only
 .PHONY: mutation
 mutation: $(MODEL) ## Mutation testing of the core modules (mutmut): score and survivors per module
 	$(BIN)/python scripts/mutation.py $(MODULES)

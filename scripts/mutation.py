@@ -19,14 +19,29 @@ import sys
 import tomllib
 from pathlib import Path
 
-MODULES = ("config", "contract", "model", "validation", "api", "cards", "answers")
+# Each module by the name `make mutation MODULES=...` takes, and the one mutmut gives it.
+MODULES = {
+    "config": "mlservice.config",
+    "contract": "mlservice.contract",
+    "model": "mlservice.model",
+    "validation": "mlservice.validation",
+    "api": "mlservice.api",
+    "cards": "mlservice.cards",
+    "answers": "mlservice.answers",
+    "rename_rules": "scripts.rename_rules",  # template-only
+}
 EQUIVALENT = Path(__file__).with_name("equivalent-mutants.toml")
 TARGET = 95.0  # percent of the non-equivalent mutants killed
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 # "    mlservice.config.x__positive_int__mutmut_12: survived"
-RESULT = re.compile(r"^\s*mlservice\.(\w+)\.(\S+): (.+)$")
+RESULT = re.compile(r"^\s*(\S+): (.+)$")
 KILLED = {"killed", "timeout", "caught by type check"}
 UNTESTED = {"not checked", "skipped"}
+
+
+def module_of(mutant: str) -> str | None:
+    """Which of MODULES a mutant's name (mlservice.answers.ranking.x_rank__mutmut_1) is in."""
+    return next((name for name, dotted in MODULES.items() if mutant.startswith(f"{dotted}.")), None)
 
 
 def changed_lines(mutant: str) -> list[str]:
@@ -71,7 +86,7 @@ def main() -> int:
     for module in args.modules:
         # Named mutants are always re-tested: no result of an older run is reused.
         run = subprocess.run(
-            [MUTMUT, "run", "--max-children", str(args.jobs), f"mlservice.{module}.*"],
+            [MUTMUT, "run", "--max-children", str(args.jobs), f"{MODULES[module]}.*"],
             capture_output=True,
             text=True,
         )
@@ -84,8 +99,8 @@ def main() -> int:
     ).stdout
     results: dict[str, dict[str, str]] = {module: {} for module in args.modules}
     for line in listing.splitlines():
-        if (match := RESULT.match(line)) and match[1] in results:
-            results[match[1]][f"mlservice.{match[1]}.{match[2]}"] = match[3]
+        if (match := RESULT.match(line)) and (module := module_of(match[1])) in results:
+            results[module][match[1]] = match[2]
 
     known = tomllib.loads(EQUIVALENT.read_text())["mutant"]
     rows, lowest = [], 100.0
