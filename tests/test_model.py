@@ -345,15 +345,33 @@ def test_a_folded_binary_model_is_refused_for_more_labels(folded, card):
         model.load(path, three)
 
 
-def rewrite_schema(path, edit):
+def read_members(path) -> dict[str, bytes]:
     with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    schema = json.loads(members["schema.json"])
-    edit(schema)
-    members["schema.json"] = json.dumps(schema).encode()
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def write_members(path, members: dict[str, bytes]) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         for name, data in members.items():
             archive.writestr(name, data)
+
+
+def rewrite_schema(path, edit):
+    members = read_members(path)
+    schema = json.loads(members["schema.json"])
+    edit(schema)
+    members["schema.json"] = json.dumps(schema).encode()
+    write_members(path, members)
+
+
+def replace_array(path, attributes, name: str, array: np.ndarray) -> None:
+    """Put another array in the archive's file for this attribute of a step."""
+    members = read_members(path)
+    file = attributes(json.loads(members["schema.json"]))[name]["file"]
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=array.dtype == object)
+    members[file] = buffer.getvalue()
+    write_members(path, members)
 
 
 def scaler_attributes(schema):
@@ -381,32 +399,17 @@ def test_anything_but_the_folded_pipeline_is_left_to_skops(folded, edit):
     assert model._read_affine(path, len(FEATURES)) is None
 
 
-def test_folded_classes_must_be_the_codes_0_and_1(folded):
+@pytest.mark.parametrize("classes", [[1, 2], [0, 2]])
+def test_folded_classes_must_be_the_codes_0_and_1(folded, classes):
     path, _, _ = folded
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-        classes_file = classifier_attributes(json.loads(members["schema.json"]))["classes_"]["file"]
-    for classes in ([1, 2], [0, 2]):
-        buffer = io.BytesIO()
-        np.save(buffer, np.array(classes))
-        members[classes_file] = buffer.getvalue()
-        with zipfile.ZipFile(path, "w") as archive:
-            for name, data in members.items():
-                archive.writestr(name, data)
-        assert model._read_affine(path, len(FEATURES)) is None
+    replace_array(path, classifier_attributes, "classes_", np.array(classes))
+    assert model._read_affine(path, len(FEATURES)) is None
 
 
 def test_a_pickled_array_in_the_archive_is_not_read(folded):
     path, _, _ = folded
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-        mean_file = scaler_attributes(json.loads(members["schema.json"]))["mean_"]["file"]
-    pickled = io.BytesIO()
-    np.save(pickled, np.array([0.0] * len(FEATURE_NAMES), dtype=object), allow_pickle=True)
-    members[mean_file] = pickled.getvalue()
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in members.items():
-            archive.writestr(name, data)
+    pickled = np.array([0.0] * len(FEATURE_NAMES), dtype=object)
+    replace_array(path, scaler_attributes, "mean_", pickled)
     assert model._read_affine(path, len(FEATURES)) is None
 
 

@@ -279,7 +279,7 @@ def test_each_place_spells_the_name_as_it_needs(renamed):
     assert "$(BIN)/loan-default train" in makefile
     assert "src/loan_default/training.py" in makefile
     assert "IMAGE ?= loan-default:local" in makefile
-    assert "MODULES ?= config model validation api answers\n" in makefile
+    assert "MODULES ?= config contract model validation api cards answers\n" in makefile
     assert 'wsgi_app = "loan_default.wsgi:app"' in (copy / "gunicorn.conf.py").read_text()
     dockerfile = (copy / "Dockerfile").read_text()
     assert "import loan_default.api" in dockerfile

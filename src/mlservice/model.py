@@ -158,8 +158,9 @@ def labels_of(proba: np.ndarray) -> list[str]:
 
 
 def _contract_of(card: dict) -> tuple:
+    """What the card says of the contract it was trained for: features (name, type, range), labels."""
     features = [
-        (f.get("name"), f.get("type"), f.get("min"), f.get("max")) if isinstance(f, dict) else f
+        (f.get("name"), f.get("type"), f.get("min"), f.get("max")) if isinstance(f, dict) else None
         for f in card.get("features") or []
     ]
     return features, card.get("labels")
