@@ -330,3 +330,122 @@ def test_roc_auc_from_0_to_1_inclusive_is_judged(roc_auc):
 def test_a_card_without_held_out_metrics_has_no_roc_auc_problem():
     assert cards.roc_auc_problem({"metrics": {}}) is None
     assert cards.roc_auc_problem({}) is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"metrics": []}',
+        '{"metrics": {"held_out": []}}',
+        '{"metrics": {"held_out": {"accuracy": 0.9}}}',
+    ],
+)
+def test_cards_without_held_out_metrics_are_judged_by_nothing(tmp_path, text):
+    (tmp_path / "new.json").write_text(text)
+    result = CliRunner().invoke(
+        cli.main, ["compare-cards", str(tmp_path / "absent.json"), str(tmp_path / "new.json")]
+    )
+    assert result.exit_code == 1
+    assert result.output == (
+        "Error: The new model card has no held-out ROC-AUC (metrics.held_out.roc_auc), "
+        "so the quality gate cannot judge it.\n"
+    )
+
+
+def test_headline_metrics_skip_what_is_not_a_number():
+    odd = card(0.97)
+    odd["metrics"]["held_out"]["accuracy"] = "high"
+    odd["metrics"]["held_out"]["per_class"] = {"a": "x", "b": {"precision": True, "recall": 0.5}}
+    odd["metrics"]["cross_validation"] = ["not", "a", "dict"]
+    assert cards.headline_metrics(odd) == {"ROC-AUC": 0.97, "b: recall": 0.5}
+    odd["metrics"]["held_out"]["per_class"] = ["a"]
+    odd["metrics"]["cross_validation"] = {"roc_auc_mean": 0.9}
+    assert cards.headline_metrics(odd) == {
+        "ROC-AUC": 0.97,
+        "?-fold ROC-AUC (training split)": 0.9,
+    }
+
+
+def test_feature_names_of_odd_cards():
+    assert cards.feature_names({}) == []
+    assert cards.feature_names({"features": "x"}) == []
+    assert cards.feature_names({"features": [{"name": "a"}, "b"]}) == ["a", None]
+
+
+def test_a_baseline_without_labels_is_compared_by_its_features():
+    old = card(0.99)
+    del old["labels"]
+    comparison = cards.compare(old, card(0.97), tolerance=0.01, floor=0.95)
+    assert not comparison.passed
+    assert "| ROC-AUC | 0.9900 | 0.9700 | -0.0200 worse |" in comparison.markdown
+
+
+def curve_set(label, auc=None, average_precision=0.8, points=((0, 0), (1, 1))):
+    roc = {"points": [list(p) for p in points]}
+    if auc is not None:
+        roc["auc"] = auc
+    pr = {"points": [list(p) for p in points], "average_precision": average_precision}
+    return {"positive_label": label, "roc": roc, "precision_recall": pr}
+
+
+def with_curves(curves, roc_auc=0.9) -> dict:
+    return {"metrics": {"held_out": {"roc_auc": roc_auc, "curves": curves}}}
+
+
+def test_figures_of_one_class_state_the_models_roc_auc():
+    [roc, pr] = cards.figures(with_curves([curve_set("will default")]))
+    assert (roc["id"], pr["id"]) == ("roc-will_default", "precision-recall-will_default")
+    assert roc["title"] == "ROC curve for will default"
+    assert roc["summary"] == (
+        "True-positive against false-positive rate for will default as the threshold moves; "
+        "held-out ROC-AUC 0.9000. The diagonal is chance."
+    )
+    assert pr["summary"] == (
+        "Precision against recall for will default as the threshold moves; "
+        "average precision 0.8000."
+    )
+    assert (roc["chance"], pr["chance"]) == (True, False)
+    assert (roc["x_label"], roc["y_label"]) == ("False-positive rate", "True-positive rate")
+    assert (pr["x_label"], pr["y_label"]) == ("Recall", "Precision")
+    assert roc["points"] == pr["points"] == [[0, 0], [1, 1]]
+
+
+def test_figures_of_a_schema_2_card_are_its_one_curve_set():
+    [roc, _] = cards.figures(with_curves(curve_set("benign")))
+    assert roc["id"] == "roc-benign"
+    assert "held-out ROC-AUC 0.9000" in roc["summary"]
+
+
+def test_figures_per_class_state_each_classes_own_roc_auc():
+    sets = [curve_set("a", auc=0.91), curve_set("b", auc=0.92), curve_set("c")]
+    figures = cards.figures(with_curves(sets, roc_auc=0.95))
+    assert [f["id"] for f in figures] == [
+        "roc-a",
+        "precision-recall-a",
+        "roc-b",
+        "precision-recall-b",
+        "roc-c",
+        "precision-recall-c",
+    ]
+    assert "ROC-AUC 0.9100" in figures[0]["summary"]
+    assert "ROC-AUC 0.9200" in figures[2]["summary"]
+    # The model's one-vs-rest average is no class's own: a set without its own says none.
+    assert figures[4]["summary"] == (
+        "True-positive against false-positive rate for c as the threshold moves. "
+        "The diagonal is chance."
+    )
+
+
+def test_figures_leave_out_what_a_card_lacks():
+    assert cards.figures({}) == []
+    assert cards.figures(with_curves("curves")) == []
+    assert cards.figures(with_curves(["not a set"])) == []
+    empty = curve_set("a", points=())
+    assert cards.figures(with_curves([empty])) == []
+    [roc, pr] = cards.figures(with_curves([curve_set("???", average_precision="high")]))
+    assert (roc["id"], pr["id"]) == ("roc-positive", "precision-recall-positive")
+    assert pr["summary"] == "Precision against recall for ??? as the threshold moves."
+    nameless = curve_set("x")
+    del nameless["positive_label"]
+    [roc, _] = cards.figures(with_curves([nameless]))
+    assert roc["title"] == "ROC curve for the positive class"
