@@ -83,6 +83,7 @@ def test_a_valid_contract_is_read_as_written():
         ("Class 1 / high-risk", "probability_Class_1_high_risk"),
         ("négatif", "probability_négatif"),
         ("_x_", "probability_x"),
+        ("X-ray X", "probability_X_ray_X"),
     ],
 )
 def test_probability_columns_make_each_run_of_other_characters_one_underscore(label, column):
@@ -132,6 +133,10 @@ def test_bounds_read_as_people_write_them_and_as_exact_literals(number, shown, l
         ('title = "Loan default"', "", "title: Field required."),
         ("[[features]]", "[[feature]]", "feature: Extra inputs are not permitted."),
         ("roc_auc_floor = 0.7", "roc_auc_floor = ", "model.toml is not valid TOML: Invalid value (at line 8, column 17)."),
+        ("roc_auc_floor = 0.7", "roc_auc_floor = 0.7\nXtra = 1", "Xtra: Extra inputs are not permitted."),
+        ('name = "age"', 'name = ""', "features[1].name: '' is not letters, digits and _, not starting with a digit."),
+        ('name = "age"', "name = 5", "features[1].name: Input should be a valid string."),
+        ('name = "age"\n', "", "features[1].name: Field required."),
     ],
 )  # fmt: skip
 def test_a_bad_contract_is_refused_in_one_line_naming_the_field(old, new, message):
@@ -140,6 +145,49 @@ def test_a_bad_contract_is_refused_in_one_line_naming_the_field(old, new, messag
     text = str(raised.value)
     assert text == (message if message.startswith("model.toml is") else f"model.toml: {message}")
     assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("changes", "more"),
+    [
+        ({'title = "Loan default"': 'title = ""'}, ""),
+        ({'title = "Loan default"': 'title = ""', "roc_auc_floor = 0.7": "roc_auc_floor = 2"}, " (and 1 more)"),
+        (
+            {
+                'title = "Loan default"': 'title = ""',
+                "roc_auc_floor = 0.7": "roc_auc_floor = 2",
+                'disclaimer = "A test."': 'disclaimer = ""',
+            },
+            " (and 2 more)",
+        ),
+    ],
+)  # fmt: skip
+def test_the_first_problem_is_named_and_the_others_counted(changes, more):
+    text = VALID
+    for old, new in changes.items():
+        text = text.replace(old, new, 1)
+    with pytest.raises(ContractError) as raised:
+        parse(text)
+    assert str(raised.value) == f"model.toml: title: String should have at least 1 character{more}."
+
+
+def test_a_feature_that_is_not_a_table_is_named_by_its_place():
+    text = 'features = ["age"]\n' + VALID.split("[[features]]")[0]
+    with pytest.raises(ContractError) as raised:
+        parse(text)
+    assert str(raised.value) == (
+        "model.toml: features[0]: Input should be a valid dictionary or instance of Feature."
+    )
+
+
+def test_a_contract_file_is_named_in_its_error(tmp_path):
+    path = tmp_path / "model.toml"
+    path.write_text(edited("roc_auc_floor = 0.7", "roc_auc_floor = 1.5"), encoding="utf-8")
+    with pytest.raises(ContractError) as raised:
+        contract.load(path)
+    assert str(raised.value) == (f"{path}: roc_auc_floor: Input should be less than or equal to 1.")
+    path.write_text(edited('title = "Loan default"', 'title = "Prêt à défaut"'), encoding="utf-8")
+    assert contract.load(path).title == "Prêt à défaut"
 
 
 def test_a_missing_contract_is_one_line(tmp_path):

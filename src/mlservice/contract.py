@@ -65,24 +65,21 @@ Text = Annotated[str, Field(min_length=1, strict=True)]
 Bound = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-LIMIT, le=LIMIT)]
 
 
-def _matches(pattern: str, rule: str):
-    def check(value: str) -> str:
-        if not re.fullmatch(pattern, value):
-            raise ValueError(f"{value!r} is not {rule}")
-        return value
-
-    return AfterValidator(check)
+def _identifier(value: str) -> str:
+    # An API field, a CSV column, a form field and an HTML id.
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{value!r} is not letters, digits and _, not starting with a digit")
+    return value
 
 
-# An API field, a CSV column, a form field and an HTML id: letters, digits and underscores.
-Name = Annotated[
-    str,
-    Field(strict=True),
-    _matches(r"[A-Za-z_][A-Za-z0-9_]*", "letters, digits and _, not starting with a digit"),
-]
-FileName = Annotated[
-    str, Field(strict=True), _matches(r"[^/\\]+\.csv", "a file name ending in .csv")
-]
+def _csv_file_name(value: str) -> str:
+    if not re.fullmatch(r"[^/\\]+\.csv", value):
+        raise ValueError(f"{value!r} is not a file name ending in .csv")
+    return value
+
+
+Name = Annotated[str, Field(strict=True), AfterValidator(_identifier)]
+FileName = Annotated[str, Field(strict=True), AfterValidator(_csv_file_name)]
 
 
 class Strict(BaseModel):
@@ -100,14 +97,8 @@ class Feature(Strict):
     step: Annotated[float, Field(strict=True, gt=0, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
-    def _range(self) -> "Feature":
-        if self.min >= self.max:
-            raise ValueError(f"min ({show(self.min)}) must be less than max ({show(self.max)})")
-        if self.integer:
-            for key in ("min", "max", "step"):
-                value = getattr(self, key)
-                if value is not None and value != int(value):
-                    raise ValueError(f"{key} of an integer feature must be whole, got {value:g}")
+    def _valid(self) -> "Feature":
+        check_feature(self)
         return self
 
     @property
@@ -140,38 +131,8 @@ class Contract(Strict):
     features: list[Feature] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Contract":
-        _unique("labels", self.labels)
-        _unique("features", self.feature_names)
-        columns = {}
-        for label in self.labels:
-            column = probability_column(label)
-            if not label_key(label):
-                raise ValueError(f"labels: {label!r} has no letter or digit to name its CSV column")
-            if column in columns:
-                raise ValueError(
-                    f"labels: {columns[column]!r} and {label!r} both give the CSV column {column} "
-                    "(docs/your-model.md); rename one"
-                )
-            columns[column] = label
-        clash = sorted(set(self.feature_names) & {LABEL_COLUMN, *columns})
-        if clash:
-            raise ValueError(
-                f"features: {clash[0]!r} is the name of a column the CSV answer adds "
-                f"({LABEL_COLUMN}, {', '.join(columns)})"
-            )
-        if len(self.labels) == 2 and self.positive_label not in self.labels:
-            raise ValueError(
-                f"positive_label: must be one of the labels ({', '.join(self.labels)}), "
-                f"got {self.positive_label!r}"
-            )
-        if len(self.labels) > 2 and self.positive_label is not None:
-            raise ValueError(
-                f"positive_label: is for two labels; with {len(self.labels)} every class gets "
-                "its own one-vs-rest curves, so leave it out"
-            )
-        if self.training.target in self.feature_names:
-            raise ValueError(f"training.target: {self.training.target!r} is also a feature")
+    def _valid(self) -> "Contract":
+        check_contract(self)
         return self
 
     @property
@@ -185,6 +146,53 @@ class Contract(Strict):
     @property
     def training_data(self) -> Path:
         return TRAINING_DATA / self.training.data
+
+
+def check_feature(feature: Feature) -> None:
+    """A range with room in it; whole bounds and step for an integer feature."""
+    if feature.min >= feature.max:
+        raise ValueError(f"min ({show(feature.min)}) must be less than max ({show(feature.max)})")
+    if feature.integer:
+        for key in ("min", "max", "step"):
+            value = getattr(feature, key)
+            if value is not None and value != int(value):
+                raise ValueError(f"{key} of an integer feature must be whole, got {value:g}")
+
+
+def check_contract(contract: Contract) -> None:
+    """What no single field can say: unique names, CSV columns that do not collide, a positive
+    label that is one of the labels, a target that is not a feature."""
+    _unique("labels", contract.labels)
+    _unique("features", contract.feature_names)
+    columns = {}
+    for label in contract.labels:
+        column = probability_column(label)
+        if not label_key(label):
+            raise ValueError(f"labels: {label!r} has no letter or digit to name its CSV column")
+        if column in columns:
+            raise ValueError(
+                f"labels: {columns[column]!r} and {label!r} both give the CSV column {column} "
+                "(docs/your-model.md); rename one"
+            )
+        columns[column] = label
+    clash = sorted(set(contract.feature_names) & {LABEL_COLUMN, *columns})
+    if clash:
+        raise ValueError(
+            f"features: {clash[0]!r} is the name of a column the CSV answer adds "
+            f"({LABEL_COLUMN}, {', '.join(columns)})"
+        )
+    if len(contract.labels) == 2 and contract.positive_label not in contract.labels:
+        raise ValueError(
+            f"positive_label: must be one of the labels ({', '.join(contract.labels)}), "
+            f"got {contract.positive_label!r}"
+        )
+    if len(contract.labels) > 2 and contract.positive_label is not None:
+        raise ValueError(
+            f"positive_label: is for two labels; with {len(contract.labels)} every class gets "
+            "its own one-vs-rest curves, so leave it out"
+        )
+    if contract.training.target in contract.feature_names:
+        raise ValueError(f"training.target: {contract.training.target!r} is also a feature")
 
 
 def _unique(what: str, names: list[str]) -> None:
