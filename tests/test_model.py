@@ -22,6 +22,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
+from sklearn.svm import SVC
 
 from mlservice import create_app, model, training
 from mlservice.contract import CONTRACT
@@ -139,6 +140,7 @@ CONTRACT_MISMATCH = (
         lambda card: card["labels"].append("zz_new"),
         lambda card: card.pop("features"),
         lambda card: card.pop("labels"),
+        lambda card: card["features"].__setitem__(0, "not a table"),
     ],
     ids=[
         "a feature fewer",
@@ -151,6 +153,7 @@ CONTRACT_MISMATCH = (
         "a label more",
         "no features",
         "no labels",
+        "a feature that is no table",
     ],
 )
 def test_a_card_for_another_contract_is_refused(artifact, change):
@@ -223,11 +226,19 @@ def test_a_regressor_is_refused_at_load(card, data, tmp_path):
     X, y = data
     path = tmp_path / "regressor.skops"
     training.save(fitted(X, y, ("regress", LinearRegression())), card, path)
-    with pytest.raises(
-        model.ModelError,
-        match=r"holds a Pipeline that gives no class probabilities \(classes_ and "
-        r"predict_proba\); the service serves classifiers\.$",
-    ):
+    with pytest.raises(model.ModelError) as raised:
+        model.load(path)
+    assert str(raised.value) == (
+        f"Model file {path} holds a Pipeline that gives no class probabilities (classes_ and "
+        "predict_proba); the service serves classifiers."
+    )
+
+
+def test_a_classifier_without_predict_proba_is_refused_at_load(card, data, tmp_path):
+    X, y = data
+    path = tmp_path / "svc.skops"
+    training.save(fitted(X, y, ("scale", StandardScaler()), ("classify", SVC())), card, path)
+    with pytest.raises(model.ModelError, match="gives no class probabilities"):
         model.load(path)
 
 
@@ -318,6 +329,13 @@ def test_a_folded_model_is_read_from_its_arrays_without_scikit_learn(folded):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.split() == ["True", "True", "[]"]
+
+
+def test_a_folded_model_is_served_from_its_arrays(folded):
+    path, _, contract = folded
+    loaded = model.load(path, contract)
+    assert loaded.pipeline is None
+    assert loaded.affine is not None
 
 
 def test_arrays_read_from_the_archive_match_skops(folded, binary):
