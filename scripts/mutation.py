@@ -23,9 +23,11 @@ from pathlib import Path
 # Each module by the name `make mutation MODULES=...` takes, and the one mutmut gives it.
 MODULES = {
     "config": "mlservice.config",
+    "contract": "mlservice.contract",
     "model": "mlservice.model",
     "validation": "mlservice.validation",
     "api": "mlservice.api",
+    "cards": "mlservice.cards",
     "answers": "mlservice.answers",
     "deploy.common": "deploy.common",
     "deploy.lightsail": "deploy.lightsail",
