@@ -303,4 +303,5 @@ def test_another_model_takes_only_the_listed_files_and_passes_the_machinery_test
         timeout=60,
         check=True,
     )
-    assert installed.stdout.strip() == str(ROOT / "src" / "mlservice" / "__init__.py")
+    package = label_key.__module__.partition(".")[0]  # this project's import name
+    assert installed.stdout.strip() == str(ROOT / "src" / package / "__init__.py")
