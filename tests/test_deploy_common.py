@@ -621,21 +621,23 @@ def test_the_scripts_run_with_the_projects_python(monkeypatch, tmp_path):
     runs = []
     monkeypatch.setattr(common.os, "execv", lambda path, argv: runs.append((path, argv)))
     monkeypatch.setattr(common.sys, "argv", ["deploy/heroku", "--dry-run"])
-    venv = common.ROOT / ".venv"
-    monkeypatch.setattr(common.sys, "prefix", str(venv))
+    monkeypatch.setattr(common, "ROOT", tmp_path / "clone")
+    python = tmp_path / "clone" / ".venv" / "bin" / "python"
+    monkeypatch.setattr(common.sys, "prefix", str(tmp_path / "other"))
+    common.use_project_python()
+    assert runs == []  # a clone without .venv: nothing to switch to
+    python.parent.mkdir(parents=True)
+    python.touch()
+    monkeypatch.setattr(common.sys, "prefix", str(python.parent.parent))
     common.use_project_python()
     assert runs == []  # already the project's
-    monkeypatch.setattr(common.sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(common.sys, "prefix", str(tmp_path / "other"))
     common.use_project_python()
-    python = venv / "bin" / "python"
     assert runs == [(python, [str(python), "deploy/heroku", "--dry-run"])]
-    monkeypatch.setattr(common, "ROOT", tmp_path)  # a clone without .venv: nothing to switch to
-    common.use_project_python()
-    assert len(runs) == 1
 
 
 def test_main_runs_the_deployment_with_a_deployer_for_the_target(monkeypatch, capsys):
-    monkeypatch.setattr(common.sys, "prefix", str(common.ROOT / ".venv"))
     seen = []
+    monkeypatch.setattr(common, "use_project_python", lambda: seen.append("project python"))
     assert common.main("lightsail", lambda d, args: seen.append(d.target), ARGS) == 0
-    assert seen == ["lightsail"]
+    assert seen == ["project python", "lightsail"]
