@@ -5,7 +5,9 @@ with the commands it runs being small real processes (the test's own Python).
 """
 
 import json
+import os
 import signal
+import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler
 
@@ -287,29 +289,34 @@ class Api(FakeServer):
 
 def test_an_api_call_sends_json_and_reads_json(d, capsys):
     with Api([(201, b'{"id": 1}'), (200, b""), (206, b"[]"), (202, b"{}")]) as api:
-        assert d.http("POST", f"{api.url}/things", {"X-Key": "k"}, {"a": 1}) == {"id": 1}
+        assert d.http("POST", f"{api.url}/things", {"X-Key": "k", "X-B": "b"}, {"a": 1}) == {
+            "id": 1
+        }
         assert d.http("GET", f"{api.url}/empty", {}) is None
         assert d.http("GET", f"{api.url}/range", {}) == []
         assert d.http("GET", f"{api.url}/accepted", {}, expect=(202,)) == {}
     method, path, headers, body = api.seen[0]
     assert (method, path, headers["X-Key"], json.loads(body)) == ("POST", "/things", "k", {"a": 1})
     assert api.seen[1][3] == b""  # no body
-    assert capsys.readouterr().out.splitlines()[0] == (
-        f'+ POST {api.url}/things (X-Key: k) {{"a": 1}}'
-    )
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        f'+ POST {api.url}/things (X-Key: k, X-B: b) {{"a": 1}}',
+        f"+ GET {api.url}/empty ()",
+    ]
     assert d.ledger[0] == (f"POST {api.url}/things", common.HTTP_TIMEOUT)
 
 
 def test_an_api_error_or_garbage_is_a_deploy_error_with_the_secret_masked(d):
     d.secret("k3y")
-    with Api([(404, b"no k3y " + b"x" * 400), (200, b"<html>k3y")]) as api:
+    with Api([(404, b"no k3y " + b"x" * 400), (200, b"<html>k3y" + b"y" * 400)]) as api:
         with pytest.raises(common.DeployError) as refused:
             d.http("GET", f"{api.url}/k3y", {})
         with pytest.raises(common.DeployError) as garbage:
             d.http("GET", f"{api.url}/k3y", {})
     # The first 300 bytes of the answer, then masked.
     assert str(refused.value) == f"GET {api.url}/*** answered 404: {b'no *** ' + b'x' * 293!r}"
-    assert str(garbage.value) == f"GET {api.url}/*** answered b'<html>***', not JSON"
+    assert (
+        str(garbage.value) == f"GET {api.url}/*** answered {b'<html>***' + b'y' * 291!r}, not JSON"
+    )
 
 
 def test_a_request_needs_an_http_url_and_an_answer():
@@ -320,6 +327,26 @@ def test_a_request_needs_an_http_url_and_an_answer():
         common.request("GET", "http://127.0.0.1:9/", {})
     assert str(unanswered.value).startswith("GET http://127.0.0.1:9/ failed: <urlopen error")
     assert common.basic_auth("_", "key") == "Basic XzprZXk="
+
+
+def test_a_request_goes_to_https_with_its_time_limit(monkeypatch):
+    calls = []
+
+    def http(method, url, body, headers, timeout):
+        calls.append((method, url, body, headers, timeout))
+        return type("Reply", (), {"status": 204, "headers": {"A": "b"}, "body": b""})
+
+    monkeypatch.setattr(common, "http", http)
+    assert common.request("PUT", "https://x/y", {"H": "1"}, b"{}", timeout=7) == (
+        204,
+        {"A": "b"},
+        b"",
+    )
+    assert common.request("GET", "http://x/", {}) == (204, {"A": "b"}, b"")
+    assert calls == [
+        ("PUT", "https://x/y", b"{}", {"H": "1"}, 7),
+        ("GET", "http://x/", None, {}, common.HTTP_TIMEOUT),
+    ]
 
 
 # -- waiting, the smoke test, the local image ---------------------------------------------------
@@ -641,3 +668,63 @@ def test_main_runs_the_deployment_with_a_deployer_for_the_target(monkeypatch, ca
     monkeypatch.setattr(common, "use_project_python", lambda: seen.append("project python"))
     assert common.main("lightsail", lambda d, args: seen.append(d.target), ARGS) == 0
     assert seen == ["project python", "lightsail"]
+
+
+def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path):
+    """In the job's log stdout and stderr share one pipe, block-buffered: each line is flushed
+    as it is said, so the log reads in the order things happened (the smoke test's own output
+    included)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mlservice").write_text("#!/bin/sh\necho smoke output\n")
+    (bin_dir / "mlservice").chmod(0o755)
+    script = f"""
+import sys
+sys.path.insert(0, {str(common.ROOT)!r})
+from deploy import common
+sys.executable = {str(bin_dir / "python")!r}
+d = common.Deployer("test")
+d.run([{PYTHON!r}, "-c", "print('ran')"], echo=True)
+d.report("reported")
+d.say("said")
+d.report("reported again")
+d.smoke("https://app.example/")
+common.execute(d, lambda d, args: d.say("deploying"), {ARGS!r})
+"""
+    done = subprocess.run(
+        [PYTHON, "-c", script],
+        env={**os.environ, "SMOKE_WAIT": "1", "PYTHONUNBUFFERED": ""},  # buffered, as in a job
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert [
+        line.split(" ", 1)[0] if line.startswith("+") else line for line in done.stdout.splitlines()
+    ] == [
+        "+",
+        "ran",
+        "deploy/test: reported",
+        "deploy/test: said",
+        "deploy/test: reported again",
+        "+",
+        "smoke output",
+        "deploy/test: deploying",
+        "deploy/test: 2 steps, whose time limits add up to 210 s",  # a command 60, smoke 150
+    ]
+
+
+def test_an_api_call_has_its_time_limit_or_what_is_left_after_a_signal(d, monkeypatch):
+    limits = []
+
+    def request(method, url, headers, data, timeout):
+        limits.append(timeout)
+        return 200, {}, b""
+
+    monkeypatch.setattr(common, "request", request)
+    d.http("GET", "http://x/", {})
+    d.deadline = common.time.monotonic() + 5
+    d.http("GET", "http://x/", {})
+    assert limits[0] == common.HTTP_TIMEOUT
+    assert 0 < limits[1] <= 5
