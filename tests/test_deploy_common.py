@@ -678,6 +678,9 @@ def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "mlservice").write_text("#!/bin/sh\necho smoke output\n")
     (bin_dir / "mlservice").chmod(0o755)
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "slow" / "mlservice").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "slow" / "mlservice").chmod(0o755)
     script = f"""
 import sys
 sys.path.insert(0, {str(common.ROOT)!r})
@@ -690,6 +693,10 @@ d.say("said")
 d.report("reported again")
 d.smoke("https://app.example/")
 common.execute(d, lambda d, args: d.say("deploying"), {ARGS!r})
+common.SMOKE_TIMEOUT = 0.1
+sys.executable = {str(tmp_path / "slow" / "python")!r}
+d.smoke("https://app.example/")
+d.report("after the smoke test")
 """
     done = subprocess.run(
         [PYTHON, "-c", script],
@@ -712,6 +719,9 @@ common.execute(d, lambda d, args: d.say("deploying"), {ARGS!r})
         "smoke output",
         "deploy/test: deploying",
         "deploy/test: 2 steps, whose time limits add up to 210 s",  # a command 60, smoke 150
+        "+",
+        "smoke test took longer than 0.1 s",
+        "deploy/test: after the smoke test",
     ]
 
 
