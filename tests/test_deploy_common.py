@@ -7,7 +7,6 @@ with the commands it runs being small real processes (the test's own Python).
 import json
 import os
 import signal
-import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler
 
@@ -670,55 +669,58 @@ def test_main_runs_the_deployment_with_a_deployer_for_the_target(monkeypatch, ca
     assert seen == ["project python", "lightsail"]
 
 
-def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path):
+def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path, monkeypatch):
     """In the job's log stdout and stderr share one pipe, block-buffered: each line is flushed
-    as it is said, so the log reads in the order things happened (the smoke test's own output
-    included)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "mlservice").write_text("#!/bin/sh\necho smoke output\n")
-    (bin_dir / "mlservice").chmod(0o755)
-    (tmp_path / "slow").mkdir()
-    (tmp_path / "slow" / "mlservice").write_text("#!/bin/sh\nexec sleep 30\n")
-    (tmp_path / "slow" / "mlservice").chmod(0o755)
-    script = f"""
-import sys
-sys.path.insert(0, {str(common.ROOT)!r})
-from deploy import common
-sys.executable = {str(bin_dir / "python")!r}
-d = common.Deployer("test")
-d.run([{PYTHON!r}, "-c", "print('ran')"], echo=True)
-d.report("reported")
-d.say("said")
-d.report("reported again")
-d.smoke("https://app.example/")
-common.execute(d, lambda d, args: d.say("deploying"), {ARGS!r})
-common.SMOKE_TIMEOUT = 0.1
-sys.executable = {str(tmp_path / "slow" / "python")!r}
-d.smoke("https://app.example/")
-d.report("after the smoke test")
-"""
-    done = subprocess.run(
-        [PYTHON, "-c", script],
-        env={**os.environ, "SMOKE_WAIT": "1", "PYTHONUNBUFFERED": ""},  # buffered, as in a job
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    as it is said, so the log reads in the order things happened (the smoke test's own output,
+    written to the same file descriptor, included)."""
+    for folder, command in (("bin", "echo smoke output"), ("slow", "exec sleep 30")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "mlservice").write_text(f"#!/bin/sh\n{command}\n")
+        (tmp_path / folder / "mlservice").chmod(0o755)
+    monkeypatch.setenv("SMOKE_WAIT", "1")
+    log = tmp_path / "log"
+    shared = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # the job's one pipe
+    saved = os.dup(1), sys.stdout, sys.stderr
+    os.dup2(shared, 1)  # where the smoke test's own output goes
+    sys.stdout = open(os.dup(shared), "w")  # noqa: SIM115 (block-buffered, as on a pipe)
+    sys.stderr = open(os.dup(shared), "w")  # noqa: SIM115
+    try:
+        d = common.Deployer("test")
+        d.run([PYTHON, "-c", "print('ran')"], echo=True)
+        d.run([PYTHON, "-c", "pass"])
+        d.report("reported")
+        d.say("said")
+        d.report("reported again")
+        monkeypatch.setattr(common.sys, "executable", str(tmp_path / "bin" / "python"))
+        d.smoke("https://app.example/")
+        common.execute(d, lambda d, args: d.say("deploying"), ARGS)
+        d.report("deployed")
+        monkeypatch.setattr(common, "SMOKE_TIMEOUT", 0.1)
+        monkeypatch.setattr(common.sys, "executable", str(tmp_path / "slow" / "python"))
+        d.smoke("https://app.example/")
+        d.report("after the smoke test")
+    finally:
+        sys.stdout.close()
+        sys.stderr.close()
+        os.dup2(saved[0], 1)
+        os.close(saved[0])
+        os.close(shared)
+        sys.stdout, sys.stderr = saved[1:]
     assert [
-        line.split(" ", 1)[0] if line.startswith("+") else line for line in done.stdout.splitlines()
+        line.split(" ", 1)[0] if line.startswith("+") else line
+        for line in log.read_text().splitlines()
     ] == [
         "+",
         "ran",
+        "+",
         "deploy/test: reported",
         "deploy/test: said",
         "deploy/test: reported again",
         "+",
         "smoke output",
         "deploy/test: deploying",
-        "deploy/test: 2 steps, whose time limits add up to 210 s",  # a command 60, smoke 150
+        "deploy/test: 3 steps, whose time limits add up to 270 s",  # commands 60, smoke 150
+        "deploy/test: deployed",
         "+",
         "smoke test took longer than 0.1 s",
         "deploy/test: after the smoke test",
