@@ -699,6 +699,8 @@ def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path, monkeypa
         monkeypatch.setattr(common.sys, "executable", str(tmp_path / "slow" / "python"))
         d.smoke("https://app.example/")
         d.report("after the smoke test")
+        d.changing("release v7", lambda: True, "by hand")
+        d.fail(KeyError("k"))  # its traceback (here one line) first
     finally:
         sys.stdout.close()
         sys.stderr.close()
@@ -724,6 +726,9 @@ def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path, monkeypa
         "+",
         "smoke test took longer than 0.1 s",
         "deploy/test: after the smoke test",
+        "KeyError: 'k'",
+        "deploy/test: unexpected KeyError: 'k': restoring release v7",
+        "deploy/test: FAILED: unexpected KeyError: 'k'; rolled back: release v7 serves again",
     ]
 
 
