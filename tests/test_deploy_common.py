@@ -533,8 +533,13 @@ def test_an_unexpected_error_is_explained_with_its_traceback_masked(d, capsys):
         reason = d.explain(error)
     assert reason == "unexpected KeyError: 'k3y'"  # masked where it is printed
     err = capsys.readouterr().err
-    assert err.startswith("Traceback (most recent call last):")
-    assert "KeyError: '***'" in err
+    lines = err.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[1].startswith('  File "')
+    assert lines[1].endswith(", in test_an_unexpected_error_is_explained_with_its_traceback_masked")
+    assert lines[2] == '    {}["***"]'
+    assert lines[-1] == "KeyError: '***'"
+    assert err.endswith("'***'\n")
     assert "k3y" not in err
     assert d.explain(common.ConfigError("plain")) == "plain"
     assert capsys.readouterr().err == ""
