@@ -674,7 +674,7 @@ def test_main_runs_the_deployment_with_a_deployer_for_the_target(monkeypatch, ca
     assert seen == ["project python", "lightsail"]
 
 
-def test_the_job_log_keeps_the_order_of_what_was_said_and_run(tmp_path, monkeypatch):
+def test_the_job_log_reads_in_the_order_things_happened(tmp_path, monkeypatch):
     """In the job's log stdout and stderr share one pipe, block-buffered: each line is flushed
     as it is said, so the log reads in the order things happened (the smoke test's own output,
     written to the same file descriptor, included)."""
