@@ -63,6 +63,8 @@ def kinds(fake: FakeAppEngine) -> list[str]:
 
 
 def test_deploys_without_promoting_smoke_tests_then_migrates_and_prunes(harness, cloud, live_url):
+    cloud.add_version("v0-1-0", service="api")  # another service's version with a pruned id
+    cloud.add_version("v0-9-0", service="api", traffic=1.0)
     done = harness.deploy(appengine)
     assert done.code == common.DEPLOYED
     created = cloud.services["default"]["versions"][NEW]
@@ -86,6 +88,7 @@ def test_deploys_without_promoting_smoke_tests_then_migrates_and_prunes(harness,
     assert "v0-2-0" not in cloud.version_ids()
     assert {"v0-0-0", "v0-3-0", NEW} <= set(cloud.version_ids())
     assert len(cloud.version_ids()) == 21
+    assert set(cloud.services["api"]["versions"]) == {"v0-1-0", "v0-9-0"}  # only default's pruned
     assert harness.output() == f"url={live_url}\n"
     assert "v1.2.3" in (harness.tmp / "summary.md").read_text()
 
@@ -344,8 +347,10 @@ CONTRACT = [
     ["services", "set-traffic", "default", "--splits=v0-0-0=1"],
     ["versions", "list", "--format=json"],
     ["versions", "describe", "v9-9-9", "--service", "default", "--format=json"],
-    ["versions", "list", "--service", "api", "--format=json"],
+    ["versions", "list", "--service", "other", "--format=json"],
     ["services", "set-traffic", "default", "--splits=v0-1-0=1", "--migrate", "--bogus"],
+    ["versions", "delete", "v0-3-0"],  # without --service: the id in every service
+    ["versions", "list", "--format=json"],
     ["deploy", str(ROOT / "app.yaml"), "--version", "v1-0-0", "--no-promote"],
 ]
 
@@ -355,6 +360,9 @@ def contract_run(fake: FakeAppEngine, run, tmp_path) -> list[tuple]:
     fake.add_version("v0-0-0", traffic=1.0)
     fake.add_version("v0-1-0")
     fake.add_version("v0-2-0", warmup=False)
+    fake.add_version("v0-3-0")
+    fake.add_version("v0-3-0", service="api")
+    fake.add_version("v0-9-0", service="api", traffic=1.0)
     env = fake.environment(tmp_path)
     seen = []
     for words in CONTRACT:
@@ -390,5 +398,9 @@ def test_the_double_prints_what_gcloud_prints(tmp_path, monkeypatch):
         expected = contract_run(fake, real, tmp_path / "real")
     with FakeAppEngine(code_url="http://127.0.0.1:9/") as fake:
         seen = contract_run(fake, double(fake), tmp_path / "double")
-    assert [code for _, code, _, _ in expected] == [0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 0]
+    assert [code for _, code, _, _ in expected] == [0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 0, 0, 0]
+    remaining = {(v["service"], v["id"]) for v in expected[-2][2]}
+    assert ("api", "v0-3-0") not in remaining
+    assert ("default", "v0-3-0") not in remaining
+    assert ("api", "v0-9-0") in remaining
     assert seen == expected

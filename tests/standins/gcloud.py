@@ -133,7 +133,7 @@ class Gcloud:
             found = printed(self.call("GET", path))
             out.write(json.dumps(found, indent=2, sort_keys=True) + "\n")
         elif args.verb == "delete":
-            self.delete(args.service or "default", args.versions, err)
+            self.delete(args.service, args.versions, err)
         else:
             self.set_traffic(args.services[0], args.splits, args.migrate, err)
 
@@ -225,18 +225,24 @@ class Gcloud:
         except Failed as failed:
             raise Failed(f"Issue setting traffic on service(s): {service}\n\n{failed}") from None
 
-    def delete(self, service: str, versions: list[str], err: io.StringIO) -> None:
-        found = {v["id"]: v for v in self.versions(service)}
-        for version in versions:
-            share = found.get(version, {}).get("traffic_split", 0)
-            if share:
+    def delete(self, service: str | None, versions: list[str], err: io.StringIO) -> None:
+        # Without --service the ids match in every service (surface/app/versions/delete.py,
+        # version_util.GetMatchingVersions).
+        found = sorted(
+            (v for v in self.versions(service) if v["id"] in versions),
+            key=lambda v: f"{v['service']}/{v['id']}",
+        )
+        for version in found:
+            if version["traffic_split"]:
                 raise Failed(
-                    f"Version [{version}] is currently serving {share * 100:.2f}% of traffic "
-                    f"for service [{service}]."
+                    f"Version [{version['id']}] is currently serving "
+                    f"{version['traffic_split'] * 100:.2f}% of traffic for service "
+                    f"[{version['service']}]."
                 )
-        for version in [v for v in versions if v in found]:
-            err.write(f"Deleting [{service}/{version}]...\n")
+        for version in found:
+            where = f"{version['service']}/{version['id']}"
+            err.write(f"Deleting [{where}]...\n")
             try:
-                self.wait(self.call("DELETE", f"services/{service}/versions/{version}"))
+                self.wait(self.call("DELETE", f"services/{where.replace('/', '/versions/')}"))
             except Failed as failed:
-                raise Failed(f"Issue deleting version: [{service}/{version}]\n\n{failed}") from None
+                raise Failed(f"Issue deleting version: [{where}]\n\n{failed}") from None
