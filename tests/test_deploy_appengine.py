@@ -404,3 +404,31 @@ def test_the_double_prints_what_gcloud_prints(tmp_path, monkeypatch):
     assert ("default", "v0-3-0") not in remaining
     assert ("api", "v0-9-0") in remaining
     assert seen == expected
+
+
+def test_keep_versions_is_the_setting(harness, cloud, live_url):
+    harness.set(APPENGINE_KEEP_VERSIONS="5")
+    assert harness.deploy(appengine).code == common.DEPLOYED
+    # 22 older ones, 5 kept with the new one: the four newest stay, and the one that served.
+    kept = {"v0-0-0", "v0-18-0", "v0-19-0", "v0-20-0", "v0-21-0", NEW}
+    assert set(cloud.version_ids()) == kept
+
+
+def test_a_service_app_yaml_does_not_deploy_is_refused(harness, cloud):
+    harness.set(APPENGINE_SERVICE="api")
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, "APPENGINE_SERVICE=api but app.yaml deploys another service")
+    assert cloud.requests == []
+
+
+@pytest.mark.parametrize("name", appengine.UPLOADED)
+def test_each_uploaded_file_must_be_there(harness, cloud, tmp_path, monkeypatch, name):
+    clone = tmp_path / "clone"
+    for present in appengine.UPLOADED:
+        if present != name:
+            (clone / present).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / present, clone / present)
+    monkeypatch.setattr(common, "ROOT", clone)
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, f"{name} is missing")
+    assert cloud.requests == []
