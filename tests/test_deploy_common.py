@@ -750,3 +750,10 @@ def test_an_api_call_has_its_time_limit_or_what_is_left_after_a_signal(d, monkey
     d.http("GET", "http://x/", {})
     assert limits[0] == common.HTTP_TIMEOUT
     assert 0 < limits[1] <= 5
+
+
+def test_a_poll_with_no_time_left_never_looks_and_counts_its_wait(d):
+    d.deadline = common.time.monotonic() - 1  # signalled, and the grace is spent
+    with pytest.raises(common.DeployError, match="no time left"):
+        d.poll(lambda: pytest.fail("looked"), "the deployment")
+    assert d.ledger == [("wait for the deployment", common.WAIT_LIMIT + common.POLL_LIMIT)]
