@@ -415,7 +415,7 @@ class Deployer:
             return str(error)
         if isinstance(error, Interrupted):
             return f"interrupted by {error} (the job was cancelled or timed out)"
-        lines = traceback.format_exception(type(error), error, error.__traceback__)
+        lines = traceback.format_exception(error)
         print(self.mask("".join(lines)).rstrip(), file=sys.stderr, flush=True)
         return f"unexpected {type(error).__name__}: {error}"
 

@@ -5,8 +5,14 @@ parser checks it), waits for each operation and sets the traffic split, exactly 
 Google; tests/standins/appengine_api.py answers as the Admin API documents it and refuses what it
 refuses (a migration towards a version without warmup requests among them). Without gcloud the
 tests skip, and fail under CI=true.
+
+Each test runs twice: with the real gcloud (slow: a second of CPU and one of waiting per call)
+and with tests/standins/gcloud.py, which makes the same requests in the test process, for
+`make mutation` (which leaves the slow ones out). test_the_double_prints_what_gcloud_prints
+holds the double to the real one.
 """
 
+import json
 import os
 import re
 import shutil
@@ -19,19 +25,24 @@ import pytest
 from deploy import appengine, common
 from tests.deploy_harness import ROOT
 from tests.standins.appengine_api import FakeAppEngine
+from tests.standins.gcloud import Gcloud
 from tests.tools import require
 
 
-@pytest.fixture(scope="module")
-def gcloud() -> str:
+def require_gcloud() -> str:
     return require("gcloud", "the Debian package google-cloud-cli; CI machines have it")
 
 
-@pytest.fixture
-def cloud(gcloud, harness, tmp_path, live_url):
+@pytest.fixture(params=["double", pytest.param("gcloud", marks=pytest.mark.slow)])
+def cloud(request, harness, tmp_path, live_url):
     """An app whose default service has 22 versions, the oldest serving all traffic; a new
-    version's code answers at the live app."""
+    version's code answers at the live app. `real` says whether the real gcloud runs."""
     with FakeAppEngine(project="demo", code_url=live_url) as fake:
+        fake.real = request.param == "gcloud"
+        if fake.real:
+            require_gcloud()
+        else:
+            harness.commands.tools["gcloud"] = Gcloud(fake)
         for n in range(22):
             fake.add_version(f"v0-{n}-0", traffic=1.0 if n == 0 else 0.0)
         harness.set(
@@ -52,15 +63,18 @@ def kinds(fake: FakeAppEngine) -> list[str]:
 
 
 def test_deploys_without_promoting_smoke_tests_then_migrates_and_prunes(harness, cloud, live_url):
+    cloud.add_version("v0-1-0", service="api")  # another service's version with a pruned id
+    cloud.add_version("v0-9-0", service="api", traffic=1.0)
     done = harness.deploy(appengine)
     assert done.code == common.DEPLOYED
-    # gcloud uploaded what .gcloudignore lets through, the tested model included, and no tests.
     created = cloud.services["default"]["versions"][NEW]
-    files = created["deployment"]["files"]
-    assert {"app.yaml", "requirements.txt", "models/model.skops", "src/mlservice/api.py"} <= set(
-        files
-    )
-    assert not any(name.startswith(("tests/", "docs/", ".venv/")) for name in files)
+    if cloud.real:  # the double uploads nothing
+        # gcloud uploaded what .gcloudignore lets through, the tested model included, no tests.
+        files = created["deployment"]["files"]
+        assert {"app.yaml", "requirements.txt", "models/model.skops", "src/mlservice/api.py"} <= (
+            set(files)
+        )
+        assert not any(name.startswith(("tests/", "docs/", ".venv/")) for name in files)
     # app.yaml asks for warmup requests and automatic scaling: the migration needs both.
     assert created["inboundServices"] == ["INBOUND_SERVICE_WARMUP"]
     order = kinds(cloud)
@@ -74,6 +88,7 @@ def test_deploys_without_promoting_smoke_tests_then_migrates_and_prunes(harness,
     assert "v0-2-0" not in cloud.version_ids()
     assert {"v0-0-0", "v0-3-0", NEW} <= set(cloud.version_ids())
     assert len(cloud.version_ids()) == 21
+    assert set(cloud.services["api"]["versions"]) == {"v0-1-0", "v0-9-0"}  # only default's pruned
     assert harness.output() == f"url={live_url}\n"
     assert "v1.2.3" in (harness.tmp / "summary.md").read_text()
 
@@ -250,10 +265,12 @@ def test_a_failure_while_the_traffic_moves_sets_it_back(harness, cloud, kind, wh
 
 
 def test_a_migration_that_never_ends_times_out_and_is_set_back(harness, cloud, monkeypatch):
-    monkeypatch.setattr(common, "TRAFFIC_TIMEOUT", 15)  # instead of minutes; the way back fits
+    # Instead of minutes: enough for the way back (the real gcloud's, on a loaded machine).
+    limit = 15 if cloud.real else 1
+    monkeypatch.setattr(common, "TRAFFIC_TIMEOUT", limit)
     cloud.plant("apps.services.patch", "hang")
     done = harness.deploy(appengine)
-    done.failed(common.UNCHANGED, "took longer than 15 s", "v0-0-0=1 still serves")
+    done.failed(common.UNCHANGED, f"took longer than {limit} s", "v0-0-0=1 still serves")
     assert cloud.split() == {"v0-0-0": 1.0}
 
 
@@ -279,6 +296,7 @@ def test_a_second_signal_does_not_stop_the_way_back(harness, cloud):
     assert cloud.split() == {"v0-0-0": 1.0}
 
 
+@pytest.mark.slow  # the copied scripts cannot run under make mutation (mutmut is not installed)
 def test_runs_from_a_fresh_clone_started_by_a_python_without_the_project(tmp_path, cloud):
     """`deploy/appengine` in a fresh clone after `make env` (no model yet), started by a python3
     that cannot import the project: it runs itself again with the project's .venv python."""
@@ -312,4 +330,105 @@ def test_runs_from_a_fresh_clone_started_by_a_python_without_the_project(tmp_pat
     done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == common.CONFIG
     assert "models/model.skops is missing" in done.stderr
+    assert cloud.requests == []
+
+
+# -- The double against the real gcloud ----------------------------------------------------------
+
+# The commands deploy/appengine runs, and their failures: refused by the API (no warmup), by
+# gcloud itself (a serving version), not found, and a flag gcloud does not know.
+CONTRACT = [
+    ["versions", "list", "--format=json"],
+    ["versions", "describe", "v0-1-0", "--service", "default", "--format=json"],
+    ["services", "set-traffic", "default", "--splits=v0-2-0=1", "--migrate"],
+    ["services", "set-traffic", "default", "--splits=v0-1-0=1", "--migrate"],
+    ["versions", "delete", "v0-1-0", "--service", "default"],
+    ["versions", "delete", "v0-0-0", "v0-2-0", "--service", "default"],
+    ["services", "set-traffic", "default", "--splits=v0-0-0=1"],
+    ["versions", "list", "--format=json"],
+    ["versions", "describe", "v9-9-9", "--service", "default", "--format=json"],
+    ["versions", "list", "--service", "other", "--format=json"],
+    ["services", "set-traffic", "default", "--splits=v0-1-0=1", "--migrate", "--bogus"],
+    ["versions", "delete", "v0-3-0"],  # without --service: the id in every service
+    ["versions", "list", "--format=json"],
+    ["deploy", str(ROOT / "app.yaml"), "--version", "v1-0-0", "--no-promote"],
+]
+
+
+def contract_run(fake: FakeAppEngine, run, tmp_path) -> list[tuple]:
+    """(exit status, printed JSON, the Admin API requests) of each CONTRACT command."""
+    fake.add_version("v0-0-0", traffic=1.0)
+    fake.add_version("v0-1-0")
+    fake.add_version("v0-2-0", warmup=False)
+    fake.add_version("v0-3-0")
+    fake.add_version("v0-3-0", service="api")
+    fake.add_version("v0-9-0", service="api", traffic=1.0)
+    env = fake.environment(tmp_path)
+    seen = []
+    for words in CONTRACT:
+        before = len(fake.requests)
+        code, out = run(["gcloud", "app", *words, "--project", "demo", "--quiet"], env)
+        kinds = [r["kind"] for r in fake.requests[before:] if not r["kind"].startswith("storage")]
+        seen.append((words, code, json.loads(out) if out.strip() else None, kinds))
+    return seen
+
+
+@pytest.mark.slow
+def test_the_double_prints_what_gcloud_prints(tmp_path, monkeypatch):
+    """For each command deploy/appengine runs, tests/standins/gcloud.py exits as the real gcloud
+    does, prints the same JSON and makes the same Admin API requests (but the upload)."""
+    gcloud = require_gcloud()
+
+    def real(argv, env):
+        done = subprocess.run(
+            [gcloud, *argv[1:]], env={**os.environ, **env}, capture_output=True, text=True
+        )
+        return done.returncode, done.stdout
+
+    def double(fake):
+        def run(argv, env):
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            code, out, _ = Gcloud(fake)(argv, None, 60)
+            return code, out
+
+        return run
+
+    with FakeAppEngine(code_url="http://127.0.0.1:9/") as fake:
+        expected = contract_run(fake, real, tmp_path / "real")
+    with FakeAppEngine(code_url="http://127.0.0.1:9/") as fake:
+        seen = contract_run(fake, double(fake), tmp_path / "double")
+    assert [code for _, code, _, _ in expected] == [0, 0, 1, 0, 1, 0, 1, 0, 1, 1, 2, 0, 0, 0]
+    remaining = {(v["service"], v["id"]) for v in expected[-2][2]}
+    assert ("api", "v0-3-0") not in remaining
+    assert ("default", "v0-3-0") not in remaining
+    assert ("api", "v0-9-0") in remaining
+    assert seen == expected
+
+
+def test_keep_versions_is_the_setting(harness, cloud, live_url):
+    harness.set(APPENGINE_KEEP_VERSIONS="5")
+    assert harness.deploy(appengine).code == common.DEPLOYED
+    # 22 older ones, 5 kept with the new one: the four newest stay, and the one that served.
+    kept = {"v0-0-0", "v0-18-0", "v0-19-0", "v0-20-0", "v0-21-0", NEW}
+    assert set(cloud.version_ids()) == kept
+
+
+def test_a_service_app_yaml_does_not_deploy_is_refused(harness, cloud):
+    harness.set(APPENGINE_SERVICE="api")
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, "APPENGINE_SERVICE=api but app.yaml deploys another service")
+    assert cloud.requests == []
+
+
+@pytest.mark.parametrize("name", appengine.UPLOADED)
+def test_each_uploaded_file_must_be_there(harness, cloud, tmp_path, monkeypatch, name):
+    clone = tmp_path / "clone"
+    for present in appengine.UPLOADED:
+        if present != name:
+            (clone / present).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / present, clone / present)
+    monkeypatch.setattr(common, "ROOT", clone)
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, f"{name} is missing")
     assert cloud.requests == []

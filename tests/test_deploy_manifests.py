@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import botocore.session
@@ -200,7 +201,9 @@ def platform_start_commands():
 )
 def test_platform_start_commands_refuse_a_bad_setting_in_one_line(platform, name, value):
     # gunicorn alone reads WEB_CONCURRENCY before any config and dies with a traceback.
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "PORT": "8080"}
+    # The project's environment (the running python's; make mutation runs in a copy without one).
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}", "PORT": "8080"}
     proc = subprocess.run(
         ["bash", "-c", platform_start_commands()[platform]],
         cwd=ROOT,

@@ -19,6 +19,7 @@ import re
 import signal
 import uuid
 from base64 import b64encode
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -386,6 +387,45 @@ class FakeAppEngine(FakeServer):
 
     # -- HTTP --------------------------------------------------------------------------------
 
+    def serve(
+        self, method: str, target: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, bytes] | None:
+        """One request: its status and body, or None when it is planted to hang (no answer).
+        The HTTP handler serves the real gcloud with it, tests/standins/gcloud.py calls it."""
+        parts = urlsplit(target)
+        record = {"method": method, "path": parts.path, "query": parts.query}
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            kind, (status, answer) = (
+                "auth",
+                error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials."),
+            )
+        else:
+            kind, status, answer = self.route(
+                method, parts.path, parse_qs(parts.query), body, headers.get("Content-Type", "")
+            )
+        record["kind"] = kind
+        self.requests.append(record)
+        planted = self.planted(kind)
+        if kind in OPERATIONS and planted in ("hang", "fail", "error") and status == 200:
+            operation_kind, finish, _ = self.finishers[answer["name"]]
+            fate = "dropped" if planted == "error" else planted
+            self.finishers[answer["name"]] = (operation_kind, finish, fate)
+            planted = None if planted != "error" else planted
+        if planted == "sigterm":
+            os.kill(self.signal_pid, signal.SIGTERM)
+        elif planted == "hang":
+            return None
+        elif planted == "error":
+            # A refusal gcloud does not retry (it retries 5xx answers for a while).
+            status, answer = error(
+                403, "PERMISSION_DENIED", "The caller does not have permission (planted)."
+            )
+        elif planted == "empty":
+            status, answer = 200, {}
+        if planted == "garbage":
+            return 200, b"<html>Bad gateway</html>"
+        return status, json.dumps(answer).encode()
+
     def _handler(self):
         fake = self
 
@@ -395,51 +435,12 @@ class FakeAppEngine(FakeServer):
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                parts = urlsplit(self.path)
-                record = {"method": self.command, "path": parts.path, "query": parts.query}
-                if self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    kind, (status, answer) = (
-                        "auth",
-                        error(
-                            401,
-                            "UNAUTHENTICATED",
-                            "Request had invalid authentication credentials.",
-                        ),
-                    )
-                else:
-                    kind, status, answer = fake.route(
-                        self.command,
-                        parts.path,
-                        parse_qs(parts.query),
-                        body,
-                        self.headers.get("Content-Type", ""),
-                    )
-                record["kind"] = kind
-                fake.requests.append(record)
-                planted = fake.planted(kind)
-                if kind in OPERATIONS and planted in ("hang", "fail", "error") and status == 200:
-                    operation_kind, finish, _ = fake.finishers[answer["name"]]
-                    fate = "dropped" if planted == "error" else planted
-                    fake.finishers[answer["name"]] = (operation_kind, finish, fate)
-                    planted = None if planted != "error" else planted
-                if planted == "sigterm":
-                    os.kill(fake.signal_pid, signal.SIGTERM)
-                elif planted == "hang":
+                answer = fake.serve(self.command, self.path, body, self.headers)
+                if answer is None:
                     fake.unblock.wait()
                     return
-                elif planted == "error":
-                    # A refusal gcloud does not retry (it retries 5xx answers for a while).
-                    status, answer = error(
-                        403, "PERMISSION_DENIED", "The caller does not have permission (planted)."
-                    )
-                elif planted == "empty":
-                    status, answer = 200, {}
-                data = (
-                    b"<html>Bad gateway</html>"
-                    if planted == "garbage"
-                    else json.dumps(answer).encode()
-                )
-                self.send_response(200 if planted == "garbage" else status)
+                status, data = answer
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=UTF-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
