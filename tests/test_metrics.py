@@ -1,0 +1,199 @@
+"""/metrics: off without METRICS_TOKEN, the token in constant time, and exact counts.
+
+These run one process (the Flask test client); tests/test_observability.py checks the sums
+across gunicorn's workers.
+"""
+
+import sys
+from importlib.metadata import version
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from mlservice import create_app, metrics
+from tests.conftest import ROOT
+
+TOKEN = "metrics-token-for-the-tests-0123456789"  # noqa: S105
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def metered(model_path):
+    app = create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "METRICS_TOKEN": TOKEN,
+        }
+    )
+    return app.test_client()
+
+
+def scrape(client) -> dict[tuple[str, frozenset], float]:
+    """Every sample of a scrape by (name, labels)."""
+    response = client.get("/metrics", headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_without_a_token_there_is_no_metrics_route_and_nothing_is_counted(app, client):
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", headers=AUTH).status_code == 404
+    assert metrics.EXTENSION not in app.extensions
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN[:-1]}",
+        f"Bearer {TOKEN}x",
+        f"Bearer{TOKEN}",
+        f"Bearer {TOKEN.upper()}",
+        f"Bearer {TOKEN[:-1]}é",
+    ],
+)
+def test_metrics_refuses_anything_but_the_token(metered, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = metered.get("/metrics", headers={**headers, "Accept": "application/json"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].lower().startswith("bearer realm=")
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_metrics_answers_the_token_in_any_case_of_the_scheme(metered, scheme):
+    response = metered.get("/metrics", headers={"Authorization": f"{scheme} {TOKEN} "})
+    assert response.status_code == 200
+
+
+def test_the_token_is_compared_in_constant_time(monkeypatch):
+    compared = []
+
+    def compare_digest(a, b):
+        compared.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(metrics.hmac, "compare_digest", compare_digest)
+    assert metrics._authorized(f"Bearer {TOKEN}", TOKEN)
+    assert not metrics._authorized("Bearer nope", TOKEN)
+    assert not metrics._authorized(f"Basic {TOKEN}", TOKEN)
+    assert compared == [(TOKEN.encode(), TOKEN.encode()), (b"nope", TOKEN.encode())]
+
+
+def test_counts_are_exact(metered, card):
+    version_ = card["version"]
+    benign, malignant = card["examples"]["benign"], card["examples"]["malignant"]
+    for _ in range(3):
+        metered.post("/api/v1/predict", json=benign)
+    metered.post("/api/v1/predict", json={"instances": [benign, malignant, malignant]})
+    metered.post("/api/v1/predict", json={"radius_mean": "x"})  # 422
+    metered.get("/api/v1/nowhere")  # 404
+    metered.open("/api/v1/predict", method="BREW")  # an unknown method: 405
+    metered.get("/metrics")  # 401
+    samples = scrape(metered)
+
+    def requests(route: str, method: str, status: str) -> float:
+        return value(
+            samples, "mlservice_http_requests_total", route=route, method=method, status=status
+        )
+
+    assert requests("/api/v1/predict", "POST", "200") == 4
+    assert requests("/api/v1/predict", "POST", "422") == 1
+    assert requests("(unmatched)", "GET", "404") == 1
+    assert requests("(unmatched)", "other", "405") == 1
+    assert requests("/metrics", "GET", "401") == 1
+    assert requests("/metrics", "GET", "200") == 0  # this scrape is counted once answered
+    duration = "mlservice_http_request_duration_seconds"
+    assert value(samples, f"{duration}_count", route="/api/v1/predict") == 5
+    assert value(samples, f"{duration}_bucket", route="/api/v1/predict", le="+Inf") == 5
+    assert 0 < value(samples, f"{duration}_sum", route="/api/v1/predict") < 60
+
+    predictions = "mlservice_predictions_total"
+    assert value(samples, predictions, label="benign", model_version=version_) == 4
+    assert value(samples, predictions, label="malignant", model_version=version_) == 2
+    assert value(samples, "mlservice_prediction_rows_count") == 4
+    assert value(samples, "mlservice_prediction_rows_sum") == 6
+    assert value(samples, "mlservice_prediction_rows_bucket", le="1.0") == 3
+    assert value(samples, "mlservice_prediction_rows_bucket", le="2.0") == 3
+    assert value(samples, "mlservice_prediction_rows_bucket", le="5.0") == 4
+
+    rejected = "mlservice_rejected_requests_total"
+    assert value(samples, rejected, code="invalid_input") == 1
+    assert value(samples, rejected, code="not_found") == 1
+    assert value(samples, rejected, code="method_not_allowed") == 1
+    assert value(samples, rejected, code="unauthorized") == 1
+    assert value(samples, "mlservice_http_requests_in_progress") == 1  # the scrape itself
+
+    after = scrape(metered)
+    assert (
+        value(after, "mlservice_http_requests_total", route="/metrics", method="GET", status="200")
+        == 1
+    )
+
+
+def test_the_model_info_names_the_model_and_the_libraries(metered, card):
+    [info] = [
+        labels for (name, labels), v in scrape(metered).items() if name == "mlservice_model_info"
+    ]
+    assert dict(info) == {
+        "version": card["version"],
+        "estimator": card["estimator"],
+        "serving": "folded-linear",
+        "scikit_learn": version("scikit-learn"),
+        "numpy": version("numpy"),
+        "python": sys.version.split()[0],
+        "service": dict(info)["service"],
+    }
+    assert dict(info)["service"] not in ("", "unknown")
+
+
+def test_a_single_process_reports_its_own_cpu_and_memory(metered):
+    samples = scrape(metered)
+    assert value(samples, "process_resident_memory_bytes") > 10_000_000
+    assert value(samples, "process_cpu_seconds_total") > 0
+    assert any(name == "python_info" for name, _ in samples)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "counted"),
+    [(399, "x", False), (400, "x", True), (499, "x", True), (500, "x", False), (404, None, False)],
+)
+def test_only_4xx_answers_count_as_rejected(model_path, status, code, counted):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    meter = metrics.Metrics(load(model_path), registry)
+    meter.answered("/r", "GET", status, 0.01, code, None)
+    rejected = registry.get_sample_value("mlservice_rejected_requests_total", {"code": "x"})
+    assert (rejected or 0) == (1 if counted else 0)
+    assert registry.get_sample_value("mlservice_prediction_rows_count") == 0
+
+
+def test_a_repeated_request_reuses_its_labelled_metrics(model_path):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    meter = metrics.Metrics(load(model_path), registry)
+    for _ in range(3):
+        meter.answered("/r", "PATCH", 200, 0.002, None, [1, 0])
+    assert list(meter._children) == [("/r", "PATCH", 200)]
+    labels = {"route": "/r", "method": "PATCH", "status": "200"}
+    assert registry.get_sample_value("mlservice_http_requests_total", labels) == 3
+    assert registry.get_sample_value("mlservice_prediction_rows_sum") == 3
