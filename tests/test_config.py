@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -287,3 +288,9 @@ def test_server_bind_address(environ, bind):
 
 def test_explicit_worker_count_may_reach_the_maximum():
     assert config.server_from_environ({"WEB_CONCURRENCY": "32"}, cpus=1)["workers"] == 32
+
+
+def test_the_lightsail_container_logs_json_and_passes_the_settings_check():
+    # Lightsail sets no variable of its own to recognise it by; containers.json says json.
+    environment = json.loads((ROOT / "containers.json").read_text())["web"]["environment"]
+    assert config.from_environ(environment)["LOG_FORMAT"] == "json"
