@@ -103,9 +103,12 @@ def test_text_traceback_follows_the_line():
 
 
 @pytest.fixture(autouse=True)
-def _restore_warnings():
+def _restore_logging_globals(monkeypatch):
+    # configure() changes these for the whole process.
+    monkeypatch.setattr(logging, "logThreads", logging.logThreads)
+    monkeypatch.setattr(logging, "logMultiprocessing", logging.logMultiprocessing)
     yield
-    logging.captureWarnings(False)  # configure() sends warnings to logging
+    logging.captureWarnings(False)
 
 
 def bare_root(monkeypatch) -> logging.Logger:
