@@ -104,7 +104,7 @@ fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
 
 # CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only.
-MODULES ?= config model validation api answers
+MODULES ?= config model validation api answers logs telemetry metrics
 .PHONY: mutation
 mutation: $(MODEL) ## Mutation testing of the core modules (mutmut): score and survivors per module
 	$(BIN)/python scripts/mutation.py $(MODULES)

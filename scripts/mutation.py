@@ -19,7 +19,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-MODULES = ("config", "model", "validation", "api", "answers")
+MODULES = ("config", "model", "validation", "api", "answers", "logs", "telemetry", "metrics")
 EQUIVALENT = Path(__file__).with_name("equivalent-mutants.toml")
 TARGET = 95.0  # percent of the non-equivalent mutants killed
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))

@@ -8,10 +8,10 @@ import sys
 from importlib.metadata import version
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlservice import create_app, metrics
 from tests.conftest import ROOT
+from tests.tools import Samples, metric_samples, requests_total, sample
 
 TOKEN = "metrics-token-for-the-tests-0123456789"  # noqa: S105
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -29,20 +29,11 @@ def metered(model_path):
     return app.test_client()
 
 
-def scrape(client) -> dict[tuple[str, frozenset], float]:
-    """Every sample of a scrape by (name, labels)."""
+def scrape(client) -> Samples:
     response = client.get("/metrics", headers=AUTH)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.get_data(as_text=True))
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return metric_samples(response.get_data(as_text=True))
 
 
 def test_without_a_token_there_is_no_metrics_route_and_nothing_is_counted(app, client):
@@ -104,44 +95,34 @@ def test_counts_are_exact(metered, card):
     metered.open("/api/v1/predict", method="BREW")  # an unknown method: 405
     metered.get("/metrics")  # 401
     samples = scrape(metered)
-
-    def requests(route: str, method: str, status: str) -> float:
-        return value(
-            samples, "mlservice_http_requests_total", route=route, method=method, status=status
-        )
-
-    assert requests("/api/v1/predict", "POST", "200") == 4
-    assert requests("/api/v1/predict", "POST", "422") == 1
-    assert requests("(unmatched)", "GET", "404") == 1
-    assert requests("(unmatched)", "other", "405") == 1
-    assert requests("/metrics", "GET", "401") == 1
-    assert requests("/metrics", "GET", "200") == 0  # this scrape is counted once answered
+    assert requests_total(samples, "/api/v1/predict", "POST", "200") == 4
+    assert requests_total(samples, "/api/v1/predict", "POST", "422") == 1
+    assert requests_total(samples, "(unmatched)", "GET", "404") == 1
+    assert requests_total(samples, "(unmatched)", "other", "405") == 1
+    assert requests_total(samples, "/metrics", "GET", "401") == 1
+    assert requests_total(samples, "/metrics", "GET", "200") == 0  # counted once answered
     duration = "mlservice_http_request_duration_seconds"
-    assert value(samples, f"{duration}_count", route="/api/v1/predict") == 5
-    assert value(samples, f"{duration}_bucket", route="/api/v1/predict", le="+Inf") == 5
-    assert 0 < value(samples, f"{duration}_sum", route="/api/v1/predict") < 60
+    assert sample(samples, f"{duration}_count", route="/api/v1/predict") == 5
+    assert sample(samples, f"{duration}_bucket", route="/api/v1/predict", le="+Inf") == 5
+    assert 0 < sample(samples, f"{duration}_sum", route="/api/v1/predict") < 60
 
     predictions = "mlservice_predictions_total"
-    assert value(samples, predictions, label="benign", model_version=version_) == 4
-    assert value(samples, predictions, label="malignant", model_version=version_) == 2
-    assert value(samples, "mlservice_prediction_rows_count") == 4
-    assert value(samples, "mlservice_prediction_rows_sum") == 6
-    assert value(samples, "mlservice_prediction_rows_bucket", le="1.0") == 3
-    assert value(samples, "mlservice_prediction_rows_bucket", le="2.0") == 3
-    assert value(samples, "mlservice_prediction_rows_bucket", le="5.0") == 4
+    assert sample(samples, predictions, label="benign", model_version=version_) == 4
+    assert sample(samples, predictions, label="malignant", model_version=version_) == 2
+    assert sample(samples, "mlservice_prediction_rows_count") == 4
+    assert sample(samples, "mlservice_prediction_rows_sum") == 6
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="1.0") == 3
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="2.0") == 3
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="5.0") == 4
 
     rejected = "mlservice_rejected_requests_total"
-    assert value(samples, rejected, code="invalid_input") == 1
-    assert value(samples, rejected, code="not_found") == 1
-    assert value(samples, rejected, code="method_not_allowed") == 1
-    assert value(samples, rejected, code="unauthorized") == 1
-    assert value(samples, "mlservice_http_requests_in_progress") == 1  # the scrape itself
+    assert sample(samples, rejected, code="invalid_input") == 1
+    assert sample(samples, rejected, code="not_found") == 1
+    assert sample(samples, rejected, code="method_not_allowed") == 1
+    assert sample(samples, rejected, code="unauthorized") == 1
+    assert sample(samples, "mlservice_http_requests_in_progress") == 1  # the scrape itself
 
-    after = scrape(metered)
-    assert (
-        value(after, "mlservice_http_requests_total", route="/metrics", method="GET", status="200")
-        == 1
-    )
+    assert requests_total(scrape(metered), "/metrics", "GET", "200") == 1
 
 
 def test_the_model_info_names_the_model_and_the_libraries(metered, card):
@@ -162,8 +143,8 @@ def test_the_model_info_names_the_model_and_the_libraries(metered, card):
 
 def test_a_single_process_reports_its_own_cpu_and_memory(metered):
     samples = scrape(metered)
-    assert value(samples, "process_resident_memory_bytes") > 10_000_000
-    assert value(samples, "process_cpu_seconds_total") > 0
+    assert sample(samples, "process_resident_memory_bytes") > 10_000_000
+    assert sample(samples, "process_cpu_seconds_total") > 0
     assert any(name == "python_info" for name, _ in samples)
 
 

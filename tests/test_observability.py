@@ -12,11 +12,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlservice.probe import NotYet, http, wait_until
 from scripts.live_server import Server, gunicorn_server, stop
 from tests.test_telemetry import SUBMITTED
+from tests.tools import Samples, metric_samples, requests_total, sample
 
 pytestmark = pytest.mark.slow
 
@@ -25,22 +25,14 @@ APP = "tests.telemetry_app:app"  # the service plus /boom and /sleep
 JSON = {"Content-Type": "application/json"}
 
 
-def scrape(base: str) -> dict[tuple[str, frozenset], float]:
+def scrape(base: str) -> Samples:
     reply = http("GET", f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
     assert reply.status == 200, reply.body[:300]
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(reply.body.decode())
-        for sample in family.samples
-    }
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return metric_samples(reply.body.decode())
 
 
 def in_progress(base: str) -> float:
-    return value(scrape(base), "mlservice_http_requests_in_progress")
+    return sample(scrape(base), "mlservice_http_requests_in_progress")
 
 
 def log_lines(server: Server) -> list[dict]:
@@ -108,32 +100,27 @@ def test_counts_add_up_across_the_workers_and_the_log_is_json_without_values(car
         stop(server)
         lines = log_lines(server)
 
-    def requests_total(route: str, method: str, status: str) -> float:
-        return value(
-            samples, "mlservice_http_requests_total", route=route, method=method, status=status
-        )
-
-    assert requests_total("/api/v1/predict", "POST", "200") == 36
-    assert requests_total("/api/v1/predict", "POST", "422") == 8
-    assert requests_total("(unmatched)", "GET", "404") == 4
-    assert requests_total("/boom", "GET", "500") == 2
+    assert requests_total(samples, "/api/v1/predict", "POST", "200") == 36
+    assert requests_total(samples, "/api/v1/predict", "POST", "422") == 8
+    assert requests_total(samples, "(unmatched)", "GET", "404") == 4
+    assert requests_total(samples, "/boom", "GET", "500") == 2
     duration = "mlservice_http_request_duration_seconds"
-    assert value(samples, f"{duration}_count", route="/api/v1/predict") == 44
-    assert value(samples, f"{duration}_bucket", route="/boom", le="+Inf") == 2
+    assert sample(samples, f"{duration}_count", route="/api/v1/predict") == 44
+    assert sample(samples, f"{duration}_bucket", route="/boom", le="+Inf") == 2
     for label, count in predicted.items():
         assert (
-            value(
+            sample(
                 samples, "mlservice_predictions_total", label=label, model_version=card["version"]
             )
             == count
         )
-    assert value(samples, "mlservice_prediction_rows_count") == 36
-    assert value(samples, "mlservice_prediction_rows_sum") == 24 + 18 + 12
-    assert value(samples, "mlservice_prediction_rows_bucket", le="1.0") == 24
-    assert value(samples, "mlservice_prediction_rows_bucket", le="2.0") == 30
-    assert value(samples, "mlservice_rejected_requests_total", code="invalid_input") == 8
-    assert value(samples, "mlservice_rejected_requests_total", code="not_found") == 4
-    assert value(samples, "mlservice_http_requests_in_progress") == 1  # the scrape
+    assert sample(samples, "mlservice_prediction_rows_count") == 36
+    assert sample(samples, "mlservice_prediction_rows_sum") == 24 + 18 + 12
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="1.0") == 24
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="2.0") == 30
+    assert sample(samples, "mlservice_rejected_requests_total", code="invalid_input") == 8
+    assert sample(samples, "mlservice_rejected_requests_total", code="not_found") == 4
+    assert sample(samples, "mlservice_http_requests_in_progress") == 1  # the scrape
     [info] = [dict(labels) for name, labels in samples if name == "mlservice_model_info"]
     assert info["version"] == card["version"]
     # CPU and memory of the master and each worker, read by whichever worker answered.
@@ -214,10 +201,9 @@ def test_a_killed_worker_leaves_the_sums_and_a_stuck_one_names_its_request(card)
         )
         killed.join(timeout=30)
         samples = scrape(server.url)
-        assert value(samples, "mlservice_http_requests_in_progress") == 1
+        assert sample(samples, "mlservice_http_requests_in_progress") == 1
         # The dead worker's counts stay in the sums.
-        labels = {"route": "/api/v1/predict", "method": "POST", "status": "200"}
-        assert value(samples, "mlservice_http_requests_total", **labels) == 5
+        assert requests_total(samples, "/api/v1/predict", "POST", "200") == 5
 
         # A worker stuck past WEB_TIMEOUT is aborted; the line it writes names the request.
         stuck = hold("stuck-past-the-timeout-01", 60)
