@@ -22,18 +22,24 @@ from mlservice.config import ConfigError, from_environ, server_from_environ  # n
 
 try:
     _server = server_from_environ()
-    _log_format = from_environ()["LOG_FORMAT"]
+    _settings = from_environ()
 except ConfigError as error:
     raise SystemExit(f"mlservice cannot start: {error}") from None
 
-# Metrics (mlservice/metrics.py): each process writes its counts to files in this directory and
-# /metrics adds them up, so a scrape reports the whole server whichever worker answers it. Made
-# here, not in a server hook, because preload_app imports the app, and with it prometheus_client,
-# which reads the variable once, before any hook runs. Fresh for each server start, kept across a
-# configuration reload (SIGHUP) of the same master: its name ends with the master's pid.
+# Metrics (mlservice/metrics.py), when METRICS_TOKEN turns them on: each process writes its counts
+# to files in this directory and /metrics adds them up, so a scrape reports the whole server
+# whichever worker answers it. Made here, not in a server hook, because preload_app imports the
+# app, and with it prometheus_client, which reads the variable once, before any hook runs. Fresh
+# for each server start, kept across a configuration reload (SIGHUP) of the same master: its name
+# ends with the master's pid.
 _metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-if not _metrics_dir.endswith(f"-{os.getpid()}"):
-    _metrics_dir = tempfile.mkdtemp(prefix="mlservice-metrics-", suffix=f"-{os.getpid()}")
+if not _settings["METRICS_TOKEN"]:
+    _metrics_dir = ""
+elif not _metrics_dir.endswith(f"-{os.getpid()}"):
+    try:
+        _metrics_dir = tempfile.mkdtemp(prefix="mlservice-metrics-", suffix=f"-{os.getpid()}")
+    except OSError as error:
+        raise SystemExit(f"mlservice cannot start: no directory for the metrics: {error}") from None
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 # The app object; create_app() runs once in the master because of preload_app below.
@@ -66,7 +72,7 @@ loglevel = _server["loglevel"]
 class Logger(glogging.Logger):
     def setup(self, cfg):
         super().setup(cfg)
-        logs.adopt([self.error_log, self.access_log], _log_format)
+        logs.adopt([self.error_log, self.access_log], _settings["LOG_FORMAT"])
 
 
 logger_class = Logger
@@ -80,13 +86,15 @@ def worker_abort(worker):
 
 def child_exit(server, worker):
     # A dead worker's in-progress requests leave the sums (prometheus_client's "live" gauges).
-    from prometheus_client import multiprocess
+    if _metrics_dir:
+        from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(worker.pid, _metrics_dir)
+        multiprocess.mark_process_dead(worker.pid, _metrics_dir)
 
 
 def on_exit(server):
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    if _metrics_dir:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
 # Gunicorn's runtime control socket is not used; skip it so the app needs no writable $HOME.

@@ -5,6 +5,7 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from scripts.live_server import LISTENING, gunicorn_server
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_TIMEOUT", "WEB_GRACEFUL_TIMEOUT")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+TOKEN = "gunicorn-conf-test-token-0123456789abcdef"  # noqa: S105
 
 
 def clean_environ(**environ: str) -> dict[str, str]:
@@ -28,7 +30,13 @@ def clean_environ(**environ: str) -> dict[str, str]:
 def read_conf(monkeypatch, keep_metrics_dir: bool = False, **environ: str) -> dict:
     """Run gunicorn.conf.py here; what it sets in the environment is undone after the test, and
     the metrics directory it makes is removed unless kept (then on_exit removes it)."""
-    names = (*SERVER_VARIABLES, *THREAD_VARIABLES, "PROMETHEUS_MULTIPROC_DIR", "LOG_FORMAT")
+    names = (
+        *SERVER_VARIABLES,
+        *THREAD_VARIABLES,
+        "PROMETHEUS_MULTIPROC_DIR",
+        "LOG_FORMAT",
+        "METRICS_TOKEN",
+    )
     for name in names:
         if name not in environ:
             monkeypatch.delenv(name, raising=False)
@@ -59,7 +67,9 @@ def test_image_and_platform_default_listens_on_every_interface(monkeypatch):
 
 def test_each_server_start_gets_a_fresh_metrics_directory_kept_across_a_reload(monkeypatch):
     inherited = "/srv/mlservice-metrics-abcd-1"  # another server's, e.g. a parent process's
-    conf = read_conf(monkeypatch, keep_metrics_dir=True, PROMETHEUS_MULTIPROC_DIR=inherited)
+    conf = read_conf(
+        monkeypatch, keep_metrics_dir=True, PROMETHEUS_MULTIPROC_DIR=inherited, METRICS_TOKEN=TOKEN
+    )
     made = Path(conf["_metrics_dir"])
     try:
         assert made != Path(inherited)
@@ -75,8 +85,23 @@ def test_each_server_start_gets_a_fresh_metrics_directory_kept_across_a_reload(m
     assert not made.exists()
 
 
+def test_without_metrics_there_is_no_metrics_directory(monkeypatch):
+    conf = read_conf(monkeypatch, keep_metrics_dir=True, PROMETHEUS_MULTIPROC_DIR="/srv/x")
+    assert conf["_metrics_dir"] == ""
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/srv/x"  # untouched: prometheus_client
+    conf["child_exit"](None, SimpleNamespace(pid=123))  # nothing to mark
+    conf["on_exit"](None)
+
+
+def test_no_place_for_the_metrics_stops_the_start_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(SystemExit) as stopped:
+        read_conf(monkeypatch, METRICS_TOKEN=TOKEN)
+    assert str(stopped.value).startswith("mlservice cannot start: no directory for the metrics: ")
+
+
 def test_a_dead_workers_live_gauges_leave_the_sums(monkeypatch):
-    conf = read_conf(monkeypatch, keep_metrics_dir=True)
+    conf = read_conf(monkeypatch, keep_metrics_dir=True, METRICS_TOKEN=TOKEN)
     folder = Path(conf["_metrics_dir"])
     try:
         for name in ("gauge_livesum_123.db", "gauge_livesum_456.db", "counter_123.db"):
