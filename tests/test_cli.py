@@ -273,7 +273,7 @@ def test_smoke_fails_when_metrics_is_public_or_broken(card, serve, metrics, mess
 @pytest.mark.parametrize(
     ("body", "without_token", "message"),
     [
-        (METRICS_TEXT.format("0000"), 401, "/metrics does not report the served model 9"),
+        (METRICS_TEXT.format("0000"), 401, "/metrics does not report the served model {version}"),
         ("mlservice_model_info{version=", 401, "/metrics is not in Prometheus text format"),
         (None, 200, "/metrics answered 200 without the token, expected 401"),
         (None, 403, "/metrics answered 403 without the token, expected 401"),
@@ -292,4 +292,4 @@ def test_smoke_checks_what_metrics_reports(card, serve, body, without_token, mes
 
     result = CliRunner().invoke(cli.main, ["smoke", serve(service)], env={"METRICS_TOKEN": TOKEN})
     assert result.exit_code == 1
-    assert message in result.output
+    assert message.format(version=card["version"]) in result.output
