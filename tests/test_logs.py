@@ -31,6 +31,8 @@ def request_fields():
 def test_utc_times_are_rfc3339_with_microseconds():
     assert logs._utc(0) == "1970-01-01T00:00:00.000000Z"
     assert logs._utc(1_700_000_000.25) == "2023-11-14T22:13:20.250000Z"
+    assert logs._utc(0.9999995) == "1970-01-01T00:00:00.999999Z"  # never a seventh digit
+    assert logs._utc(1_700_000_001.5) == "2023-11-14T22:13:21.500000Z"  # the next second
 
 
 def test_json_line_has_cloud_loggings_names():
@@ -144,6 +146,15 @@ def test_configure_writes_to_stderr_and_warnings_become_lines(monkeypatch, capsy
     assert first["message"] == "hello"
     assert (second["logger"], second["severity"]) == ("py.warnings", "WARNING")
     assert "lib.py:7: UserWarning: careful" in second["message"]
+
+
+def test_configure_spares_records_the_names_no_format_shows(monkeypatch):
+    bare_root(monkeypatch)
+    logs.configure("INFO", "json")
+    made = record()
+    assert made.threadName is None
+    assert made.processName is None
+    assert made.process  # the pid is shown
 
 
 def test_configure_leaves_a_root_logger_configured_elsewhere_alone(monkeypatch):

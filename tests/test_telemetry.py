@@ -5,7 +5,9 @@ import io
 import json
 import logging
 import re
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from mlservice import create_app, logs, telemetry
@@ -300,3 +302,34 @@ def test_off_cloud_logging_there_is_no_http_request_field(client, lines):
 )
 def test_cloud_trace_context_header(header, fields):
     assert telemetry.cloud_trace(header, "p") == fields
+
+
+@pytest.fixture
+def clocked_client(app, monkeypatch):
+    """The app with a clock that makes every request take exactly 12.3456 ms, and a route that
+    predicts twice in one request."""
+    ticks = iter([100.0, 100.0123456] * 10)
+    monkeypatch.setattr(telemetry, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+    @app.get("/twice")
+    def twice():
+        telemetry.predicted(np.array([[0.9, 0.1]]))  # columns in the card's label order
+        telemetry.predicted(np.array([[0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]))
+        return "ok"
+
+    return app.test_client()
+
+
+def test_durations_are_logged_to_the_microsecond(clocked_client, lines):
+    clocked_client.get("/healthz")
+    [line] = request_lines(lines())
+    assert line["duration_ms"] == 12.346
+    assert line["message"] == "GET /healthz 200 12.3 ms"
+
+
+def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, card, lines):
+    clocked_client.get("/twice")
+    [line] = request_lines(lines())
+    first, second = card["labels"]
+    assert line["rows"] == 4
+    assert line["labels"] == {first: 2, second: 2}
