@@ -103,10 +103,12 @@ FUZZ_EXAMPLES ?= 10000
 fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis), long run
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/test_fuzz.py
 
-# CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only.
-MODULES ?= config model validation api answers logs telemetry metrics
+# CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only, and the
+# deploy scripts' tests (real gcloud and aws against the stand-ins).
+MODULES ?= config model validation api answers logs telemetry metrics deploy.common deploy.lightsail deploy.appengine deploy.heroku
+MODULES += rename_rules  # template-only
 .PHONY: mutation
-mutation: $(MODEL) ## Mutation testing of the core modules (mutmut): score and survivors per module
+mutation: $(MODEL) ## Mutation testing of the core modules and deploy/ (mutmut): score and survivors per module
 	$(BIN)/python scripts/mutation.py $(MODULES)
 
 .PHONY: screenshot
@@ -158,6 +160,12 @@ image: $(MODEL) ## Build the container image $(IMAGE) around the model in models
 .PHONY: container-test
 container-test: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Run the image: smoke test, non-root, clean stop, size and cold-start budgets
 	IMAGE=$(IMAGE) $(BIN)/python scripts/container-test
+
+# Not dry runs: the real gcloud and AWS CLI against the stand-ins in tests/standins, real pushes to
+# a local registry, each smoke test against the running image; then one failure per target.
+.PHONY: rehearse
+rehearse: $(BIN)/.synced $(if $(filter file,$(origin IMAGE)),image) ## Deploy $(IMAGE) to stand-ins of all three targets end to end, and roll back once each
+	$(BIN)/python scripts/rehearse.py $(IMAGE)
 
 # --- Releases (CONTRIBUTING.md) ------------------------------------------------------------
 # Only tags: pushing the tag is left to you, as it deploys to every enabled production environment.

@@ -1,9 +1,25 @@
 """What deploy/lightsail, deploy/appengine and deploy/heroku share.
 
 The command line, settings from the environment, secret masking, --dry-run (print every command
-and API call, run none of them), bounded polling, the smoke test and the GitHub outputs; the
-limits of every step (their worst case must fit the deploy job's timeout-minutes) and each
-platform's rules for version ids.
+and API call, run none of them), bounded calls and polling, the smoke test, the GitHub outputs,
+each platform's rules for version ids, and the rollback.
+
+Once a deployment is about to change what serves, it says how to put it back (`changing`). From
+then on any failure restores the previous state: a failed step or smoke test, an unexpected
+answer (a KeyError or ValueError on an API or CLI reply), any other exception, a wait that times
+out, and SIGINT/SIGTERM from a cancelled or timed-out job. The exit status says what happened:
+
+    0  deployed
+    1  failed; nothing was changed: what served before still serves
+    2  bad configuration or arguments; nothing was changed
+    3  failed; rolled back: what served before serves again
+    4  failed, and the previous state could not be restored: the last line is the command to
+       run by hand
+
+Every call has a time limit, and the Deployer adds up the limits of the calls a run makes (its
+`ledger`), so the worst case of each path through a script comes from the calls it makes: a new
+call or wait counts without anyone updating a table. tests/test_deploy_budget.py holds each path
+to the deploy job's timeout-minutes.
 Standard library only: the scripts run with the project's Python and nothing else.
 """
 
@@ -14,9 +30,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,78 +46,50 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 from mlservice.probe import WaitTimeout, http, wait_until  # noqa: E402
 
+DEPLOYED, UNCHANGED, CONFIG, ROLLED_BACK, NOT_RESTORED = 0, 1, 2, 3, 4
+
 # Release tags (v1.2.3, v1.2.3-rc.1, staging builds v0.0.0-main.1a2b3c4) or branch builds
 # (main-1a2b3c4).
 VERSION = re.compile(r"v\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?|[a-z][a-z0-9-]*-[0-9a-f]{7,40}")
 MASK = "***"
 
-# The longest each step may take, in seconds. Waits are settings whose maximum is the limit here,
-# so no configuration can make a deployment outlive the deploy job (45 minutes): a job killed
-# half-way through a rollback would leave production broken. WORST_CASE adds them up per target.
-HTTP_TIMEOUT = 30  # one Platform API, registry or download request
+# The longest each call may take, in seconds. Waits are settings whose maximum is the limit here,
+# so no configuration can make a deployment outlive the deploy job: a job killed half-way through
+# a rollback would leave production broken.
+HTTP_TIMEOUT = 20  # one Platform API, registry or download request
 COMMAND_TIMEOUT = 60  # one quick CLI call: describe, list, create, login, tag, delete
 UPLOAD_TIMEOUT = 420  # docker pull, docker push, aws lightsail push-container-image
 BUILD_TIMEOUT = 900  # gcloud app deploy: upload, Cloud Build, start the version
-TRAFFIC_TIMEOUT = 420  # gcloud set-traffic --migrate and versions delete wait for operations
+TRAFFIC_TIMEOUT = 420  # gcloud set-traffic and versions delete wait for their operations
 WAIT_LIMIT = 400  # DEPLOY_TIMEOUT: default and maximum of one wait for a deployment
 POLL_LIMIT = 30  # DEPLOY_POLL_SECONDS: maximum pause between two looks
 SMOKE_LIMIT = 120  # SMOKE_WAIT: default and maximum wait for the app to answer
 SMOKE_TIMEOUT = SMOKE_LIMIT + 30  # the smoke test process, its own requests included
-
-
-def wait_worst(calls_per_look: int, call: int) -> int:
-    """One bounded wait: its deadline, one last pause, and the calls of the look in progress."""
-    return WAIT_LIMIT + POLL_LIMIT + calls_per_look * call
-
-
-# The longest path through each script: the failure path (deploy, smoke test fails, roll back).
-# Pruning old versions or images happens only on success, instead of the rollback, and takes less.
-WORST_CASE = {
-    "lightsail": {
-        "install lightsailctl": 2 * HTTP_TIMEOUT,  # checksums file, archive
-        "get-container-services": COMMAND_TIMEOUT,
-        "docker image inspect": COMMAND_TIMEOUT,
-        "docker pull": UPLOAD_TIMEOUT,
-        "push-container-image": UPLOAD_TIMEOUT,
-        "create-container-service-deployment": COMMAND_TIMEOUT,
-        "wait until ACTIVE": wait_worst(2, COMMAND_TIMEOUT),
-        "smoke test": SMOKE_TIMEOUT,
-        "rollback deployment": COMMAND_TIMEOUT,
-        "wait until the rollback is ACTIVE": wait_worst(2, COMMAND_TIMEOUT),
-        "container log": COMMAND_TIMEOUT,
-    },
-    "appengine": {
-        "services describe": COMMAND_TIMEOUT,
-        "versions list": COMMAND_TIMEOUT,
-        "gcloud app deploy": BUILD_TIMEOUT,
-        "versions describe": COMMAND_TIMEOUT,
-        "smoke test": SMOKE_TIMEOUT,
-        "set-traffic --migrate": TRAFFIC_TIMEOUT,
-        "versions list (prune)": COMMAND_TIMEOUT,
-        "versions delete (prune)": TRAFFIC_TIMEOUT,
-    },
-    "heroku": {
-        "app, formation, config vars, releases": 4 * HTTP_TIMEOUT,
-        "set WEB_CONCURRENCY": HTTP_TIMEOUT,
-        "docker image inspect, login, tag": 3 * COMMAND_TIMEOUT,
-        "docker pull": UPLOAD_TIMEOUT,
-        "docker push": UPLOAD_TIMEOUT,
-        "manifest (with the token exchange)": 3 * HTTP_TIMEOUT,
-        "release (formation PATCH)": HTTP_TIMEOUT,
-        "wait for the release and its dynos": wait_worst(3, HTTP_TIMEOUT),
-        "smoke test": SMOKE_TIMEOUT,
-        "rollback release": HTTP_TIMEOUT,
-        "wait for the rollback and its dynos": wait_worst(2, HTTP_TIMEOUT),
-    },
-}
+# A cancelled (or timed-out) job's step gets SIGINT, SIGTERM 7.5 s later and SIGKILL 2.5 s after
+# that (GitHub's workflow-cancellation reference): the restore must be done within this.
+GRACE = 9.0
 
 
 class ConfigError(Exception):
-    """Missing or invalid configuration; nothing was changed (exit 2)."""
+    """Missing or invalid configuration (exit 2 when nothing was changed yet)."""
 
 
 class DeployError(Exception):
-    """The deployment failed (exit 1)."""
+    """A step failed."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM: the job was cancelled or ran out of time (not an Exception, so no
+    `except Exception` on the way swallows it)."""
+
+
+@dataclass
+class Restore:
+    """How to put back what a deployment is about to change."""
+
+    what: str  # what served before, e.g. "release v7"
+    undo: Callable[[], bool]  # True: it changed something back; False: nothing needed to
+    by_hand: str  # the command that does the same, for when `undo` fails
 
 
 def setting(name: str, default: str | None = None) -> str:
@@ -134,28 +127,47 @@ def workers_for(memory_mb: int) -> int:
     return max(1, min(8, round(memory_mb / 256)))
 
 
-# gcloud's rule for App Engine version ids; "ah-" ids and the two names below are reserved.
+# gcloud's rule for App Engine version ids (googlecloudsdk/appengine/api/appinfo.py); "ah-" ids,
+# ids holding "-dot-" (the URL separator) and the two names below are refused.
 APPENGINE_VERSION = re.compile(r"(?!-)[a-z\d\-]{0,62}[a-z\d]")
 APPENGINE_RESERVED = ("default", "latest")
+DNS_LABEL = 63  # RFC 1035: VERSION-dot-SERVICE-dot-PROJECT is one label of the version's host
 # botocore's ContainerLabel: what push-container-image --label accepts.
 LIGHTSAIL_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,51}[a-z0-9])?")
 
 
-def appengine_version(version: str, suffix: str) -> str:
+def appengine_host_label(version: str, service: str, project: str) -> str:
+    """The version's host label, VERSION-dot-SERVICE-dot-PROJECT (no SERVICE for "default")."""
+    parts = [version, "" if service == "default" else service, project.rpartition(":")[2]]
+    return "-dot-".join(part for part in parts if part)
+
+
+def appengine_version(version: str, suffix: str, service: str, project: str) -> str:
     """A new, unique App Engine version id for `version`: v1.2.3 -> v1-2-3-<suffix>.
 
     Deploying an id that exists replaces that version in place and, if it serves traffic, the
-    new code serves at once: every deployment gets its own id so it can be tested first.
+    new code serves at once: every deployment gets its own id so it can be tested first. The
+    version's URL must resolve: its host label holds the service and project too.
     """
     candidate = f"{version_id(version)}-{suffix}"
     if (
         not APPENGINE_VERSION.fullmatch(candidate)
         or candidate.startswith("ah-")
+        or "-dot-" in candidate
         or candidate in APPENGINE_RESERVED
     ):
         raise ConfigError(
             f"--version {version} gives the App Engine version id {candidate!r}, which App Engine "
-            "refuses (lowercase letters, digits and hyphens, at most 63, not ending in a hyphen)"
+            "refuses (lowercase letters, digits and hyphens, at most 63, not ending in a hyphen, "
+            "no '-dot-')"
+        )
+    label = appengine_host_label(candidate, service, project)
+    if len(label) > DNS_LABEL:
+        raise ConfigError(
+            f"--version {version} gives the App Engine version id {candidate!r}, whose URL "
+            f"{label}.<region>.r.appspot.com cannot resolve: that host label has {len(label)} "
+            f"characters, DNS allows {DNS_LABEL} (shorten the tag, APPENGINE_SERVICE or the "
+            "project id)"
         )
     return candidate
 
@@ -211,12 +223,18 @@ def parse_args(target: str, argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 class Deployer:
-    """Runs (or, in a dry run, only prints) the commands and API calls of one deployment."""
+    """Runs (or, in a dry run, only prints) the commands and API calls of one deployment, keeps
+    the limits of the calls it made, and restores the previous state when it fails."""
 
-    def __init__(self, target: str, dry_run: bool) -> None:
+    def __init__(self, target: str, dry_run: bool = False) -> None:
         self.target = target
         self.dry_run = dry_run
         self.secrets: list[str] = []
+        self.restore: Restore | None = None
+        self.ledger: list[tuple[str, float]] = []  # (call, its limit in seconds)
+        self.look: list[float] | None = None  # the limits of the calls of a poll's current look
+        self.deadline: float | None = None  # time.monotonic() by which all must end (signalled)
+        self.finished = False  # deployed and reported: later steps (pruning) only tidy up
 
     def secret(self, value: str) -> str:
         """Register a value that must never be printed."""
@@ -231,19 +249,48 @@ class Deployer:
     def say(self, message: str) -> None:
         print(f"deploy/{self.target}: {self.mask(message)}", flush=True)
 
+    def report(self, message: str) -> None:
+        print(f"deploy/{self.target}: {self.mask(message)}", file=sys.stderr, flush=True)
+
+    # -- time --------------------------------------------------------------------------------
+
+    def charge(self, call: str, seconds: float) -> None:
+        """Count a call's limit: in the ledger, or in the look of the poll in progress."""
+        if self.look is not None:
+            self.look.append(seconds)
+        else:
+            self.ledger.append((call, seconds))
+
+    def worst_case(self) -> float:
+        """The seconds the calls of this run may take at most, by their limits."""
+        return sum(seconds for _, seconds in self.ledger)
+
+    def limit(self, seconds: float) -> float:
+        """A call's timeout: its limit, or less when a signal set a deadline."""
+        if self.deadline is None:
+            return seconds
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeployError("no time left after the job was cancelled")
+        return min(seconds, left)
+
+    # -- calls -------------------------------------------------------------------------------
+
     def run(
         self,
         argv: Sequence[str],
         *,
         stdin: str | None = None,
         echo: bool = False,
-        check=True,
+        check: bool = True,
         timeout: float = COMMAND_TIMEOUT,
     ) -> subprocess.CompletedProcess | None:
         """Run a command and capture its output; a dry run prints it and returns None."""
         print(self.mask("+ " + shlex.join(argv)), flush=True)
+        self.charge(shlex.join(argv[:4]), timeout)
         if self.dry_run:
             return None
+        timeout = self.limit(timeout)
         try:
             done = subprocess.run(  # noqa: S603 (argv is built by the deploy scripts)
                 argv, input=stdin, capture_output=True, text=True, check=False, timeout=timeout
@@ -263,8 +310,8 @@ class Deployer:
             )
         return done
 
-    def run_json(self, argv: Sequence[str]) -> object:
-        done = self.run(argv)
+    def run_json(self, argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> object:
+        done = self.run(argv, timeout=timeout)
         if done is None:
             return None
         try:
@@ -284,20 +331,47 @@ class Deployer:
         shown = ", ".join(f"{name}: {value}" for name, value in headers.items())
         data = None if body is None else json.dumps(body).encode()
         print(self.mask(f"+ {method} {url} ({shown})" + (f" {data.decode()}" if data else "")))
+        self.charge(f"{method} {url}", HTTP_TIMEOUT)
         if self.dry_run:
             return None
-        status, _, raw = request(method, url, headers, data)
+        status, _, raw = request(method, url, headers, data, timeout=self.limit(HTTP_TIMEOUT))
         if status not in expect:
             raise DeployError(self.mask(f"{method} {url} answered {status}: {raw[:300]!r}"))
-        return json.loads(raw) if raw else None
-
-    def poll(self, check: Callable[[], object], what: str) -> object:
-        """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s."""
-        timeout, interval, _ = wait_settings()
         try:
-            return wait_until(check, timeout=timeout, interval=interval, what=what)
+            return json.loads(raw) if raw else None
+        except ValueError:
+            raise DeployError(
+                self.mask(f"{method} {url} answered {raw[:300]!r}, not JSON")
+            ) from None
+
+    def poll(self, check: Callable[[], object], what: str, longest: bool = False) -> object:
+        """Call check() until it returns something truthy; DeployError after DEPLOY_TIMEOUT s
+        (or WAIT_LIMIT, the longest allowed, when `longest`: a restore gets all it may).
+
+        Counted at its limits: the longest wait, one more pause, and the calls of the slowest
+        look (a look in progress at the deadline finishes).
+        """
+        timeout, interval, _ = wait_settings()
+        if longest:
+            timeout = WAIT_LIMIT
+        looks: list[float] = []
+
+        def look() -> object:
+            self.look = []
+            try:
+                return check()
+            finally:
+                looks.append(sum(self.look))
+                self.look = None
+
+        try:
+            if self.deadline is not None:
+                timeout = self.limit(timeout)
+            return wait_until(look, timeout=timeout, interval=interval, what=what)
         except WaitTimeout:
             raise DeployError(f"timed out after {timeout:g} s waiting for {what}") from None
+        finally:
+            self.charge(f"wait for {what}", WAIT_LIMIT + POLL_LIMIT + max(looks, default=0))
 
     def smoke(self, url: str) -> bool:
         """The project's one smoke test, `mlservice smoke URL --wait N`, against the deployment."""
@@ -308,10 +382,11 @@ class Deployer:
         wait = wait_settings()[2]
         argv = [command, "smoke", url, "--wait", f"{wait:g}"]
         print("+ " + shlex.join(argv), flush=True)
+        self.charge("mlservice smoke", SMOKE_TIMEOUT)
         if self.dry_run:
             return True
         try:
-            done = subprocess.run(argv, check=False, timeout=SMOKE_TIMEOUT)  # noqa: S603
+            done = subprocess.run(argv, check=False, timeout=self.limit(SMOKE_TIMEOUT))  # noqa: S603
         except subprocess.TimeoutExpired:
             print(f"smoke test took longer than {SMOKE_TIMEOUT} s", flush=True)
             return False
@@ -320,14 +395,59 @@ class Deployer:
     def ensure_local_image(self, image: str) -> None:
         """Pushing needs the image in the local Docker daemon: pull it unless it is there."""
         if self.dry_run:
-            self.run(["docker", "pull", image])  # only printed; skipped when already present
+            self.run(["docker", "pull", image], timeout=UPLOAD_TIMEOUT)  # printed; skipped if there
             return
         inspect = ["docker", "image", "inspect", "--format", "{{.Id}}", image]
         if self.run(inspect, check=False).returncode:
             self.run(["docker", "pull", image], timeout=UPLOAD_TIMEOUT)
 
+    # -- the outcome -------------------------------------------------------------------------
+
+    def changing(self, what: str, undo: Callable[[], bool], by_hand: str) -> None:
+        """From here on, a failure restores `what` with undo() (or asks for `by_hand`)."""
+        self.restore = Restore(what, undo, by_hand)
+        if self.dry_run:
+            self.say(f"on a failure from here: restore {what} ({by_hand})")
+
+    def explain(self, error: BaseException) -> str:
+        """One line for a failure; an unexpected exception's traceback goes to stderr too."""
+        if isinstance(error, (DeployError, ConfigError)):
+            return str(error)
+        if isinstance(error, Interrupted):
+            return f"interrupted by {error} (the job was cancelled or timed out)"
+        lines = traceback.format_exception(type(error), error, error.__traceback__)
+        print(self.mask("".join(lines)).rstrip(), file=sys.stderr, flush=True)
+        return f"unexpected {type(error).__name__}: {error}"
+
+    def fail(self, error: BaseException) -> int:
+        """Report a failure, restoring the previous state if anything was changed."""
+        reason = self.explain(error)
+        restore, self.restore = self.restore, None
+        if self.finished:
+            self.report(f"{reason} after deploying: the deployment stands")
+            return DEPLOYED
+        if restore is None:
+            self.report(f"FAILED: {reason}; nothing was changed")
+            return UNCHANGED
+        self.say(f"{reason}: restoring {restore.what}")
+        try:
+            changed = restore.undo()
+        except (Exception, Interrupted) as failed:
+            self.report(
+                f"FAILED: {reason}; restoring {restore.what} failed: {self.explain(failed)}"
+            )
+            self.report(f"restore it by hand: {restore.by_hand}")
+            return NOT_RESTORED
+        if changed:
+            self.report(f"FAILED: {reason}; rolled back: {restore.what} serves again")
+            return ROLLED_BACK
+        self.report(f"FAILED: {reason}; nothing was changed: {restore.what} still serves")
+        return UNCHANGED
+
     def finish(self, url: str, version: str) -> None:
-        """Report the deployed URL: $GITHUB_OUTPUT `url=...` and a job summary line."""
+        """Report the deployed URL: $GITHUB_OUTPUT `url=...` and a job summary line. The new
+        version serves and passed its smoke test: nothing after this undoes it."""
+        self.restore, self.finished = None, True
         if self.dry_run:
             self.say(
                 f"dry run complete: would deploy {version} and write url=<URL> to GITHUB_OUTPUT"
@@ -344,13 +464,17 @@ class Deployer:
 
 
 def request(
-    method: str, url: str, headers: dict[str, str], data: bytes | None = None
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    data: bytes | None = None,
+    timeout: float = HTTP_TIMEOUT,
 ) -> tuple[int, dict[str, str], bytes]:
-    """An HTTP call that returns error statuses instead of raising; no retries, HTTP_TIMEOUT."""
+    """An HTTP call that returns error statuses instead of raising; no retries."""
     if not url.startswith(("https://", "http://")):
         raise ConfigError(f"{url!r} is not an http(s) URL")
     try:
-        reply = http(method, url, body=data, headers=headers, timeout=HTTP_TIMEOUT)
+        reply = http(method, url, body=data, headers=headers, timeout=timeout)
         return reply.status, reply.headers, reply.body
     except OSError as error:
         raise DeployError(f"{method} {url} failed: {error}") from None
@@ -371,18 +495,47 @@ def use_project_python() -> None:
         os.execv(venv, [str(venv), sys.argv[0], *sys.argv[1:]])  # noqa: S606
 
 
-def main(target: str, deploy: Callable[[Deployer, argparse.Namespace], None], argv=None) -> int:
-    """Run one deployment; one clear line and exit 2 on bad configuration, 1 on failure."""
-    use_project_python()
-    deployer = Deployer(target, dry_run=False)
+@contextmanager
+def interruptible(d: Deployer) -> Iterator[None]:
+    """SIGINT and SIGTERM raise Interrupted once, and leave GRACE seconds to restore; a second
+    signal (the runner's SIGTERM after its SIGINT) must not stop the restore half-way."""
+
+    def handler(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        if d.deadline is not None:
+            d.say(f"{name} again: still restoring")
+            return
+        d.deadline = time.monotonic() + GRACE
+        raise Interrupted(name)
+
+    previous = {
+        number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
-        args = parse_args(target, argv)
-        deployer.dry_run = args.dry_run
-        deploy(deployer, args)
-    except ConfigError as error:
-        print(f"deploy/{target}: error: {deployer.mask(str(error))}", file=sys.stderr)
-        return 2
-    except DeployError as error:
-        print(f"deploy/{target}: FAILED: {deployer.mask(str(error))}", file=sys.stderr)
-        return 1
-    return 0
+        yield
+    finally:
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
+
+
+def execute(d: Deployer, deploy: Callable[[Deployer, argparse.Namespace], None], argv=None) -> int:
+    """Run one deployment with `d`; the exit status as in this module's docstring."""
+    with interruptible(d):
+        try:
+            args = parse_args(d.target, argv)
+            d.dry_run = args.dry_run
+            deploy(d, args)
+            code = DEPLOYED
+        except (Exception, Interrupted) as error:
+            if isinstance(error, ConfigError) and d.restore is None:
+                d.report(f"error: {error}")
+                return CONFIG
+            code = d.fail(error)
+    steps = f"{len(d.ledger)} steps, whose time limits add up to {d.worst_case():g} s"
+    print(f"deploy/{d.target}: {steps}", flush=True)
+    return code
+
+
+def main(target: str, deploy: Callable[[Deployer, argparse.Namespace], None], argv=None) -> int:
+    use_project_python()
+    return execute(Deployer(target), deploy, argv)

@@ -22,8 +22,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common
+# Run as a file (deploy/lightsail runs it so): the repository holds the `deploy` package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from deploy import common
 
 VERSION = "v1.0.8"
 BASE_URL = "https://github.com/aws/lightsailctl/releases/download"

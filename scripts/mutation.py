@@ -1,4 +1,5 @@
-"""`make mutation`: mutation testing of the core modules with mutmut (docs/testing.md).
+"""`make mutation`: mutation testing of the core modules and the deploy scripts with mutmut
+(docs/testing.md).
 
 mutmut copies the sources to mutants/, changes one operator, constant or call at a time and runs
 the tests that cover that line: a mutant the tests do not notice "survives". The files to mutate
@@ -19,14 +20,34 @@ import sys
 import tomllib
 from pathlib import Path
 
-MODULES = ("config", "model", "validation", "api", "answers", "logs", "telemetry", "metrics")
+# Each module by the name `make mutation MODULES=...` takes, and the one mutmut gives it.
+MODULES = {
+    "config": "mlservice.config",
+    "model": "mlservice.model",
+    "validation": "mlservice.validation",
+    "api": "mlservice.api",
+    "answers": "mlservice.answers",
+    "logs": "mlservice.logs",
+    "telemetry": "mlservice.telemetry",
+    "metrics": "mlservice.metrics",
+    "deploy.common": "deploy.common",
+    "deploy.lightsail": "deploy.lightsail",
+    "deploy.appengine": "deploy.appengine",
+    "deploy.heroku": "deploy.heroku",
+    "rename_rules": "scripts.rename_rules",  # template-only
+}
 EQUIVALENT = Path(__file__).with_name("equivalent-mutants.toml")
 TARGET = 95.0  # percent of the non-equivalent mutants killed
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
 # "    mlservice.config.x__positive_int__mutmut_12: survived"
-RESULT = re.compile(r"^\s*mlservice\.(\w+)\.(\S+): (.+)$")
+RESULT = re.compile(r"^\s*(\S+): (.+)$")
 KILLED = {"killed", "timeout", "caught by type check"}
 UNTESTED = {"not checked", "skipped"}
+
+
+def module_of(mutant: str) -> str | None:
+    """Which of MODULES a mutant's name (mlservice.answers.ranking.x_rank__mutmut_1) is in."""
+    return next((name for name, dotted in MODULES.items() if mutant.startswith(f"{dotted}.")), None)
 
 
 def changed_lines(mutant: str) -> list[str]:
@@ -71,7 +92,7 @@ def main() -> int:
     for module in args.modules:
         # Named mutants are always re-tested: no result of an older run is reused.
         run = subprocess.run(
-            [MUTMUT, "run", "--max-children", str(args.jobs), f"mlservice.{module}.*"],
+            [MUTMUT, "run", "--max-children", str(args.jobs), f"{MODULES[module]}.*"],
             capture_output=True,
             text=True,
         )
@@ -84,8 +105,8 @@ def main() -> int:
     ).stdout
     results: dict[str, dict[str, str]] = {module: {} for module in args.modules}
     for line in listing.splitlines():
-        if (match := RESULT.match(line)) and match[1] in results:
-            results[match[1]][f"mlservice.{match[1]}.{match[2]}"] = match[3]
+        if (match := RESULT.match(line)) and (module := module_of(match[1])) in results:
+            results[module][match[1]] = match[2]
 
     known = tomllib.loads(EQUIVALENT.read_text())["mutant"]
     rows, lowest = [], 100.0
@@ -114,10 +135,10 @@ def main() -> int:
     print("Surviving mutants, with the lines they change:" if report else "No survivors.")
     print("\n".join(report))
     header = ("module", "mutants", "killed", "survived", "equivalent", "score", "of all")
-    print(f"\n{header[0]:<12}" + "".join(f"{name:>11}" for name in header[1:]))
+    print(f"\n{header[0]:<18}" + "".join(f"{name:>11}" for name in header[1:]))
     for module, tested, killed, survived, equivalent, score in rows:
         counts = "".join(f"{count:>11}" for count in (tested, killed, survived, equivalent))
-        print(f"{module:<12}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
+        print(f"{module:<18}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
     print(
         f"\nscore: killed out of the non-equivalent mutants (target {TARGET:.0f}% each); "
         "of all: killed out of every mutant tested."

@@ -381,6 +381,12 @@ def test_health_and_readiness(client, card):
     assert client.get("/readyz").get_json() == {"status": "ready", "model_version": card["version"]}
 
 
+def test_app_engine_warmup_request_answers_once_the_model_is_loaded(client, card):
+    response = client.get("/_ah/warmup")
+    assert response.status_code == 200  # App Engine counts an instance warm on a 2xx
+    assert response.get_json()["model_version"] == card["version"]
+
+
 def test_csv_cells_may_have_spaces_and_exponents(client, row):
     cells = [f" {row[name]:e} " for name in FEATURE_NAMES]
     text = ",".join(FEATURE_NAMES) + "\n" + ",".join(cells) + "\n"

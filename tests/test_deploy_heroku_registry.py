@@ -9,7 +9,6 @@ Needs docker and docker-registry: skipped locally without them, a failure under 
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -22,30 +21,24 @@ import pytest
 
 from scripts.live_server import running_server
 from tests.standins.heroku_api import API, DOCKER_RELEASES, MANIFEST_V2, FakeHeroku
-from tests.tools import running_registry
+from tests.standins.heroku_registry import OCI_TYPES, HerokuRegistry
+from tests.tools import require as require_tool
+from tests.tools import running_registry, unavailable
+
+
+def require(tool: str) -> str:
+    return require_tool(tool, "apt-get install docker.io docker-registry")
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "deploy" / "heroku"
 KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
 
 
-def unavailable(message: str) -> None:
-    """Skip on a laptop; under CI=true a missing tool is a failure."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require(tool: str) -> str:
-    found = shutil.which(tool)
-    if found is None:
-        unavailable(f"{tool} is not installed (apt-get install docker.io docker-registry)")
-    return found
-
-
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    """A docker-registry on 127.0.0.1 where only user `_` with KEY may push, like Heroku's."""
+def front(tmp_path_factory):
+    """A docker-registry on 127.0.0.1 where only user `_` with KEY may push, behind Heroku's
+    refusal of OCI manifests."""
     binary = require("docker-registry")
     require("docker")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
@@ -53,8 +46,16 @@ def registry(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("registry")
     hashed = bcrypt.hashpw(KEY.encode(), bcrypt.gensalt()).decode()
     (tmp / "htpasswd").write_text(f"_:{hashed}\n")
-    with running_registry(binary, tmp, htpasswd=tmp / "htpasswd") as address:
-        yield address
+    with (
+        running_registry(binary, tmp, htpasswd=tmp / "htpasswd") as address,
+        HerokuRegistry(address) as heroku_registry,
+    ):
+        yield heroku_registry
+
+
+@pytest.fixture(scope="module")
+def registry(front) -> str:
+    return front.url.removeprefix("http://")
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +138,19 @@ def test_heroku_pushes_to_a_real_registry_and_releases_its_config_digest(
 
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.mark.parametrize("media_type", OCI_TYPES)
+def test_the_registry_refuses_oci_manifests_as_herokus_does(front, registry, media_type):
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": media_type}).encode()
+    request = urllib.request.Request(
+        f"http://{registry}/v2/demo/web/manifests/latest",
+        data=manifest,
+        method="PUT",
+        headers={"Content-Type": media_type, "Authorization": basic("_", KEY)},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    refused.value.close()
+    assert refused.value.code == 405
+    assert front.refused[-1] == media_type

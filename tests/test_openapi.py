@@ -9,6 +9,7 @@ from referencing import Registry, Resource
 # Page routes, static files and the document itself are not API operations.
 UNDOCUMENTED = {"/", "/model", "/static/<path:filename>"}
 UNDOCUMENTED |= {"/answers", "/answers/static/<path:filename>"}  # the ranked-answers example
+UNDOCUMENTED |= {"/_ah/warmup"}  # App Engine's warmup request, a platform hook
 
 
 @pytest.fixture

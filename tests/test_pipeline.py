@@ -330,7 +330,8 @@ def test_matrix_targets_match_the_deploy_scripts():
 
 def test_deploy_calls_the_target_script_with_values_from_env():
     (step,) = [s for s in JOBS["deploy"]["steps"] if s.get("id") == "deploy"]
-    assert '"deploy/$TARGET" --image "$IMAGE" --version "$VERSION"' in step["run"]
+    # exec: the runner's SIGINT/SIGTERM (cancel, timeout) reach the script, which restores.
+    assert 'exec "deploy/$TARGET" --image "$IMAGE" --version "$VERSION"' in step["run"]
     assert step["env"]["TARGET"] == "${{ matrix.target }}"
     assert step["env"]["DEPLOY_TIER"] == "${{ matrix.tier }}"
     assert step["env"]["VERSION"] == "${{ needs.plan.outputs.version }}"

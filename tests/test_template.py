@@ -86,8 +86,13 @@ def test_rename_runs_once_outside_the_template_on_push_or_by_hand():
     assert job["if"] == condition
     (checkout,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@")]
     assert checkout["with"]["ref"] == "${{ github.event.repository.default_branch }}"
+    # The whole history: the first commit says which template commit the copy started from.
+    assert checkout["with"]["fetch-depth"] == 0
     run = "\n".join(step.get("run", "") for step in job["steps"])
-    assert 'scripts/rename "$name"' in run
+    # The workflow passes the repository name; scripts/rename derives the package name.
+    assert 'args=(--repository "$REPOSITORY_NAME")' in run
+    assert 'args+=(--template "$template")' in run
+    assert 'scripts/rename "${args[@]}"' in run
     assert "git add --all" in run  # includes the deletion of this workflow by scripts/rename
     assert RENAME["concurrency"]["cancel-in-progress"] is False
 

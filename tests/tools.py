@@ -2,6 +2,8 @@
 Prometheus samples read with prometheus_client's own parser."""
 
 import json
+import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -15,6 +17,21 @@ from mlservice.probe import WaitTimeout, http, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
+
+
+def unavailable(message: str) -> None:
+    """Skip on a laptop; under CI=true (which installs every tool the tests drive) fail."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def require(tool: str, how: str) -> str:
+    """The path of `tool`, or unavailable() saying `how` to get it."""
+    found = shutil.which(tool)
+    if found is None:
+        unavailable(f"{tool} is not installed ({how})")
+    return found
 
 
 def run_tool(*args: str) -> subprocess.CompletedProcess:

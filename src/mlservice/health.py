@@ -1,4 +1,5 @@
-"""Liveness and readiness, for load balancers, Docker's HEALTHCHECK and the deploy smoke test."""
+"""Liveness and readiness, for load balancers, Docker's HEALTHCHECK, App Engine's warmup requests
+and the deploy smoke test."""
 
 from flask import Blueprint
 
@@ -15,6 +16,9 @@ def healthz():
 
 
 @bp.get("/readyz")
+# App Engine sends a warmup request to each new instance before live traffic (app.yaml's
+# inbound_services); gradual traffic migration needs them (docs/deploy/appengine.md).
+@bp.get("/_ah/warmup")
 def readyz():
     # Readiness: the app only starts with a loaded model, so answering means ready.
     return json_response(Ready(status="ready", model_version=current_model().version))

@@ -4,25 +4,33 @@ It keeps releases, dynos, the formation and config vars like Heroku does, record
 for the test to assert on, and answers 401/406/400 when the Authorization or Accept header or the
 body is wrong, so a script that sends the wrong thing fails as it would against api.heroku.com.
 
-As in the Platform API reference, a new release is `pending` (its release phase runs) for
-`pending_looks` reads of GET /apps/APP/releases/ID, then `succeeded` (it becomes current) or
-`failed` (the previous release stays current). The web dynos of a new current release are
-`starting` for `starting_looks` reads of GET /apps/APP/dynos, then `up` or `crashed`. Changing
-config vars creates a release, as on Heroku.
+As in the Platform API reference (deploy-targets.md, "Facts checked against vendor sources"):
+- a new release is `pending` while its release phase runs, for `pending_looks` reads of GET
+  /apps/APP/releases/ID, then `succeeded` (it becomes current) or `failed` (its release phase
+  failed: the previous release stays current);
+- the web dynos of a new current release are `starting` for `starting_looks` reads of GET
+  /apps/APP/dynos, then `up`, `crashed`, or `idle` (an Eco dyno that sleeps);
+- changing config vars creates a release; a rollback (POST /apps/APP/releases) is a new release
+  with the image and config vars of the one rolled back to;
+- a new container app has no `web` formation entry before its first release; that release
+  creates one (quantity 1, the account's default size).
 """
 
 import json
+import os
 import re
-import threading
+import signal
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.standins.server import FakeServer
 
 API = "application/vnd.heroku+json; version=3"
 DOCKER_RELEASES = API + ".docker-releases"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
-class FakeHeroku:
+class FakeHeroku(FakeServer):
     def __init__(
         self,
         app: str,
@@ -30,11 +38,12 @@ class FakeHeroku:
         web_url: str,
         dynos: str = "up",
         release: str = "succeeded",
-        size: str = "basic",
+        size: str | None = "basic",
         quantity: int = 1,
         pending_looks: int = 2,
         starting_looks: int = 2,
         rollback: str = "succeeded",
+        new_app_size: str = "Basic",
     ) -> None:
         self.rollback_outcome = rollback
         self.app, self.key, self.web_url, self.dynos = app, key, web_url, dynos
@@ -43,31 +52,39 @@ class FakeHeroku:
             pending_looks,
             starting_looks,
         )
+        self.new_app_size = new_app_size
         self.formation = [{"type": "web", "quantity": quantity, "size": size}] if size else []
         self.config = {"LOG_LEVEL": "info"}
         self.requests: list[dict] = []
+        self.plants: dict[tuple[str, str], list[str | None]] = {}
         self.releases = [
-            {"id": str(uuid.uuid4()), "version": v, "status": "succeeded", "current": v == 7}
+            {
+                "id": str(uuid.uuid4()),
+                "version": v,
+                "status": "succeeded",
+                "current": v == 7,
+                "description": f"Deployed web (v{v})" if size else "Enable Logplex",
+                "image": f"sha256:{v:064x}" if size else "",
+                "config": dict(self.config),
+            }
             for v in (6, 7)
         ]
         self.dyno_looks = 0
         self.manifest: dict | None = None  # set to serve a registry at /v2/ (token auth)
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FakeHeroku":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def current(self) -> dict:
         return next(r for r in self.releases if r["current"])
 
-    def release(self, image: str, description: str, outcome: str = "succeeded") -> dict:
+    def plant(self, method: str, path: str, what: str, times: int = 1, after: int = 0) -> None:
+        """Make `times` requests `method path` (path after /apps/APP), after the next `after`,
+        go wrong: "error" (503, nothing done), "garbage" (not JSON), "sigterm" (SIGTERM to this
+        process, then the normal answer) or "hang" (no answer)."""
+        self.plants.setdefault((method, path), []).extend([None] * after + [what] * times)
+
+    def release(
+        self, image: str, description: str, outcome: str = "succeeded", config=None
+    ) -> dict:
         new = {
             "id": str(uuid.uuid4()),
             "version": self.releases[-1]["version"] + 1,
@@ -75,6 +92,7 @@ class FakeHeroku:
             "current": False,
             "description": description,
             "image": image,
+            "config": dict(self.config if config is None else config),
             "outcome": outcome,
             "looks": 0,
         }
@@ -91,11 +109,15 @@ class FakeHeroku:
             if release["status"] == "succeeded":
                 for old in self.releases:
                     old["current"] = old is release
+                self.config = dict(release["config"])
                 self.dyno_looks = 0
+                if release["image"] and not self.formation:  # a new app's first release
+                    self.formation = [{"type": "web", "quantity": 1, "size": self.new_app_size}]
 
     @staticmethod
     def public(release: dict) -> dict:
-        return {k: v for k, v in release.items() if k not in ("outcome", "looks", "image")}
+        hidden = ("outcome", "looks", "image", "config")
+        return {k: v for k, v in release.items() if k not in hidden}
 
     def answer(self, method: str, path: str, headers, body) -> tuple[int, object]:
         if path.startswith("/v2/") or path.startswith("/token"):
@@ -127,12 +149,11 @@ class FakeHeroku:
         if (method, path) == ("PATCH", f"{app}/config-vars"):
             if headers.get("Content-Type") != "application/json" or not isinstance(body, dict):
                 return 400, {"id": "invalid_params", "message": "a JSON object is required"}
-            self.config.update(body)
-            # A config change is a release too; with no new image and no release phase it
-            # succeeds at once.
-            changed = self.release(self.current().get("image", ""), "Set config vars")
+            # A config change is a release too; with no new image it succeeds at once.
+            changed = self.release(
+                self.current()["image"], "Set config vars", config={**self.config, **body}
+            )
             changed["looks"] = self.pending_looks
-            changed["status"] = "pending"
             self.look(changed)
             return 200, self.config
         if (method, path) == ("PATCH", f"{app}/formation"):
@@ -152,7 +173,7 @@ class FakeHeroku:
                 state = "starting"
             else:
                 state = self.dynos if now.get("description") == "Deployed web" else "up"
-            quantity = self.formation[0]["quantity"] if self.formation else 1
+            quantity = self.formation[0]["quantity"] if self.formation else 0
             return 200, [
                 {
                     "type": "web",
@@ -167,7 +188,10 @@ class FakeHeroku:
             if target is None:
                 return 404, {"id": "not_found", "message": "Couldn't find that release."}
             made = self.release(
-                target.get("image", ""), f"Rollback to v{target['version']}", self.rollback_outcome
+                target["image"],
+                f"Rollback to v{target['version']}",
+                self.rollback_outcome,
+                config=target["config"],
             )
             return 201, self.public(made)
         return 404, {"id": "not_found", "message": f"{method} {path}"}
@@ -197,8 +221,21 @@ class FakeHeroku:
                         "body": body,
                     }
                 )
-                status, answer = fake.answer(self.command, path.split("?")[0], self.headers, body)
-                data = json.dumps(answer).encode()
+                key = (self.command, path.split("?")[0].removeprefix(f"/apps/{fake.app}"))
+                waiting = fake.plants.get(key)
+                planted = waiting.pop(0) if waiting else None
+                if planted == "hang":
+                    fake.unblock.wait()
+                    return
+                if planted == "error":
+                    status, answer = 503, {"id": "unavailable", "message": "planted"}
+                else:
+                    status, answer = fake.answer(
+                        self.command, path.split("?")[0], self.headers, body
+                    )
+                if planted == "sigterm":
+                    os.kill(os.getpid(), signal.SIGTERM)
+                data = b"<html>" if planted == "garbage" else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 if status == 401 and path.startswith("/v2/"):

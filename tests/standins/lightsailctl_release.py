@@ -2,8 +2,8 @@
 
 Laid out as the release's .goreleaser.yaml names them: /v1.0.8/lightsailctl_1.0.8_<os>_<arch>.tar.gz
 (the binary at the archive's root, beside LICENSE, NOTICE and README.md) and
-/v1.0.8/lightsailctl_1.0.8_checksums.txt (`<sha256>  <name>` lines). The "binary" is a shell
-script that answers --version as lightsailctl does. `tamper` corrupts the archives after the
+/v1.0.8/lightsailctl_1.0.8_checksums.txt (`<sha256>  <name>` lines). The "binary" is the
+lightsailctl stand-in (tests/standins/lightsailctl.py). `tamper` corrupts the archives after the
 checksums were written, as a changed or truncated download would.
 """
 
@@ -16,6 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 VERSION = "1.0.8"
+PLUGIN = Path(__file__).with_name("lightsailctl.py")
 PLATFORMS = [(os, arch) for os in ("linux", "darwin") for arch in ("amd64", "arm64")]
 
 
@@ -41,7 +42,7 @@ class Release:
         lines = []
         for os_name, arch in PLATFORMS:
             name = f"lightsailctl_{VERSION}_{os_name}_{arch}.tar.gz"
-            body = archive(f"#!/bin/sh\necho v{VERSION}\n")
+            body = archive(PLUGIN.read_text())
             lines.append(f"{hashlib.sha256(body).hexdigest()}  {name}")
             (folder / name).write_bytes(body[:-8] + b"tampered" if tamper else body)
         (folder / f"lightsailctl_{VERSION}_checksums.txt").write_text("\n".join(lines) + "\n")

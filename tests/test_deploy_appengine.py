@@ -1,0 +1,315 @@
+"""deploy/appengine with the real gcloud against the Admin API and storage stand-in.
+
+gcloud uploads the files .gcloudignore lets through, creates the version from app.yaml (its own
+parser checks it), waits for each operation and sets the traffic split, exactly as against
+Google; tests/standins/appengine_api.py answers as the Admin API documents it and refuses what it
+refuses (a migration towards a version without warmup requests among them). Without gcloud the
+tests skip, and fail under CI=true.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import appengine, common
+from tests.deploy_harness import ROOT
+from tests.standins.appengine_api import FakeAppEngine
+from tests.tools import require
+
+
+@pytest.fixture(scope="module")
+def gcloud() -> str:
+    return require("gcloud", "the Debian package google-cloud-cli; CI machines have it")
+
+
+@pytest.fixture
+def cloud(gcloud, harness, tmp_path, live_url):
+    """An app whose default service has 22 versions, the oldest serving all traffic; a new
+    version's code answers at the live app."""
+    with FakeAppEngine(project="demo", code_url=live_url) as fake:
+        for n in range(22):
+            fake.add_version(f"v0-{n}-0", traffic=1.0 if n == 0 else 0.0)
+        harness.set(
+            **fake.environment(tmp_path / "gcloud"),
+            GCP_PROJECT_ID="demo",
+            APPENGINE_KEEP_VERSIONS="20",
+            GITHUB_RUN_NUMBER="42",
+            GITHUB_RUN_ATTEMPT="1",
+        )
+        yield fake
+
+
+NEW = "v1-2-3-42-1"
+
+
+def kinds(fake: FakeAppEngine) -> list[str]:
+    return [request["kind"] for request in fake.requests]
+
+
+def test_deploys_without_promoting_smoke_tests_then_migrates_and_prunes(harness, cloud, live_url):
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    # gcloud uploaded what .gcloudignore lets through, the tested model included, and no tests.
+    created = cloud.services["default"]["versions"][NEW]
+    files = created["deployment"]["files"]
+    assert {"app.yaml", "requirements.txt", "models/model.skops", "src/mlservice/api.py"} <= set(
+        files
+    )
+    assert not any(name.startswith(("tests/", "docs/", ".venv/")) for name in files)
+    # app.yaml asks for warmup requests and automatic scaling: the migration needs both.
+    assert created["inboundServices"] == ["INBOUND_SERVICE_WARMUP"]
+    order = kinds(cloud)
+    assert order.index("apps.services.versions.create") < order.index("apps.services.patch")
+    (patch,) = [r for r in cloud.requests if r["kind"] == "apps.services.patch"]
+    assert "migrateTraffic=True" in patch["query"]
+    assert cloud.split() == {NEW: 1.0}
+    # 22 older versions, keep 20 with the new one: the two oldest that served nothing go; the
+    # one that served before stays (the way back).
+    assert "v0-1-0" not in cloud.version_ids()
+    assert "v0-2-0" not in cloud.version_ids()
+    assert {"v0-0-0", "v0-3-0", NEW} <= set(cloud.version_ids())
+    assert len(cloud.version_ids()) == 21
+    assert harness.output() == f"url={live_url}\n"
+    assert "v1.2.3" in (harness.tmp / "summary.md").read_text()
+
+
+def test_smoke_failure_leaves_traffic_where_it_was(harness, cloud, dead_url):
+    cloud.code_url = dead_url
+    done = harness.deploy(appengine)
+    done.failed(common.UNCHANGED, "smoke test failed", "traffic stays", "nothing was changed")
+    assert "apps.services.patch" not in kinds(cloud)
+    assert "apps.services.versions.delete" not in kinds(cloud)
+    assert cloud.split() == {"v0-0-0": 1.0}
+    assert harness.output() == ""
+
+
+def test_redeploying_the_serving_tag_never_replaces_the_serving_version(harness, cloud, dead_url):
+    cloud.add_version("v1-2-3", traffic=1.0)  # v1.2.3 serves under the id v1-2-3 already
+    cloud.services["default"]["split"]["allocations"].pop("v0-0-0")
+    cloud.code_url = dead_url  # and the new upload is broken
+    done = harness.deploy(appengine)
+    done.failed(common.UNCHANGED, "smoke test failed")
+    assert not cloud.untested_code_served
+    assert cloud.split() == {"v1-2-3": 1.0}
+    assert NEW in cloud.version_ids()
+
+
+def test_refuses_an_id_that_exists_before_uploading(harness, cloud):
+    cloud.add_version(NEW)
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, f"{NEW} exists")
+    assert "apps.services.versions.create" not in kinds(cloud)
+    assert cloud.objects == {}
+
+
+def test_outside_actions_the_utc_time_makes_the_id_unique(harness, cloud, monkeypatch):
+    monkeypatch.delenv("GITHUB_RUN_NUMBER")
+    done = harness.deploy(appengine, version="v1.2.3-rc.1")
+    assert done.code == common.DEPLOYED
+    (new,) = set(cloud.version_ids()) - {f"v0-{n}-0" for n in range(22)}
+    assert re.fullmatch(r"v1-2-3-rc-1-20\d{6}t\d{6}", new)
+
+
+@pytest.mark.parametrize(
+    ("version", "settings", "words"),
+    [
+        ("v1.2.3-" + "a" * 52, {}, "at most 63"),  # 64 characters with -42-1
+        ("v1.2.3-dot.1", {}, "no '-dot-'"),
+        ("ah-1a2b3c4", {}, "refuses"),
+        # Short enough as an id, but VERSION-dot-PROJECT would be a 64-character DNS label.
+        ("v1.2.3-" + "a" * 43, {}, "cannot resolve"),
+        # A staging build's id (24) with a 35-character domain-scoped project id.
+        ("v0.0.0-main.1a2b3c4", {"GCP_PROJECT_ID": "example.com:" + "p" * 35}, "cannot resolve"),
+    ],
+)
+def test_an_id_app_engine_cannot_serve_stops_before_anything_runs(
+    harness, cloud, version, settings, words
+):
+    harness.set(**settings)
+    done = harness.deploy(appengine, version=version)
+    done.failed(common.CONFIG, words, version)
+    assert cloud.requests == []
+
+
+def test_a_staging_build_fits_a_thirty_character_project(harness, cloud):
+    cloud.project = "p" * 30
+    harness.set(GCP_PROJECT_ID="p" * 30)
+    done = harness.deploy(appengine, "--dry-run", version="v0.0.0-main.1a2b3c4")
+    assert done.code == common.DEPLOYED
+    assert "--version v0-0-0-main-1a2b3c4-42-1 --no-promote" in done.out
+
+
+@pytest.mark.parametrize(
+    ("service", "project", "label"),
+    [
+        ("default", "demo", "v1-dot-demo"),  # the default service is left out of the host
+        ("api", "demo", "v1-dot-api-dot-demo"),
+        ("api", "example.com:demo", "v1-dot-api-dot-demo"),
+    ],
+)
+def test_host_label(service, project, label):
+    assert common.appengine_host_label("v1", service, project) == label
+
+
+def test_a_staging_id_with_a_service_and_a_long_project_is_refused():
+    # 24 + 5 + 3 + 5 + 30 = 67 characters.
+    with pytest.raises(common.ConfigError, match="has 67 characters, DNS allows 63"):
+        common.appengine_version("v0.0.0-main.1a2b3c4", "42-1", "api", "p" * 30)
+    assert common.appengine_version("v0.0.0-main.1a2b3c4", "42-1", "api", "p" * 26)
+
+
+def test_a_version_whose_host_label_is_too_long_cannot_be_reached():
+    """The fake's side of the 63-character rule, which the script checks before uploading."""
+    with FakeAppEngine(project="p" * 30, code_url="http://127.0.0.1:1234/") as fake:
+        fits = fake.version_resource("default", "v" * 28, {}, warmup=True)
+        too_long = fake.version_resource("default", "v" * 29, {}, warmup=True)
+    assert fits["versionUrl"] == "http://127.0.0.1:1234/"
+    assert too_long["versionUrl"] != "http://127.0.0.1:1234/"
+
+
+def test_a_migration_towards_a_version_without_warmup_is_refused_and_nothing_changes(
+    harness, cloud, tmp_path, monkeypatch
+):
+    """What every real deployment did before app.yaml enabled warmup requests."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("app.yaml", ".gcloudignore", "requirements.txt", "pyproject.toml", "models"):
+        copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
+        copy(ROOT / name, source / name)
+    app_yaml = source / "app.yaml"
+    app_yaml.write_text(app_yaml.read_text().replace("inbound_services:\n  - warmup\n", ""))
+    monkeypatch.setattr(common, "ROOT", source)
+    done = harness.deploy(appengine)
+    done.failed(common.UNCHANGED, "Warmup requests must be enabled", "nothing was changed")
+    assert cloud.split() == {"v0-0-0": 1.0}
+
+
+def test_dry_run_calls_nothing_and_prints_the_way_back(harness, cloud):
+    done = harness.deploy(appengine, "--dry-run")
+    assert done.code == common.DEPLOYED
+    assert cloud.requests == []
+    for words in (
+        "gcloud app deploy",
+        "--no-promote",
+        "set-traffic default --splits=v1-2-3-42-1=1 --migrate",
+        "on a failure from here: restore the traffic split",
+    ):
+        assert words in done.out
+    harness.set(GCP_PROJECT_ID="")
+    done = harness.deploy(appengine, "--dry-run")
+    done.failed(common.CONFIG, "GCP_PROJECT_ID is not set")
+
+
+# -- Each failure at each step ------------------------------------------------------------------
+# Before the traffic moves nothing serves differently (exit 1); after, the split is set back.
+
+
+@pytest.mark.parametrize(
+    ("kind", "what"),
+    [
+        ("apps.services.versions.list", "garbage"),
+        ("apps.services.versions.create", "error"),  # refused (gcloud retries uploads itself)
+        ("apps.services.versions.create", "fail"),  # the build fails
+        ("apps.services.versions.create", "sigterm"),
+        ("apps.services.versions.get", "empty"),  # no versionUrl: a KeyError in the script
+    ],
+)
+def test_a_failure_before_the_traffic_moves_changes_nothing(harness, cloud, kind, what):
+    cloud.plant(kind, what)
+    done = harness.deploy(appengine)
+    done.failed(common.UNCHANGED, "nothing was changed")
+    assert "apps.services.patch" not in kinds(cloud)
+    assert cloud.split() == {"v0-0-0": 1.0}
+    assert harness.output() == ""
+
+
+@pytest.mark.parametrize(
+    ("kind", "what", "code"),
+    [
+        # The migration's operation fails: the split never moved.
+        ("apps.services.patch", "fail", common.UNCHANGED),
+        # The job is cancelled while the migration runs: set back at once.
+        ("apps.services.patch", "sigterm", common.ROLLED_BACK),
+        # The migration ended, but the job was cancelled before gcloud said so.
+        ("apps.services.patch.operation", "sigterm", common.ROLLED_BACK),
+    ],
+)
+def test_a_failure_while_the_traffic_moves_sets_it_back(harness, cloud, kind, what, code):
+    cloud.plant(kind, what)
+    done = harness.deploy(appengine)
+    done.failed(code, "the traffic split v0-0-0=1")
+    assert cloud.split() == {"v0-0-0": 1.0}
+    patches = [r for r in cloud.requests if r["kind"] == "apps.services.patch"]
+    assert "migrateTraffic=False" in patches[-1]["query"]  # the way back is immediate
+    assert harness.output() == ""
+
+
+def test_a_migration_that_never_ends_times_out_and_is_set_back(harness, cloud, monkeypatch):
+    monkeypatch.setattr(common, "TRAFFIC_TIMEOUT", 15)  # instead of minutes; the way back fits
+    cloud.plant("apps.services.patch", "hang")
+    done = harness.deploy(appengine)
+    done.failed(common.UNCHANGED, "took longer than 15 s", "v0-0-0=1 still serves")
+    assert cloud.split() == {"v0-0-0": 1.0}
+
+
+def test_a_failed_way_back_prints_the_command_to_run_by_hand(harness, cloud):
+    cloud.plant("apps.services.patch.operation", "sigterm")
+    cloud.plant("apps.services.versions.list", "error", after=1)  # the restore cannot read
+    done = harness.deploy(appengine)
+    assert done.code == common.NOT_RESTORED
+    assert done.lines()[-1] == (
+        "deploy/appengine: restore it by hand: "
+        "gcloud app services set-traffic default --splits=v0-0-0=1 --project demo"
+    )
+    assert cloud.split() == {NEW: 1.0}  # what the command would put right
+
+
+def test_a_second_signal_does_not_stop_the_way_back(harness, cloud):
+    """The runner's SIGTERM comes 7.5 s after its SIGINT, while the script restores."""
+    cloud.plant("apps.services.patch.operation", "sigterm")
+    cloud.plant("apps.services.versions.list", "sigterm", after=1)  # in the restore's read
+    done = harness.deploy(appengine)
+    done.failed(common.ROLLED_BACK, "SIGTERM", "v0-0-0=1 serves again")
+    assert "SIGTERM again: still restoring" in done.out
+    assert cloud.split() == {"v0-0-0": 1.0}
+
+
+def test_runs_from_a_fresh_clone_started_by_a_python_without_the_project(tmp_path, cloud):
+    """`deploy/appengine` in a fresh clone after `make env` (no model yet), started by a python3
+    that cannot import the project: it runs itself again with the project's .venv python."""
+    bare = Path(sys.base_prefix) / "bin" / "python3"
+    lacks = subprocess.run([bare, "-c", "import mlservice"], capture_output=True, check=False)
+    assert lacks.returncode != 0  # the premise: this python cannot import the project
+    clone = tmp_path / "clone"
+    for folder in ("deploy", "src"):
+        shutil.copytree(ROOT / folder, clone / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("app.yaml", "requirements.txt"):
+        shutil.copy(ROOT / name, clone / name)
+    (clone / ".venv").symlink_to(ROOT / ".venv")  # what `make env` made
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(bare)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}/usr/bin:/bin"}
+    script = [
+        clone / "deploy" / "appengine",
+        "--image",
+        "x@sha256:" + "a" * 64,
+        "--version",
+        "v1.2.3",
+    ]
+    done = subprocess.run(
+        [*script, "--dry-run"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == common.DEPLOYED, done.stderr
+    assert "note: models/model.skops is missing" in done.stdout
+    assert "mlservice smoke" in done.stdout
+    # Without --dry-run the missing model stops the deployment before anything runs.
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == common.CONFIG
+    assert "models/model.skops is missing" in done.stderr
+    assert cloud.requests == []

@@ -1,0 +1,267 @@
+"""deploy/heroku against the Platform API stand-in (and its token-auth registry stand-in).
+
+docker is the stand-in in tests/standins/bin; tests/test_deploy_heroku_registry.py pushes for real
+to a real registry. The smoke test runs against the real app, or a port where nothing listens.
+"""
+
+import json
+import uuid
+
+import pytest
+
+from deploy import common, heroku
+from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
+
+KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
+DIGEST = "sha256:" + "e" * 64
+
+
+@pytest.fixture
+def setup(harness, tmp_path):
+    """Connects a FakeHeroku to the harness: settings, docker stand-in, registry manifest."""
+
+    def connect(fake: FakeHeroku, concurrency: str | None = "2") -> FakeHeroku:
+        (tmp_path / "docker.json").write_text(json.dumps({"local_images": [], "fail": []}))
+        harness.set(
+            HEROKU_APP="demo",
+            HEROKU_API_KEY=KEY,
+            HEROKU_API_URL=fake.url,
+            HEROKU_REGISTRY=fake.url.removeprefix("http://"),
+            HEROKU_REGISTRY_INSECURE="1",
+            STANDIN_STATE=str(tmp_path / "docker.json"),
+            STANDIN_LOG=str(tmp_path / "docker.log"),
+        )
+        if concurrency:
+            fake.config["WEB_CONCURRENCY"] = concurrency  # what basic dynos get: no config release
+            fake.current()["config"] = dict(fake.config)
+        fake.manifest = {
+            "schemaVersion": 2,
+            "mediaType": heroku.MANIFEST_V2,
+            "config": {"digest": DIGEST},
+        }
+        return fake
+
+    return connect
+
+
+def docker_calls(tmp_path) -> list[dict]:
+    log = tmp_path / "docker.log"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def requests(fake: FakeHeroku, method: str) -> list[dict]:
+    return [r for r in fake.requests if r["method"] == method]
+
+
+def test_releases_the_config_digest_waits_for_pending_and_starting(
+    harness, setup, live_url, tmp_path
+):
+    with setup(FakeHeroku("demo", KEY, live_url, pending_looks=3, starting_looks=3)) as fake:
+        done = harness.deploy(heroku)
+        new = fake.current()
+    assert done.code == common.DEPLOYED
+    (patch,) = [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+    assert patch["body"] == {"updates": [{"type": "web", "docker_image": DIGEST}]}
+    assert patch["headers"]["Accept"] == DOCKER_RELEASES
+    assert (new["version"], new["image"]) == (8, DIGEST)
+    gets = [r["path"] for r in requests(fake, "GET")]
+    assert gets.count(f"/apps/demo/releases/{new['id']}") >= 3
+    assert gets.count("/apps/demo/dynos") >= 4  # three answers of `starting`, then `up`
+    assert requests(fake, "POST") == []
+    # docker: logged in as _ with the key on stdin, never in argv; tagged and pushed.
+    calls = docker_calls(tmp_path)
+    (login,) = [c for c in calls if c["argv"][0] == "login"]
+    assert login["stdin"] == KEY
+    assert all(KEY not in " ".join(c["argv"]) for c in calls)
+    assert KEY not in done.out + done.err
+    assert harness.output() == f"url={live_url}\n"
+
+
+def test_smoke_failure_rolls_back_to_the_release_before(harness, setup, dead_url):
+    with setup(FakeHeroku("demo", KEY, dead_url)) as fake:
+        previous = fake.current()
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, "smoke test failed", "release v7 serves again")
+    (rollback,) = requests(fake, "POST")
+    assert rollback["path"] == "/apps/demo/releases"
+    assert rollback["body"] == {"release": previous["id"]}
+    assert fake.current()["description"] == "Rollback to v7"
+    assert fake.current()["image"] == previous["image"]
+    assert harness.output() == ""
+
+
+def test_crashed_dynos_roll_back_without_a_smoke_test(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, dynos="crashed")) as fake:
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, "crashed", "release v7 serves again")
+    assert len(requests(fake, "POST")) == 1
+    assert "mlservice smoke" not in done.out
+
+
+def test_a_failed_release_phase_changes_nothing(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, release="failed")) as fake:
+        done = harness.deploy(heroku)
+        serving = fake.current()
+    done.failed(common.UNCHANGED, "release v8 failed", "release v7 still serves")
+    assert serving["version"] == 7
+    assert requests(fake, "POST") == []  # Heroku kept release v7: nothing to roll back
+    assert "mlservice smoke" not in done.out
+
+
+def test_a_failed_release_after_the_config_change_rolls_the_config_back_too(
+    harness, setup, live_url
+):
+    with setup(FakeHeroku("demo", KEY, live_url, release="failed"), concurrency=None) as fake:
+        done = harness.deploy(heroku)
+        config = dict(fake.config)
+    done.failed(common.ROLLED_BACK, "release v9 failed", "release v7 serves again")
+    assert fake.current()["description"] == "Rollback to v7"
+    assert "WEB_CONCURRENCY" not in config  # as it was when the script started
+
+
+def test_a_failed_rollback_prints_the_command_to_run_by_hand(harness, setup, dead_url):
+    with setup(FakeHeroku("demo", KEY, dead_url, rollback="failed")):
+        done = harness.deploy(heroku)
+    assert done.code == common.NOT_RESTORED
+    assert "release v9 failed" in done.lines()[0]
+    assert done.lines()[-1] == "deploy/heroku: restore it by hand: heroku rollback v7 -a demo"
+
+
+def test_an_app_without_web_dynos_is_one_clear_error(harness, setup, live_url, tmp_path):
+    with setup(FakeHeroku("demo", KEY, live_url, quantity=0)) as fake:
+        done = harness.deploy(heroku)
+    done.failed(common.CONFIG, "no web dynos", "quantity 0", "ps:scale web=1")
+    assert docker_calls(tmp_path) == []
+    assert requests(fake, "PATCH") == []
+
+
+@pytest.mark.parametrize(
+    ("size", "workers"),
+    [("basic", "2"), ("Standard-1X", "2"), ("standard-2x", "4"), ("performance-m", "8")],
+)
+def test_sets_web_concurrency_for_the_dyno_size_before_the_release(
+    harness, setup, live_url, size, workers
+):
+    with setup(FakeHeroku("demo", KEY, live_url, size=size), concurrency=None) as fake:
+        done = harness.deploy(heroku)
+        config = dict(fake.config)
+    assert done.code == common.DEPLOYED
+    (change,) = [r for r in requests(fake, "PATCH") if r["path"].endswith("/config-vars")]
+    assert change["body"] == {"WEB_CONCURRENCY": workers}
+    assert config["WEB_CONCURRENCY"] == workers
+    methods = [(r["method"], r["path"]) for r in fake.requests]
+    assert methods.index(("PATCH", "/apps/demo/config-vars")) < methods.index(
+        ("PATCH", "/apps/demo/formation")
+    )
+
+
+def test_leaves_web_concurrency_alone_when_it_is_right(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/config-vars")]
+
+
+def test_a_new_app_without_a_web_formation_gets_web_concurrency_and_its_first_release(
+    harness, setup, live_url
+):
+    with setup(FakeHeroku("demo", KEY, live_url, size=None), concurrency=None) as fake:
+        done = harness.deploy(heroku)
+        config, formation = dict(fake.config), list(fake.formation)
+    assert done.code == common.DEPLOYED
+    assert config["WEB_CONCURRENCY"] == "2"  # its first web dyno is Basic (or Eco): 512 MB
+    assert formation == [{"type": "web", "quantity": 1, "size": "Basic"}]
+
+
+def test_a_new_app_whose_first_release_fails_its_smoke_test_says_how_to_stop_it(
+    harness, setup, dead_url
+):
+    with setup(FakeHeroku("demo", KEY, dead_url, size=None), concurrency=None):
+        done = harness.deploy(heroku)
+    assert done.code == common.NOT_RESTORED
+    assert done.lines()[-1] == "deploy/heroku: restore it by hand: heroku ps:scale web=0 -a demo"
+
+
+def test_a_sleeping_eco_dyno_counts_as_serving(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, size="eco", dynos="idle")):
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+
+
+def test_an_oci_manifest_in_the_registry_stops_it_before_the_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+        done = harness.deploy(heroku)
+    done.failed(common.UNCHANGED, "Docker v2 image manifest", "release v7 still serves")
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+
+
+def test_dry_run_masks_the_key_and_calls_nothing(harness, setup, live_url, tmp_path):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        done = harness.deploy(heroku, "--dry-run")
+    assert done.code == common.DEPLOYED
+    assert fake.requests == []
+    assert docker_calls(tmp_path) == []
+    assert KEY not in done.out + done.err
+    assert "Authorization: Bearer ***" in done.out
+    for words in ("docker login", "docker push", "PATCH", "/formation", DOCKER_RELEASES):
+        assert words in done.out
+
+
+@pytest.mark.parametrize("missing", ["HEROKU_APP", "HEROKU_API_KEY"])
+def test_a_missing_setting_is_one_clear_error(harness, setup, live_url, missing):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        harness.set(**{missing: ""})
+        done = harness.deploy(heroku)
+    done.failed(common.CONFIG, f"{missing} is not set")
+    assert fake.requests == []
+
+
+# -- Each failure at each step ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "what"),
+    [
+        ("GET", "", "error"),
+        ("GET", "/formation", "garbage"),  # not JSON: an unexpected answer
+        ("GET", "/releases", "sigterm"),
+        ("PATCH", "/formation", "error"),
+        ("PATCH", "/formation", "sigterm"),  # the release was asked for: it is rolled back
+        ("GET", "/dynos", "garbage"),
+        ("GET", "/dynos", "sigterm"),
+    ],
+)
+def test_a_failure_at_any_step_leaves_release_v7_serving(
+    harness, setup, live_url, method, path, what
+):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant(method, path, what, after=1 if (method, path) == ("GET", "/releases") else 0)
+        done = harness.deploy(heroku)
+        serving = fake.current()
+    assert done.code in (common.UNCHANGED, common.ROLLED_BACK)
+    assert serving["image"] == f"sha256:{7:064x}"  # release v7's image serves
+    assert harness.output() == ""
+
+
+@pytest.mark.parametrize("command", ["pull", "login", "push"])
+def test_a_docker_failure_after_the_config_change_rolls_it_back(
+    harness, setup, live_url, tmp_path, command
+):
+    with setup(FakeHeroku("demo", KEY, live_url), concurrency=None) as fake:
+        (tmp_path / "docker.json").write_text(json.dumps({"local_images": [], "fail": [command]}))
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, f"{command} failed", "release v7 serves again")
+    assert "WEB_CONCURRENCY" not in fake.config
+
+
+def test_a_release_pending_at_a_signal_is_waited_for_before_anything_is_rolled_back(
+    harness, setup, live_url
+):
+    """Its release phase fails after the signal: Heroku keeps v7, and nothing is rolled back."""
+    with setup(FakeHeroku("demo", KEY, live_url, release="failed")) as fake:
+        fake.plant("PATCH", "/formation", "sigterm")
+        done = harness.deploy(heroku)
+    done.failed(common.UNCHANGED, "SIGTERM", "release v7 still serves")
+    assert fake.releases[-1]["status"] == "failed"
+    assert requests(fake, "POST") == []
