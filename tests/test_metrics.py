@@ -178,3 +178,31 @@ def test_a_repeated_request_reuses_its_labelled_metrics(model_path):
     labels = {"route": "/r", "method": "PATCH", "status": "200"}
     assert registry.get_sample_value("mlservice_http_requests_total", labels) == 3
     assert registry.get_sample_value("mlservice_prediction_rows_sum") == 3
+
+
+def test_the_buckets_are_the_documented_ones(metered, card):
+    metered.post("/api/v1/predict", json=card["examples"]["benign"])
+    samples = scrape(metered)
+
+    def bounds(name: str) -> list[str]:
+        return sorted(
+            (dict(labels)["le"] for n, labels in samples if n == name),
+            key=lambda le: float(le),
+        )
+
+    # docs/observability.md: latency from 1 ms to 30 s; rows from 1 to 100,000.
+    assert bounds("mlservice_http_request_duration_seconds_bucket") == [
+        *("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"),
+        *("1.0", "2.5", "5.0", "10.0", "30.0", "+Inf"),
+    ]
+    assert bounds("mlservice_prediction_rows_bucket") == [
+        *("1.0", "2.0", "5.0", "10.0", "20.0", "50.0", "100.0", "200.0", "500.0", "1000.0"),
+        *("2000.0", "5000.0", "10000.0", "20000.0", "50000.0", "100000.0", "+Inf"),
+    ]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_the_usual_methods_are_counted_by_name(metered, method):
+    status = metered.open("/healthz", method=method).status_code
+    route = "/healthz" if status < 400 else "(unmatched)"  # 405: no rule matched the method
+    assert requests_total(scrape(metered), route, method, str(status)) == 1
