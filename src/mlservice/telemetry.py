@@ -178,9 +178,8 @@ class Telemetry:
 
 def init_app(app: Flask, metrics=None) -> None:
     """Call before registering other hooks: every other hook and view then runs inside these."""
-    hooks = Telemetry(
-        app.extensions["mlservice.model"], app.config["GOOGLE_CLOUD_PROJECT"], metrics
-    )
+    model = app.extensions["mlservice.model"]
+    hooks = Telemetry(model, app.config["GOOGLE_CLOUD_PROJECT"], metrics)
     app.extensions[EXTENSION] = hooks
     app.before_request(hooks.start)
     app.after_request(hooks.finish)
