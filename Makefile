@@ -47,15 +47,17 @@ requirements.txt: pyproject.toml uv.lock | $(UV)
 .PHONY: requirements
 requirements: requirements.txt ## Re-export requirements.txt (App Engine) from uv.lock
 
-# Retrain when the training code or the locked scikit-learn changes.
-$(MODEL): $(BIN)/.synced src/mlservice/training.py src/mlservice/features.py
+# Retrain when the contract, the training data (data/training/), the training code or the locked
+# scikit-learn changes.
+$(MODEL): $(BIN)/.synced src/mlservice/model.toml $(wildcard data/training/*) \
+		src/mlservice/training.py src/mlservice/contract.py src/mlservice/validation.py
 	$(BIN)/mlservice train --output $@
 
 .PHONY: model
 model: $(MODEL) ## Train the model if it is missing or stale
 
 .PHONY: curves
-curves: $(MODEL) ## Draw the model card's ROC and precision-recall curves as SVG files in models/
+curves: $(MODEL) ## Draw the model card's ROC and precision-recall curves per class as SVG files in models/
 	$(BIN)/mlservice export-curves $(MODEL:.skops=.json) --output-dir $(dir $(MODEL))
 
 # Loopback only by default (the image and the platforms listen on 0.0.0.0); HOST=0.0.0.0 to share.
@@ -105,7 +107,8 @@ fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis
 
 # CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only, and the
 # deploy scripts' tests (real gcloud and aws against the stand-ins).
-MODULES ?= config model validation api answers logs telemetry metrics deploy.common deploy.lightsail deploy.appengine deploy.heroku
+MODULES ?= config contract model validation api cards answers logs telemetry metrics deploy.common deploy.lightsail \
+	deploy.appengine deploy.heroku scripts.plan_deploys scripts.push_tested_image
 MODULES += rename_rules  # template-only
 .PHONY: mutation
 mutation: $(MODEL) ## Mutation testing of the core modules and deploy/ (mutmut): score and survivors per module

@@ -29,7 +29,7 @@ import wrk  # noqa: E402 (scripts/wrk.py, beside this file)
 from live_server import gunicorn_server  # noqa: E402
 
 from mlservice.config import default_workers, usable_cpus  # noqa: E402
-from mlservice.features import FEATURE_NAMES  # noqa: E402
+from mlservice.contract import CONTRACT  # noqa: E402
 from mlservice.probe import http  # noqa: E402
 from mlservice.training import load_training_data  # noqa: E402
 
@@ -82,7 +82,11 @@ def batch_csv(rows: int) -> bytes:
     rng = np.random.default_rng(0)
     sample = X.sample(rows, replace=True, random_state=0) * rng.uniform(0.95, 1.05, (rows, 1))
     buffer = io.StringIO()
-    sample[list(FEATURE_NAMES)].round(5).to_csv(buffer, index=False)
+    # Still valid after the jitter: each value kept inside its feature's range.
+    for feature in CONTRACT.features:
+        column = sample[feature.name].clip(feature.min, feature.max)
+        sample[feature.name] = column.round() if feature.integer else column
+    sample[CONTRACT.feature_names].round(5).to_csv(buffer, index=False)
     return buffer.getvalue().encode()
 
 
@@ -120,7 +124,7 @@ def main() -> int:
     args = parser.parse_args()
 
     card = json.loads((ROOT / "models" / "model.json").read_text())
-    row = json.dumps(card["examples"]["benign"])
+    row = json.dumps(next(iter(card["examples"].values())))
     # Telemetry off: no line per request (WARNING) and no metrics (no METRICS_TOKEN).
     env = {"MAX_ROWS": "100000", "MAX_BODY_BYTES": str(64 * 1024 * 1024), "LOG_LEVEL": "WARNING"}
     # On, as on the platforms: a JSON line per request (written to the server's log file) and

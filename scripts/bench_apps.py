@@ -12,7 +12,9 @@ from pathlib import Path
 import pandas as pd
 from flask import Flask, request
 
-from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice.contract import CONTRACT
+
+FEATURE_NAMES, LABELS = CONTRACT.feature_names, CONTRACT.labels
 
 ceiling = Flask("ceiling")
 
@@ -28,7 +30,7 @@ ceiling.get("/readyz")(ready)
 @ceiling.post("/api/v1/predict")
 def constant():
     request.get_data()
-    return {"predictions": [{"label": "benign"}], "model_version": "constant"}
+    return {"predictions": [{"label": LABELS[0]}], "model_version": "constant"}
 
 
 def _baseline() -> Flask:

@@ -10,7 +10,6 @@ Exits 1 when a peak is over the budget.
 """
 
 import argparse
-import json
 import os
 import sys
 import threading
@@ -25,7 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 from live_server import gunicorn_server  # noqa: E402
 
 from mlservice.config import from_environ  # noqa: E402
-from mlservice.features import FEATURE_NAMES  # noqa: E402
+from mlservice.contract import CONTRACT  # noqa: E402
+
+FEATURE_NAMES = CONTRACT.feature_names
 
 BUDGET_MIB = 256  # well under the 384 MB of an F1 instance, leaving room for the runtime
 WORKERS = 2
@@ -50,10 +51,17 @@ def repeated(head: str, item: str, tail: str, limit: int, separator: str = ",") 
     return (head + separator.join([item] * count) + tail).encode()
 
 
+def typical_values() -> list[str]:
+    """A valid value per feature, written with six decimals as measurements often are."""
+    middles = [(feature, (feature.min + feature.max) / 2) for feature in CONTRACT.features]
+    return [str(round(m)) if f.integer else f"{m:.6f}" for f, m in middles]
+
+
 def bodies(limit: int, max_rows: int) -> dict[str, tuple[str, bytes]]:
     """Each shape as large as the body limit allows, and the largest valid batches."""
-    row = json.dumps({name: 12.345678 for name in FEATURE_NAMES}, separators=(",", ":"))
-    csv_row = ",".join(["12.345678"] * len(FEATURE_NAMES))
+    values = typical_values()
+    row = "{" + ",".join(f'"{n}":{v}' for n, v in zip(FEATURE_NAMES, values, strict=True)) + "}"
+    csv_row = ",".join(values)
     depth = limit // 2 - 1
     valid_json = '{"instances":[' + ",".join([row] * max_rows) + "]}"
     valid_csv = ",".join(FEATURE_NAMES) + "\n" + "\n".join([csv_row] * max_rows) + "\n"
@@ -96,7 +104,10 @@ def post(url: str, media_type: str, body: bytes, statuses: list) -> None:
 
 def warm_up(url: str) -> None:
     """A few one-row predictions, so both workers have served a request before measuring."""
-    row = json.dumps({name: 12.345678 for name in FEATURE_NAMES}).encode()
+    values = typical_values()
+    row = (
+        "{" + ",".join(f'"{n}":{v}' for n, v in zip(FEATURE_NAMES, values, strict=True)) + "}"
+    ).encode()
     statuses: list = []
     work = [
         threading.Thread(target=post, args=(url, "application/json", row, statuses))

@@ -23,9 +23,11 @@ from pathlib import Path
 # Each module by the name `make mutation MODULES=...` takes, and the one mutmut gives it.
 MODULES = {
     "config": "mlservice.config",
+    "contract": "mlservice.contract",
     "model": "mlservice.model",
     "validation": "mlservice.validation",
     "api": "mlservice.api",
+    "cards": "mlservice.cards",
     "answers": "mlservice.answers",
     "logs": "mlservice.logs",
     "telemetry": "mlservice.telemetry",
@@ -34,6 +36,8 @@ MODULES = {
     "deploy.lightsail": "deploy.lightsail",
     "deploy.appengine": "deploy.appengine",
     "deploy.heroku": "deploy.heroku",
+    "scripts.plan_deploys": "scripts.plan_deploys",
+    "scripts.push_tested_image": "scripts.push_tested_image",
     "rename_rules": "scripts.rename_rules",  # template-only
 }
 EQUIVALENT = Path(__file__).with_name("equivalent-mutants.toml")
@@ -60,6 +64,11 @@ def changed_lines(mutant: str) -> list[str]:
         for line in diff.splitlines()
         if line[:1] in "-+" and not line.startswith(("---", "+++"))
     ]
+
+
+def qualified(module: str) -> str:
+    """mutmut's name for a module: mlservice.config, scripts.plan_deploys."""
+    return module if "." in module else f"mlservice.{module}"
 
 
 def _alternatives(to: str | list[str]) -> list[str]:
@@ -135,10 +144,10 @@ def main() -> int:
     print("Surviving mutants, with the lines they change:" if report else "No survivors.")
     print("\n".join(report))
     header = ("module", "mutants", "killed", "survived", "equivalent", "score", "of all")
-    print(f"\n{header[0]:<18}" + "".join(f"{name:>11}" for name in header[1:]))
+    print(f"\n{header[0]:<26}" + "".join(f"{name:>11}" for name in header[1:]))
     for module, tested, killed, survived, equivalent, score in rows:
         counts = "".join(f"{count:>11}" for count in (tested, killed, survived, equivalent))
-        print(f"{module:<18}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
+        print(f"{module:<26}{counts}{score:>10.1f}%{100 * killed / max(tested, 1):>10.1f}%")
     print(
         f"\nscore: killed out of the non-equivalent mutants (target {TARGET:.0f}% each); "
         "of all: killed out of every mutant tested."

@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--rss-growth", type=float, default=0.10, help="allowed, as a fraction")
     args = parser.parse_args()
 
-    body = json.dumps(json.loads(CARD.read_text())["examples"]["benign"])
+    body = json.dumps(next(iter(json.loads(CARD.read_text())["examples"].values())))
 
     def load(url: str, seconds: int) -> dict[str, int]:
         return wrk.run(f"{url}/api/v1/predict", seconds, args.connections, args.threads, body=body)

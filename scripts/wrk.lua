@@ -1,7 +1,7 @@
 -- wrk script for `make bench` and `make soak`: send METHOD (default POST) with an optional JSON
 -- BODY, count every response outside 2xx (wrk's own count lets 3xx pass) and print the totals
 -- as one `RESULT key=value ...` line at the end.
--- Usage: wrk -t2 -c64 -d60s -s scripts/wrk.lua URL -- POST '{"radius_mean": 12.0, ...}'
+-- Usage: wrk -t2 -c64 -d60s -s scripts/wrk.lua URL -- POST '{"<feature>": 12.0, ...}'
 
 local threads = {}
 

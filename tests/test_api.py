@@ -7,8 +7,11 @@ import pandas as pd
 import pytest
 
 from mlservice import create_app
-from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice.contract import CONTRACT
 from mlservice.model import ModelError
+from tests.values import FEATURE_NAMES, FEATURES, FIRST, LABELS, LAST, below, csv_table
+
+MIDDLE = FEATURES[len(FEATURES) // 2]
 
 PREDICT = "/api/v1/predict"
 
@@ -28,28 +31,25 @@ def assert_json_error(response, status, code):
     return error
 
 
-@pytest.fixture
-def row(card):
-    return dict(card["examples"]["benign"])
-
-
-def test_single_instance_predicts_label_and_probabilities(client, card, row):
+def test_single_instance_predicts_label_and_probabilities(client, card, example):
+    label, row = example
     response = post_json(client, row)
     assert response.status_code == 200
     body = response.get_json()
     assert body["model_version"] == card["version"]
     [prediction] = body["predictions"]
-    assert prediction["label"] == "benign"
+    assert prediction["label"] == label
     probabilities = prediction["probabilities"]
-    assert set(probabilities) == set(LABELS)
+    assert list(probabilities) == list(LABELS)  # every label, in the contract's order
     assert math.isclose(sum(probabilities.values()), 1.0)
-    assert probabilities["benign"] > probabilities["malignant"]
+    others = [p for name, p in probabilities.items() if name != label]
+    assert probabilities[label] > max(others)
 
 
 def test_batch_keeps_order_and_matches_single_predictions(client, card):
-    rows = [card["examples"]["malignant"], card["examples"]["benign"]] * 3
+    rows = list(card["examples"].values()) * 3
     body = post_json(client, {"instances": rows}).get_json()
-    assert [p["label"] for p in body["predictions"]] == ["malignant", "benign"] * 3
+    assert [p["label"] for p in body["predictions"]] == list(card["examples"]) * 3
     single = post_json(client, rows[0]).get_json()["predictions"][0]
     assert single["label"] == body["predictions"][0]["label"]
     for label in LABELS:
@@ -58,19 +58,23 @@ def test_batch_keeps_order_and_matches_single_predictions(client, card):
         )
 
 
-def test_integers_are_accepted_as_numbers(client, row):
-    row["radius_mean"] = 14
+@pytest.mark.parametrize("feature", FEATURES, ids=FEATURE_NAMES)
+def test_json_integers_are_accepted_as_numbers(client, row, feature):
+    whole = math.ceil(feature.min)
+    if whole > feature.max:
+        pytest.skip(f"no whole number from {feature.min} to {feature.max}")
+    row[feature.name] = whole
     assert post_json(client, row).status_code == 200
 
 
 @pytest.mark.parametrize(
     ("change", "field", "needle"),
     [
-        ({"radius_mean": "12.5"}, "radius_mean", "valid number"),
-        ({"radius_mean": True}, "radius_mean", "valid number"),
-        ({"radius_mean": None}, "radius_mean", "valid number"),
-        ({"radius_mean": -1}, "radius_mean", "greater than or equal to 0"),
-        ({"bogus": 1}, "bogus", "Extra inputs"),
+        ({FIRST.name: "12.5"}, FIRST.name, "valid number"),
+        ({FIRST.name: True}, FIRST.name, "valid number"),
+        ({FIRST.name: None}, FIRST.name, "valid number"),
+        ({FIRST.name: below(FIRST)}, FIRST.name, "greater than or equal to"),
+        ({"zz_not_a_feature": 1}, "zz_not_a_feature", "Extra inputs"),
     ],
 )
 def test_bad_values_name_their_field(client, row, change, field, needle):
@@ -81,29 +85,35 @@ def test_bad_values_name_their_field(client, row, change, field, needle):
 
 
 def test_missing_feature_is_named(client, row):
-    del row["symmetry_se"]
+    del row[LAST.name]
     error = assert_json_error(post_json(client, row), 422, "invalid_input")
     assert error["details"] == [
-        {"field": "symmetry_se", "message": "Field required", "type": "missing"}
+        {"field": LAST.name, "message": "Field required", "type": "missing"}
     ]
+
+
+def with_literal(row: dict, name: str, literal: str) -> str:
+    """The row as JSON text, with this feature's value written as the given literal."""
+    return json.dumps({**row, name: "LITERAL"}).replace('"LITERAL"', literal)
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_are_refused(client, row, literal):
-    text = json.dumps(row).replace(str(row["texture_mean"]), literal, 1)
-    error = assert_json_error(post_json(client, text), 422, "invalid_input")
-    assert error["details"][0]["field"] == "texture_mean"
+    error = assert_json_error(
+        post_json(client, with_literal(row, MIDDLE.name, literal)), 422, "invalid_input"
+    )
+    assert error["details"][0]["field"] == MIDDLE.name
     assert "finite" in error["message"]
 
 
 def test_errors_in_a_batch_name_the_row(client, row):
-    bad = {**row, "smoothness_se": "x"}
+    bad = {**row, LAST.name: "x"}
     error = assert_json_error(post_json(client, {"instances": [row, bad]}), 422, "invalid_input")
-    assert error["details"][0]["field"] == "instances[1].smoothness_se"
+    assert error["details"][0]["field"] == f"instances[1].{LAST.name}"
 
 
 def test_malformed_json(client):
-    error = assert_json_error(post_json(client, '{"radius_mean": 1,'), 400, "invalid_json")
+    error = assert_json_error(post_json(client, f'{{"{FIRST.name}": 1,'), 400, "invalid_json")
     assert "line 1" in error["message"]
 
 
@@ -133,7 +143,7 @@ def test_body_must_be_an_object(client, body):
     ("body", "code"),
     [
         ({"instances": []}, "empty_batch"),
-        ({"instances": {"radius_mean": 1}}, "invalid_input"),
+        ({"instances": {FIRST.name: 1}}, "invalid_input"),
         ({"instances": [], "extra": 1}, "invalid_input"),
     ],
 )
@@ -162,18 +172,18 @@ def test_bodies_with_more_values_than_max_rows_hold_are_refused(client, body):
 
 def test_integer_literal_over_python_digit_limit_is_a_client_error(client, row):
     # json.loads raises ValueError (not JSONDecodeError) for integers over 4300 digits.
-    text = json.dumps(row).replace(str(row["radius_mean"]), "1" * 5000, 1)
+    text = with_literal(row, FIRST.name, "1" * 5000)
     error = assert_json_error(post_json(client, text), 400, "invalid_json")
     assert "4300 digits" in error["message"]
 
 
 def test_duplicate_keys_are_refused_not_last_one_wins(client, row):
-    text = json.dumps(row)[:-1] + ', "radius_mean": 1}'
+    text = json.dumps(row)[:-1] + f', "{FIRST.name}": 1}}'
     error = assert_json_error(post_json(client, text), 422, "invalid_input")
-    assert "'radius_mean' appears more than once" in error["message"]
+    assert f"{FIRST.name!r} appears more than once" in error["message"]
 
 
-@pytest.mark.parametrize("text", ['{"\\ud800": 1}', '{"radius_mean": "\\udfff"}'])
+@pytest.mark.parametrize("text", ['{"\\ud800": 1}', f'{{"{FIRST.name}": "\\udfff"}}'])
 def test_lone_surrogates_are_refused_as_input(client, text):
     response = post_json(client, text)
     assert_json_error(response, 422, "invalid_input")
@@ -245,12 +255,12 @@ def test_wrong_content_type(client, row, content_type):
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
 def test_non_utf8_body(client, content_type):
-    response = client.post(PREDICT, data=b'{"radius_mean": "\xff\xfe"}', content_type=content_type)
+    response = client.post(PREDICT, data=b'{"a": "\xff\xfe"}', content_type=content_type)
     assert_json_error(response, 400, "invalid_encoding")
 
 
 def csv_of(rows: list[dict], columns=FEATURE_NAMES) -> str:
-    return pd.DataFrame(rows, columns=list(columns)).to_csv(index=False)
+    return csv_table(rows, columns)
 
 
 def post_csv(client, text):
@@ -258,23 +268,20 @@ def post_csv(client, text):
 
 
 def test_csv_batch_in_any_column_order(client, card):
-    rows = [card["examples"]["benign"], card["examples"]["malignant"]]
+    rows = list(reversed(card["examples"].values()))
     shuffled = list(reversed(FEATURE_NAMES))
     response = post_csv(client, csv_of(rows, shuffled))
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     assert response.headers["X-Model-Version"] == card["version"]
-    table = pd.read_csv(io.StringIO(response.get_data(as_text=True)))
-    assert list(table.columns) == [
-        *shuffled,
-        "label",
-        "probability_benign",
-        "probability_malignant",
-    ]
-    assert list(table["label"]) == ["benign", "malignant"]
+    table = pd.read_csv(io.StringIO(response.get_data(as_text=True)), dtype={"label": str})
+    columns = CONTRACT.probability_columns
+    assert list(table.columns) == [*shuffled, "label", *columns]
+    assert list(table["label"]) == list(reversed(card["examples"]))
     as_json = post_json(client, {"instances": rows}).get_json()["predictions"]
     for (_, scored), predicted in zip(table.iterrows(), as_json, strict=True):
-        assert math.isclose(scored["probability_benign"], predicted["probabilities"]["benign"])
+        for label, column in zip(LABELS, columns, strict=True):
+            assert math.isclose(scored[column], predicted["probabilities"][label])
 
 
 def test_csv_with_byte_order_mark(client, row):
@@ -285,11 +292,11 @@ def test_csv_with_byte_order_mark(client, row):
 
 
 def test_csv_missing_and_extra_columns(client, row):
-    table = pd.DataFrame([row]).drop(columns="radius_mean").assign(patient="p1")
+    table = pd.DataFrame([row]).drop(columns=FIRST.name).assign(zz_patient="p1")
     error = assert_json_error(post_csv(client, table.to_csv(index=False)), 422, "invalid_input")
-    assert "missing column(s) radius_mean" in error["message"]
-    assert "unknown column(s) patient" in error["message"]
-    assert {"field": "patient", "message": "unknown column"} in error["details"]
+    assert f"missing column(s) {FIRST.name}" in error["message"]
+    assert "unknown column(s) zz_patient" in error["message"]
+    assert {"field": "zz_patient", "message": "unknown column"} in error["details"]
 
 
 @pytest.mark.parametrize(
@@ -297,20 +304,19 @@ def test_csv_missing_and_extra_columns(client, row):
     [
         ("abc", "'abc' is not a number"),
         ("", "the cell is empty"),
-        ("-2", "negative"),
+        (repr(below(MIDDLE)), "is below the minimum of"),
         ("inf", "not a finite"),
-        ("1e308", "1e308 is larger than 1,000,000,000"),
+        ("1e308", "1e308 is above the maximum of"),
     ],
 )
-def test_csv_bad_cell_names_row_and_column(client, card, cell, reason):
-    rows = [card["examples"]["benign"]] * 3
-    text = csv_of(rows)
+def test_csv_bad_cell_names_row_and_column(client, row, cell, reason):
+    text = csv_of([row] * 3)
     lines = text.splitlines()
     values = lines[2].split(",")
-    values[FEATURE_NAMES.index("smoothness_mean")] = cell
+    values[FEATURE_NAMES.index(MIDDLE.name)] = cell
     lines[2] = ",".join(values)
     error = assert_json_error(post_csv(client, "\n".join(lines) + "\n"), 422, "invalid_input")
-    assert error["message"].startswith("line 3 (data row 2), column smoothness_mean: ")
+    assert error["message"].startswith(f"line 3 (data row 2), column {MIDDLE.name}: ")
     assert reason in error["message"]
     assert error["details"][0]["row"] == 2
     assert error["details"][0]["line"] == 3
@@ -321,7 +327,10 @@ def test_csv_bad_cell_names_row_and_column(client, card, cell, reason):
     [
         ("", "empty"),
         (",".join(FEATURE_NAMES) + "\n", "no rows"),
-        (",".join(FEATURE_NAMES) + '\n1,2,3,4,5,"6\n', "could not be parsed"),
+        (
+            ",".join(FEATURE_NAMES) + "\n" + "1," * (len(FEATURE_NAMES) - 1) + '"6\n',
+            "could not be parsed",
+        ),
     ],
 )
 def test_csv_without_rows(client, text, needle):
@@ -387,20 +396,25 @@ def test_app_engine_warmup_request_answers_once_the_model_is_loaded(client, card
     assert response.get_json()["model_version"] == card["version"]
 
 
-def test_csv_cells_may_have_spaces_and_exponents(client, row):
+def test_csv_cells_may_have_spaces_and_exponents(client, example):
+    label, row = example
     cells = [f" {row[name]:e} " for name in FEATURE_NAMES]
     text = ",".join(FEATURE_NAMES) + "\n" + ",".join(cells) + "\n"
     response = post_csv(client, text)
     assert response.status_code == 200
-    scored = pd.read_csv(io.StringIO(response.get_data(as_text=True)))
-    assert scored.loc[0, "label"] == "benign"
-    assert math.isclose(scored.loc[0, "radius_mean"], row["radius_mean"], rel_tol=1e-6)
+    scored = pd.read_csv(io.StringIO(response.get_data(as_text=True)), dtype={"label": str})
+    assert scored.loc[0, "label"] == label
+    assert math.isclose(scored.loc[0, FIRST.name], row[FIRST.name], rel_tol=1e-6)
 
 
 def test_csv_short_row_is_refused_naming_its_line(client, row):
     text = csv_of([row, row]).rstrip("\n").rsplit(",", 1)[0] + "\n"
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
-    assert error["message"] == "Line 3 (data row 2) has 5 field(s); the header (line 1) has 6."
+    n = len(FEATURE_NAMES)
+    assert (
+        error["message"]
+        == f"Line 3 (data row 2) has {n - 1} field(s); the header (line 1) has {n}."
+    )
 
 
 def test_csv_row_with_an_extra_field_is_refused_not_shifted(client, row):
@@ -408,7 +422,11 @@ def test_csv_row_with_an_extra_field_is_refused_not_shifted(client, row):
     lines = csv_of([row, row, row]).splitlines()
     lines[2] = "7," + lines[2]
     error = assert_json_error(post_csv(client, "\n".join(lines)), 422, "invalid_input")
-    assert error["message"] == "Line 3 (data row 2) has 7 field(s); the header (line 1) has 6."
+    n = len(FEATURE_NAMES)
+    assert (
+        error["message"]
+        == f"Line 3 (data row 2) has {n + 1} field(s); the header (line 1) has {n}."
+    )
     assert error["details"] == [{"line": 3, "row": 2, "message": "wrong number of fields"}]
 
 
@@ -418,14 +436,17 @@ def test_csv_line_numbers_count_quoted_line_breaks(client, row):
     quoted_break = ",".join(['"1\n"', *values[1:]])
     text = "\n".join([header, ",".join(values), quoted_break, ",".join(values[:-1])]) + "\n"
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
-    assert error["message"].startswith("Line 5 (data row 3) has 5 field(s)")
+    assert error["message"].startswith(f"Line 5 (data row 3) has {len(FEATURE_NAMES) - 1} field(s)")
 
 
 @pytest.mark.parametrize(
     ("header", "needle"),
     [
         (["", *FEATURE_NAMES], "column 1 has no name"),
-        ([*FEATURE_NAMES[:3], " ", *FEATURE_NAMES[3:]], "column 4 has no name"),
+        (
+            [*FEATURE_NAMES[:3], " ", *FEATURE_NAMES[3:]],
+            f"column {min(3, len(FEATURE_NAMES)) + 1} has no name",
+        ),
         ([*FEATURE_NAMES, FEATURE_NAMES[0]], f"names column(s) {FEATURE_NAMES[0]} more than once"),
         (
             [*FEATURE_NAMES[:-1], f" {FEATURE_NAMES[0]} "],
@@ -466,7 +487,8 @@ def test_csv_blank_line_inside_the_table_is_refused(client, row):
     lines = csv_of([row, row]).splitlines()
     text = "\n".join([lines[0], lines[1], "", lines[2]]) + "\n"
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
-    assert error["message"] == "Line 3 (data row 2) has 0 field(s); the header (line 1) has 6."
+    n = len(FEATURE_NAMES)
+    assert error["message"] == f"Line 3 (data row 2) has 0 field(s); the header (line 1) has {n}."
 
 
 def test_csv_trailing_blank_lines_and_crlf_are_read_as_a_spreadsheet_would(client, row):
@@ -493,14 +515,19 @@ def test_csv_rows_are_counted_while_parsing_too(client, row):
 
 def test_csv_bad_quoting_is_refused_with_its_line(client, row):
     values = [str(row[name]) for name in FEATURE_NAMES]
-    values[2] = '"1"2'
+    values[-1] = '"1"2'
     text = ",".join(FEATURE_NAMES) + "\n" + ",".join(values) + "\n"
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
     assert error["message"].startswith("The CSV could not be parsed at line 2: ")
 
 
 def test_csv_giant_field_is_a_client_error(client):
-    text = ",".join(FEATURE_NAMES) + "\n" + "1" * 200_000 + ",1,1,1,1,1\n"
+    text = (
+        ",".join(FEATURE_NAMES)
+        + "\n"
+        + ",".join(["1" * 200_000] + ["1"] * (len(FEATURE_NAMES) - 1))
+        + "\n"
+    )
     error = assert_json_error(post_csv(client, text), 422, "invalid_input")
     assert "field larger than field limit" in error["message"]
 

@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import threading
 import tomllib
@@ -5,12 +7,14 @@ from importlib import metadata
 from pathlib import Path
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from flask import Flask, request
 from werkzeug.serving import make_server
 
 from mlservice import cli, create_app, model, training
+from mlservice.contract import CONTRACT, label_key
 from tests.conftest import ROOT
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -43,10 +47,12 @@ def test_train_writes_artifact_and_card(tmp_path):
 
 
 def test_train_reports_a_failed_floor(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "ROC_AUC_FLOOR", 1.01)
+    monkeypatch.setattr(training, "cross_val_score", lambda *args, **kwargs: np.ones(5))
+    monkeypatch.setattr(training, "CONTRACT", CONTRACT.model_copy(update={"roc_auc_floor": 1.01}))
     result = CliRunner().invoke(cli.main, ["train", "--output", str(tmp_path / "m.skops")])
     assert result.exit_code == 1
-    assert "below the floor" in result.output
+    assert "is below the floor of 1.01 (roc_auc_floor in model.toml)." in result.output
+    assert len(result.output.splitlines()) == 1
     assert not (tmp_path / "m.skops").exists()
 
 
@@ -54,7 +60,10 @@ def test_smoke_passes_against_the_service(app, serve, card):
     url = serve(app)
     result = CliRunner().invoke(cli.main, ["smoke", url, "--wait", "5"])
     assert result.exit_code == 0, result.output
-    assert "ok   predict malignant example -> malignant" in result.output
+    for label in card["examples"]:
+        assert f"ok   predict {label} example -> {label}" in result.output
+    # Every example and a row of the least values seen in training, as one CSV table.
+    assert f"ok   predict CSV of {len(card['examples']) + 1} rows -> " in result.output
     assert f"serves model {card['version']}" in result.output
 
 
@@ -81,18 +90,36 @@ def test_smoke_checks_the_expected_version(app, serve):
     assert "expected 0000" in result.output
 
 
+LABELS = CONTRACT.labels
+FIRST_LABEL, OTHER = LABELS[0], LABELS[1]
+
+
+def probabilities_for(label: str) -> dict:
+    """Probabilities as a service gives them: 0.9 for this label, the rest shared."""
+    rest = 0.1 / (len(LABELS) - 1)
+    return {name: 0.9 if name == label else rest for name in LABELS}
+
+
 def broken_service(card: dict, **overrides) -> Flask:
-    """A service that answers like mlservice except where a test breaks it."""
+    """A service that answers like mlservice except where a test breaks it.
+
+    Each row is predicted as the example it is (the first label for any other row); overrides
+    replace an answer ("predict" a JSON prediction, "csv" an edit of the CSV table's lines).
+    """
     fake = Flask("fake")
     answers = {
         "/healthz": ({"status": "ok"}, 200),
         "/readyz": ({"status": "ready", "model_version": card["version"]}, 200),
         "/api/v1/model": (card, 200),
-        "predict": None,  # the example's own label, unless a test breaks it
+        "predict": None,
+        "csv": lambda lines: lines,
         "bad": ({"error": {"code": "invalid_input"}}, 422),
         "/metrics": ("", 404),
         **overrides,
     }
+
+    def label_of(row: dict) -> str:
+        return next((label for label, ex in card["examples"].items() if ex == row), FIRST_LABEL)
 
     @fake.get("/<path:path>")
     def get(path):
@@ -100,25 +127,80 @@ def broken_service(card: dict, **overrides) -> Flask:
 
     @fake.post("/api/v1/predict")
     def predict():
+        if request.mimetype == "text/csv":
+            header, *rows = csv.reader(io.StringIO(request.get_data(as_text=True)))
+            lines = [[*header, "label", *(card["csv_columns"][label] for label in LABELS)]]
+            for cells in rows:
+                label = label_of(dict(zip(header, map(float, cells), strict=True)))
+                lines.append([*cells, label, *map(str, probabilities_for(label).values())])
+            lines = answers["csv"](lines)
+            return "\n".join(",".join(line) for line in lines) + "\n", {"Content-Type": "text/csv"}
         row = request.get_json()
-        if not isinstance(row.get("radius_mean"), float):
+        if not all(isinstance(value, int | float) for value in row.values()):
             return answers["bad"]
-        label = next(label for label, example in card["examples"].items() if example == row)
-        return answers["predict"] or {"predictions": [{"label": label}]}
+        label = label_of(row)
+        prediction = {"label": label, "probabilities": probabilities_for(label)}
+        return answers["predict"] or {"predictions": [prediction]}
 
     return fake
+
+
+def one_prediction(label: str, probabilities: dict) -> tuple[dict, int]:
+    return {"predictions": [{"label": label, "probabilities": probabilities}]}, 200
+
+
+def swap_label_of_first_row(lines: list) -> list:
+    column = len(lines[0]) - len(LABELS) - 1
+    lines[1][column] = next(label for label in LABELS if label != lines[1][column])
+    return lines
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
         (
-            {"predict": ({"predictions": [{"label": "benign"}]}, 200)},
-            "the malignant example was predicted benign",
+            {"predict": one_prediction(OTHER, probabilities_for(OTHER))},
+            f"example was predicted {OTHER}",
         ),
+        (
+            {"predict": one_prediction(FIRST_LABEL, {FIRST_LABEL: 1.0})},
+            f"example: probabilities for ['{FIRST_LABEL}'], not",
+        ),
+        (
+            {
+                "predict": one_prediction(
+                    FIRST_LABEL, {**probabilities_for(FIRST_LABEL), OTHER: 1.5}
+                )
+            },
+            f"example: the probability of {OTHER} is 1.5",
+        ),
+        (
+            {"predict": one_prediction(FIRST_LABEL, dict.fromkeys(LABELS, 0.1))},
+            "example: the probabilities sum to",
+        ),
+        (
+            {"predict": one_prediction(FIRST_LABEL, probabilities_for(OTHER))},
+            f"example: the label {FIRST_LABEL} is not the most probable class",
+        ),
+        ({"csv": lambda lines: [lines[0][:-1], *lines[1:]]}, "the CSV answer's header is"),
+        ({"csv": lambda lines: lines[:-1]}, "the CSV answer has"),
+        ({"csv": swap_label_of_first_row}, "CSV row 1: the label"),
         ({"/healthz": ("down", 503)}, "/healthz answered 503"),
         ({"/readyz": ("<html>", 200)}, "did not answer JSON"),
         ({"bad": ("oops", 500)}, "bad input answered 500"),
+    ],
+    ids=[
+        "wrong label",
+        "a label missing",
+        "probability over 1",
+        "no sum of 1",
+        "label not the most probable",
+        "CSV header",
+        "CSV rows",
+        "CSV label",
+        "not live",
+        "not JSON",
+        "bad input",
     ],
 )
 def test_smoke_fails_on_a_broken_service(card, serve, override, message):
@@ -152,20 +234,21 @@ def test_export_curves_writes_standalone_svg_files(card, model_path, tmp_path):
         ["export-curves", str(model_path.with_suffix(".json")), "--output-dir", str(tmp_path)],
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "model-precision-recall.svg",
-        "model-roc.svg",
-    ]
+    curve_sets = card["metrics"]["held_out"]["curves"]
+    keys = [label_key(curves["positive_label"]) for curves in curve_sets]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"model-{kind}-{key}.svg" for key in keys for kind in ("roc", "precision-recall")
+    )
     svg = "{http://www.w3.org/2000/svg}"
-    curves = card["metrics"]["held_out"]["curves"]
-    for name, key in [("roc", "roc"), ("precision-recall", "precision_recall")]:
-        root = parse_svg(tmp_path / f"model-{name}.svg")
-        assert root.tag == f"{svg}svg"
-        assert root.find(f"{svg}title").text.endswith(f"curve for {curves['positive_label']}")
-        points = root.find(f"{svg}polyline").get("points").split()
-        assert len(points) == len(curves[key]["points"])
-    roc = parse_svg(tmp_path / "model-roc.svg")
-    assert f"ROC-AUC {card['metrics']['held_out']['roc_auc']:.4f}" in roc.find(f"{svg}desc").text
+    for key, curves in zip(keys, curve_sets, strict=True):
+        for name, part in [("roc", "roc"), ("precision-recall", "precision_recall")]:
+            root = parse_svg(tmp_path / f"model-{name}-{key}.svg")
+            assert root.tag == f"{svg}svg"
+            assert root.find(f"{svg}title").text.endswith(f"curve for {curves['positive_label']}")
+            points = root.find(f"{svg}polyline").get("points").split()
+            assert len(points) == len(curves[part]["points"])
+        roc = parse_svg(tmp_path / f"model-roc-{key}.svg")
+        assert f"ROC-AUC {curves['roc']['auc']:.4f}" in roc.find(f"{svg}desc").text
 
 
 def test_export_curves_of_a_card_without_curves_says_so(tmp_path):

@@ -10,16 +10,15 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 import bcrypt
 import pytest
 
 from scripts.live_server import running_server
+from tests.deploy_heroku import run_deploy_heroku
 from tests.standins.heroku_api import API, DOCKER_RELEASES, MANIFEST_V2, FakeHeroku
 from tests.standins.heroku_registry import OCI_TYPES, HerokuRegistry
 from tests.tools import require as require_tool
@@ -30,8 +29,6 @@ def require(tool: str) -> str:
     return require_tool(tool, "apt-get install docker.io docker-registry")
 
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "deploy" / "heroku"
 KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
 
 
@@ -87,25 +84,14 @@ def test_heroku_pushes_to_a_real_registry_and_releases_its_config_digest(
         check=True,
     ).stdout.strip()
     with running_server(workers=1) as app_url, FakeHeroku("demo", KEY, app_url + "/") as fake:
-        done = subprocess.run(
-            [sys.executable, SCRIPT, "--image", tiny_image, "--version", "v1.2.3"],
-            env={
-                "PATH": os.environ["PATH"],
-                "HOME": str(tmp_path),
-                "DOCKER_CONFIG": str(tmp_path / "docker"),  # keep the login out of ~/.docker
-                "HEROKU_APP": "demo",
-                "HEROKU_API_KEY": KEY,
-                "HEROKU_REGISTRY": registry,
-                "HEROKU_REGISTRY_INSECURE": "1",
-                "HEROKU_API_URL": fake.url,
-                "DEPLOY_POLL_SECONDS": "0.1",
-                "SMOKE_WAIT": "30",
-                "GITHUB_OUTPUT": str(tmp_path / "output"),
-            },
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+        done = run_deploy_heroku(
+            tiny_image,
+            app="demo",
+            key=KEY,
+            registry=registry,
+            api_url=fake.url,
+            home=tmp_path,
+            env={"PATH": os.environ["PATH"]},
         )
         print(done.stdout, done.stderr)
         assert done.returncode == 0
@@ -132,7 +118,7 @@ def test_heroku_pushes_to_a_real_registry_and_releases_its_config_digest(
     assert released["image"] == local_id
     assert all(r["headers"]["Accept"].startswith(API) for r in requests)
     assert "POST" not in [r["method"] for r in requests]  # no rollback
-    assert (tmp_path / "output").read_text() == f"url={app_url}/\n"
+    assert (tmp_path / "deploy-output").read_text() == f"url={app_url}/\n"
     assert KEY not in done.stdout + done.stderr
 
 

@@ -132,12 +132,15 @@ def test_gcloudignore_uploads_code_requirements_and_model_only(tmp_path):
         "gunicorn.conf.py",
         "src/mlservice/__init__.py",
         "src/mlservice/templates/index.html",
+        "src/mlservice/model.toml",
         "models/model.skops",
         "models/model.json",
         "data/sample_answers.csv",
     ]
     unwanted = [
         "tests/test_api.py",
+        "data/training/breast_cancer.csv",
+        "data/training/loans.csv",
         ".venv/bin/python",
         ".git/config",
         "Dockerfile",

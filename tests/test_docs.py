@@ -1,115 +1,21 @@
-"""The documentation shows what the project really does: README's curl examples answer as shown,
-`make help` names real values, and the performance table says how it was measured."""
+"""The documentation shows what the project really does: `make help` names real values, the
+performance table says how it was measured, and "Bring your own model" lists real files.
+
+README's curl examples show the example model's answers: tests/example/test_readme_examples.py
+checks them.
+"""
 
 import re
-import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from mlservice import contract
+from tests.tools import curl_examples, pattern, your_model_files
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-
-
-def shell_commands(block: str):
-    """(command, shown output) for each command in a ```sh block.
-
-    The output is the comment on the command's last line when it starts with `{`, else the
-    comment lines right below the command; prose comments (`# the model card`) show none.
-    """
-    lines = block.splitlines()
-    index, pending = 0, []
-    while index < len(lines):
-        line = lines[index]
-        index += 1
-        if not pending and (not line.strip() or line.lstrip().startswith("#")):
-            continue
-        pending.append(line)
-        text = "\n".join(pending)
-        try:
-            shlex.split(text)
-        except ValueError:
-            continue  # a quoted string goes on over the next line
-        if line.endswith("\\"):
-            continue
-        command, shown = text, []
-        inline = re.search(r"\s+# (.*)$", line)
-        if inline:
-            command = text[: len(text) - len(line) + inline.start()]
-            if inline[1].startswith("{"):
-                shown = [inline[1]]
-        while not inline and index < len(lines) and lines[index].startswith("# "):
-            shown.append(lines[index][2:])
-            index += 1
-        yield command, "\n".join(shown)
-        pending = []
-
-
-def curl_examples(markdown: str) -> list[tuple[dict, str]]:
-    """README's curl commands against the local service, each with the output it shows."""
-    examples = []
-    for block in re.findall(r"^```sh\n(.*?)^```", markdown, flags=re.M | re.S):
-        for command, shown in shell_commands(block):
-            tokens = shlex.split(command.replace("\\\n", " "))
-            if "curl" not in tokens or not shown:
-                continue
-            stdin = None
-            if tokens[0] == "printf":
-                stdin = tokens[1].replace("\\n", "\n")
-                tokens = tokens[tokens.index("|") + 1 :]
-            request = {"method": "GET", "headers": {}, "data": None}
-            args = iter(tokens[1:])
-            for arg in args:
-                if arg == "-H":
-                    name, value = next(args).split(": ", 1)
-                    request["headers"][name] = value
-                elif arg in {"-d", "--data-binary"}:
-                    value = next(args)
-                    request["method"] = "POST"
-                    request["data"] = stdin if value == "@-" else value
-                elif arg.startswith("localhost:8000/"):
-                    request["path"] = arg.removeprefix("localhost:8000")
-            examples.append((request, shown))
-    return examples
-
-
-def pattern(shown: str) -> re.Pattern:
-    """The shown output as a pattern: `0.98…` stands for more digits, any other `…` for more."""
-    parts = []
-    for piece in re.split(r"(\d…|\s*…,?\s*)", shown):
-        if re.fullmatch(r"\d…", piece):
-            parts.append(re.escape(piece[0]) + r"\d*")
-        elif piece.strip(" ,") == "…":
-            parts.append(".*?")
-        else:
-            parts.append(re.escape(piece))
-    return re.compile("".join(parts))
-
-
-EXAMPLES = curl_examples(README.read_text())
-
-
-def test_the_readme_has_curl_examples_to_check():
-    # Two JSON predictions, a CSV batch, the answers example and /readyz.
-    assert len(EXAMPLES) >= 5
-    assert {"/api/v1/predict", "/readyz"} <= {request["path"] for request, _ in EXAMPLES}
-
-
-@pytest.mark.parametrize(
-    ("request_", "shown"), EXAMPLES, ids=[request["path"][:30] for request, _ in EXAMPLES]
-)
-def test_readme_curl_example_answers_as_shown(client, request_, shown):
-    status = re.match(r"(\d{3}) ", shown)
-    response = client.open(
-        request_["path"],
-        method=request_["method"],
-        data=request_["data"],
-        headers=request_["headers"],
-    )
-    assert response.status_code == (int(status[1]) if status else 200)
-    body = response.get_data(as_text=True).strip()
-    assert pattern(shown.removeprefix(status[0]) if status else shown).fullmatch(body), body
 
 
 @pytest.mark.parametrize(
@@ -128,6 +34,30 @@ def test_readme_curl_example_answers_as_shown(client, request_, shown):
 )
 def test_shown_output_patterns(shown, body, matches):
     assert bool(pattern(shown).fullmatch(body)) is matches
+
+
+def test_docs_curl_examples_are_found_with_their_output():
+    doc = (ROOT / "docs" / "your-model.md").read_text()
+    examples = curl_examples(doc)
+    assert [request["path"] for request, _ in examples] == ["/api/v1/predict"] * 3
+    assert [request["method"] for request, _ in examples] == ["POST"] * 3
+    csv_request = examples[1][0]
+    assert csv_request["headers"] == {"Content-Type": "text/csv"}
+    assert csv_request["data"].startswith("income,debt_ratio,age")
+    assert examples[2][1].startswith("422 ")
+
+
+def test_readme_lists_the_files_a_user_edits():
+    # The list tests/test_model_swap.py follows: the contract, the data's folder (holding the
+    # file the contract names) and the example's tests (which a user may have deleted).
+    contract_file, data_folder, example_tests = your_model_files()
+    assert ROOT / contract_file == contract.PATH
+    assert (
+        ROOT / data_folder / contract.CONTRACT.training.data
+        == ROOT / contract.CONTRACT.training_data
+    )
+    assert (ROOT / data_folder / contract.CONTRACT.training.data).is_file()
+    assert example_tests == "tests/example/"
 
 
 def make_help(*args: str) -> str:

@@ -16,8 +16,8 @@ from scripts.live_server import gunicorn_server
 
 
 @pytest.fixture(scope="module")
-def example(card) -> dict:
-    return card["examples"]["benign"]
+def sample(example) -> dict:
+    return example[1]
 
 
 def post(base_url: str, body: str, content_type: str, timeout: float = 60) -> tuple[int, bytes]:
@@ -39,7 +39,7 @@ def wait_for(condition, timeout: float, interval: float = 0.1) -> bool:
         return False
 
 
-def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced(example):
+def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced(sample):
     clients, per_client, time_limit = 4, 300, 20.0
     outcomes: list[str] = []  # "200", another status, or the connection error's name
     lock = threading.Lock()
@@ -51,7 +51,7 @@ def test_killed_worker_loses_only_its_in_flight_request_and_is_replaced(example)
             if stop.is_set() or time.monotonic() > deadline:
                 return
             try:
-                status, _ = post(base_url, json.dumps(example), "application/json", timeout=10)
+                status, _ = post(base_url, json.dumps(sample), "application/json", timeout=10)
                 outcome = str(status)
             except (OSError, http.client.HTTPException) as error:
                 outcome = type(error).__name__
@@ -111,11 +111,11 @@ def test_corrupted_model_file_stops_start_up_with_one_clear_line(model_path, tmp
     assert str(damaged) in reasons[0]
 
 
-def test_sigterm_lets_the_in_flight_request_finish(example):
+def test_sigterm_lets_the_in_flight_request_finish(sample):
     # A slow upload: the worker has accepted the request and is reading its body when SIGTERM
     # arrives, however fast the service itself is.
     rows, chunks, pause = 2000, 10, 0.15
-    lines = [",".join(example)] + [",".join(map(str, example.values()))] * rows
+    lines = [",".join(sample)] + [",".join(map(str, sample.values()))] * rows
     body = ("\n".join(lines) + "\n").encode()
     size = -(-len(body) // chunks)
     result: dict = {}

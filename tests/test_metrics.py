@@ -5,6 +5,7 @@ across gunicorn's workers.
 """
 
 import sys
+from collections import Counter
 from importlib.metadata import version
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from mlservice import create_app, metrics
 from tests.conftest import ROOT
 from tests.tools import Samples, metric_samples, requests_total, sample
+from tests.values import FIRST, LABELS
 
 TOKEN = "metrics-token-for-the-tests-0123456789"  # noqa: S105
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -86,11 +88,13 @@ def test_the_token_is_compared_in_constant_time(monkeypatch):
 
 def test_counts_are_exact(metered, card):
     version_ = card["version"]
-    benign, malignant = card["examples"]["benign"], card["examples"]["malignant"]
+    # The card's examples: rows the model predicts right, each under its label.
+    examples = list(card["examples"].items())
+    (first, first_row), (last, last_row) = examples[0], examples[-1]
     for _ in range(3):
-        metered.post("/api/v1/predict", json=benign)
-    metered.post("/api/v1/predict", json={"instances": [benign, malignant, malignant]})
-    metered.post("/api/v1/predict", json={"radius_mean": "x"})  # 422
+        metered.post("/api/v1/predict", json=first_row)
+    metered.post("/api/v1/predict", json={"instances": [first_row, last_row, last_row]})
+    metered.post("/api/v1/predict", json={FIRST.name: "x"})  # 422
     metered.get("/api/v1/nowhere")  # 404
     metered.open("/api/v1/predict", method="BREW")  # an unknown method: 405
     metered.get("/metrics")  # 401
@@ -107,8 +111,9 @@ def test_counts_are_exact(metered, card):
     assert 0 < sample(samples, f"{duration}_sum", route="/api/v1/predict") < 60
 
     predictions = "mlservice_predictions_total"
-    assert sample(samples, predictions, label="benign", model_version=version_) == 4
-    assert sample(samples, predictions, label="malignant", model_version=version_) == 2
+    expected = Counter([first] * 4 + [last] * 2)
+    for label in LABELS:
+        assert sample(samples, predictions, label=label, model_version=version_) == expected[label]
     assert sample(samples, "mlservice_prediction_rows_count") == 4
     assert sample(samples, "mlservice_prediction_rows_sum") == 6
     assert sample(samples, "mlservice_prediction_rows_bucket", le="1.0") == 3
@@ -181,7 +186,7 @@ def test_a_repeated_request_reuses_its_labelled_metrics(model_path):
 
 
 def test_the_buckets_are_the_documented_ones(metered, card):
-    metered.post("/api/v1/predict", json=card["examples"]["benign"])
+    metered.post("/api/v1/predict", json=next(iter(card["examples"].values())))
     samples = scrape(metered)
 
     def bounds(name: str) -> list[str]:

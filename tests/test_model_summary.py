@@ -10,7 +10,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "model-summary"
-MLSERVICE = Path(sys.executable).parent / "mlservice"
 
 # Answers like gh: FAKE_TAG is the latest non-draft release ("" for none); FAKE_CARD is its
 # model.json (unset: the release has no such asset); FAKE_FAIL makes a subcommand fail.
@@ -30,10 +29,21 @@ esac
 """
 
 
+# compare-cards with the contract's floor fixed at 0.95, so these cards hold for any model.
+FIXED_FLOOR = f"""#!{sys.executable}
+import sys
+from mlservice import contract
+fixed = contract.load().model_copy(update={{"roc_auc_floor": 0.95}})
+contract.served = lambda: fixed
+from mlservice.cli import main
+sys.exit(main())
+"""
+
+
 def card(roc_auc: float, version: str = "new") -> dict:
     return {
         "version": version,
-        "features": [{"name": "radius_mean"}],
+        "features": [{"name": "a"}],
         "metrics": {"held_out": {"accuracy": 0.9, "roc_auc": roc_auc}},
     }
 
@@ -45,13 +55,15 @@ def summary(tmp_path):
     bin_dir.mkdir()
     (bin_dir / "gh").write_text(FAKE_GH)
     (bin_dir / "gh").chmod(0o755)
+    (bin_dir / "mlservice").write_text(FIXED_FLOOR)
+    (bin_dir / "mlservice").chmod(0o755)
 
     def run(new: dict, *, tag: str = "v1.0.0", baseline: dict | None = None, **env: str):
         new_path = tmp_path / "new.json"
         new_path.write_text(json.dumps(new))
         environ = {
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-            "MLSERVICE": str(MLSERVICE),
+            "MLSERVICE": str(bin_dir / "mlservice"),
             "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
             "FAKE_LOG": str(tmp_path / "gh.log"),
             "FAKE_TAG": tag,
@@ -143,4 +155,12 @@ def test_an_unreadable_new_card_is_reported(summary, tmp_path):
     result, text, _ = summary({"metrics": {}}, baseline=card(0.97))
     assert result.returncode == 1
     assert "has no held-out ROC-AUC" in result.stdout
+    assert "could not read" in text
+
+
+def test_a_nan_roc_auc_fails_the_gate_in_one_line(summary, tmp_path):
+    nan = json.dumps(card(0.5)).replace('"roc_auc": 0.5', '"roc_auc": NaN')
+    result, text, _ = summary(json.loads(nan), baseline=card(0.99))
+    assert result.returncode == 1
+    assert "held-out ROC-AUC is NaN, not a number from 0 to 1" in result.stdout
     assert "could not read" in text

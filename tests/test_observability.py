@@ -15,8 +15,9 @@ import pytest
 
 from mlservice.probe import NotYet, http, wait_until
 from scripts.live_server import Server, gunicorn_server, stop
-from tests.test_telemetry import SUBMITTED
+from tests.test_telemetry import BAD_VALUE, SUBMITTED, TELLTALE
 from tests.tools import Samples, metric_samples, requests_total, sample
+from tests.values import FIRST, csv_table
 
 pytestmark = pytest.mark.slow
 
@@ -49,17 +50,13 @@ def three_workers(server: Server) -> None:
 
 
 def test_counts_add_up_across_the_workers_and_the_log_is_json_without_values(card):
-    names = list(SUBMITTED)
-    malignant = card["examples"]["malignant"]
-    table = [SUBMITTED, malignant]
-    csv_text = (
-        ",".join(names) + "\n" + "".join(",".join(str(r[n]) for n in names) + "\n" for r in table)
-    )
+    examples = list(card["examples"].values())
+    csv_text = csv_table([SUBMITTED, examples[0]])
     requests = (
         [("POST", "/api/v1/predict", json.dumps(SUBMITTED), JSON)] * 24
-        + [("POST", "/api/v1/predict", json.dumps({"instances": [SUBMITTED, malignant, card["examples"]["benign"]]}), JSON)] * 6
+        + [("POST", "/api/v1/predict", json.dumps({"instances": [SUBMITTED, examples[0], examples[-1]]}), JSON)] * 6
         + [("POST", "/api/v1/predict", csv_text, {"Content-Type": "text/csv"})] * 6
-        + [("POST", "/api/v1/predict", json.dumps({**SUBMITTED, "radius_mean": "13.713713x"}), JSON)] * 8
+        + [("POST", "/api/v1/predict", json.dumps({**SUBMITTED, FIRST.name: BAD_VALUE}), JSON)] * 8
         + [("GET", "/api/v1/nowhere", None, {})] * 4
         + [("GET", "/boom", None, {"Accept": "application/json"})] * 2
     )  # fmt: skip
@@ -148,13 +145,13 @@ def test_counts_add_up_across_the_workers_and_the_log_is_json_without_values(car
 
     # Nothing that was submitted is in the log, valid or not.
     written = json.dumps(lines)
-    for submitted in [*map(str, SUBMITTED.values()), "13.713713x"]:
+    for submitted in [*TELLTALE, BAD_VALUE]:
         assert submitted not in written
 
 
 def test_a_killed_worker_leaves_the_sums_and_a_stuck_one_names_its_request(card):
     env = {"METRICS_TOKEN": TOKEN, "LOG_FORMAT": "json", "WEB_TIMEOUT": "3"}
-    body = json.dumps(card["examples"]["benign"]).encode()
+    body = json.dumps(next(iter(card["examples"].values()))).encode()
     with gunicorn_server(env=env, workers=3, app=APP) as server:
         three_workers(server)
         for _ in range(5):

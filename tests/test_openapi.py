@@ -6,6 +6,9 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 
+from mlservice.contract import CONTRACT
+from tests.values import FEATURES, FIRST
+
 # Page routes, static files and the document itself are not API operations.
 UNDOCUMENTED = {"/", "/model", "/static/<path:filename>"}
 UNDOCUMENTED |= {"/answers", "/answers/static/<path:filename>"}  # the ranked-answers example
@@ -53,14 +56,30 @@ def test_documented_features_are_the_validated_ones(document, card):
     instance = document["components"]["schemas"]["Instance"]
     assert instance["required"] == [feature["name"] for feature in card["features"]]
     assert instance["additionalProperties"] is False
+    for feature in FEATURES:
+        documented = instance["properties"][feature.name]
+        assert documented["type"] == ("integer" if feature.integer else "number")
+        assert (documented["minimum"], documented["maximum"]) == (feature.min, feature.max)
+        assert feature.description in documented["description"]
+
+
+def test_the_document_describes_this_model(document, card):
+    assert CONTRACT.title in document["info"]["description"]
+    predict = document["paths"]["/api/v1/predict"]["post"]
+    for name in [*CONTRACT.labels, *CONTRACT.probability_columns]:
+        assert name in predict["description"]
+    probabilities = document["components"]["schemas"]["Probabilities"]
+    assert probabilities["required"] == list(CONTRACT.labels)
+    examples = predict["requestBody"]["content"]["application/json"]["examples"]
+    assert [example["value"] for example in examples.values()] == list(card["examples"].values())
 
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [("example", 200), ({"radius_mean": "x"}, 422), ({"instances": []}, 422)],
+    [("example", 200), ({FIRST.name: "x"}, 422), ({"instances": []}, 422)],
 )
-def test_predict_answers_match_the_document(client, document, card, body, status):
-    payload = card["examples"]["benign"] if body == "example" else body
+def test_predict_answers_match_the_document(client, document, row, body, status):
+    payload = row if body == "example" else body
     response = client.post("/api/v1/predict", json=payload)
     assert response.status_code == status
     validate(document, "/api/v1/predict", "post", response)

@@ -8,7 +8,6 @@ actionlint and zizmor checks CI runs.
 import json
 import os
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from scripts.plan_deploys import TARGET_NAMES
 from tests.tools import run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +29,6 @@ JOBS = WORKFLOW["jobs"]
 TRIGGERS = WORKFLOW[True]  # YAML 1.1 reads the key `on` as a boolean
 
 OIDC_ACTIONS = {"aws-actions/configure-aws-credentials", "google-github-actions/auth"}
-
-
-def plan_target_names():
-    """The targets scripts/plan-deploys can emit (it has no .py suffix: run it as a file)."""
-    return runpy.run_path(str(ROOT / "scripts" / "plan-deploys"))["TARGET_NAMES"]
 
 
 def action(step):
@@ -110,8 +105,9 @@ EVERY_ENVIRONMENT = (
 )
 
 
-def plan(run, environments=EVERY_ENVIRONMENT, tier="staging", tag="v1.2.3"):
-    """scripts/plan-deploys' outputs for `run`, with the env the plan step gives it."""
+def plan(run, environments=EVERY_ENVIRONMENT, tier="staging", tag="v1.2.3", image=""):
+    """scripts/plan-deploys' outputs for `run`, with the env the plan step gives it; `image`
+    is what the release step outputs (a released tag's recorded image, else nothing)."""
     (step,) = [s for s in JOBS["plan"]["steps"] if s.get("id") == "plan"]
     ctx = context(*run)
     ctx["vars"] = ns(DEPLOY_ENVIRONMENTS=environments)
@@ -139,7 +135,13 @@ def plan(run, environments=EVERY_ENVIRONMENT, tier="staging", tag="v1.2.3"):
     )
     lines = proc.stdout.split("## Deploy plan")[0].splitlines()
     outputs = dict(line.split("=", 1) for line in lines if "=" in line and "::" not in line)
-    return ns(deploys=outputs["deploys"], tier=outputs["tier"], version=outputs["version"])
+    return ns(
+        deploys=outputs["deploys"],
+        tier=outputs["tier"],
+        version=outputs["version"],
+        image=image,
+        attested="true" if image else "",
+    )
 
 
 def image_job(run):
@@ -206,15 +208,17 @@ def test_triggers():
 def test_job_graph():
     needs = {name: set(job.get("needs", [])) for name, job in JOBS.items()}
     assert needs["lint"] == needs["test"] == needs["plan"] == set()
-    assert needs["image"] == {"lint", "test"}
+    assert needs["image"] == {"lint", "test", "plan"}
     assert needs["deploy"] == {"image", "plan"}
     assert needs["release"] == {"image", "plan", "deploy"}
+    assert needs["tags"] == {"image", "plan", "release"}
     assert needs["ci-ok"] == set(JOBS) - {"ci-ok"}  # the gate waits for every job
 
 
 # -- Every event: which jobs run, which tier, which tags --------------------------------------
 
 OK = ns(result="success")
+NOT_RELEASED = ns(result="success", outputs=ns(image="", attested=""))
 
 
 @pytest.mark.parametrize(
@@ -223,7 +227,8 @@ OK = ns(result="success")
         (MAIN, True, ["sha-0123456", "main"], "staging", ["lightsail-staging"], False),
         (BRANCH, False, [], "", [], False),
         (PULL_REQUEST, False, [], "", [], False),
-        (TAG, True, ["1.2.3", "1.2", "latest"], "production", ["lightsail-production"], True),
+        # 1.2 and latest move in the tags job, after production took the release.
+        (TAG, True, ["1.2.3"], "production", ["lightsail-production"], True),
         (RC_TAG, True, ["1.2.3-rc.1"], "staging", ["lightsail-staging"], True),
     ],
     ids=["main", "other-branch", "pull-request", "release-tag", "pre-release-tag"],
@@ -233,6 +238,7 @@ def test_each_push_or_pull_request(run, pushes, tags, tier, environments, releas
     assert runs("test", run)
     assert image_job(run) == (pushes, tags)
     planned = plan(run, environments="lightsail-staging lightsail-production")
+    assert runs("image", run, plan=ns(result="success", outputs=planned))
     assert planned.tier == tier
     deploys = json.loads(planned.deploys)
     assert [d["environment"] for d in deploys] == environments
@@ -240,7 +246,8 @@ def test_each_push_or_pull_request(run, pushes, tags, tier, environments, releas
     deploys_run = runs("deploy", run, image=image, plan=ns(result="success", outputs=planned))
     assert deploys_run is bool(environments)
     deploy = ns(result="success" if environments else "skipped")
-    assert runs("release", run, image=image, plan=OK, deploy=deploy) is releases
+    released = runs("release", run, image=image, plan=NOT_RELEASED, deploy=deploy)
+    assert released is releases
 
 
 def test_a_dispatch_redeploys_without_building():
@@ -253,7 +260,9 @@ def test_a_dispatch_redeploys_without_building():
         "heroku-production",
     ]
     skipped = ns(result="skipped", outputs=ns(image="", attested=""))
-    assert runs("deploy", DISPATCH, image=skipped, plan=ns(result="success", outputs=planned))
+    recorded = plan(DISPATCH, tier="production", image="ghcr.io/o/r@sha256:old")
+    assert not runs("image", DISPATCH, plan=ns(result="success", outputs=recorded))
+    assert runs("deploy", DISPATCH, image=skipped, plan=ns(result="success", outputs=recorded))
     # A push whose image job was skipped (lint or tests failed) deploys nothing.
     assert not runs("deploy", MAIN, image=skipped, plan=ns(result="success", outputs=planned))
     assert not runs("release", DISPATCH, image=skipped, plan=OK, deploy=OK)
@@ -266,7 +275,7 @@ def test_a_fresh_copy_deploys_nothing_and_still_releases():
         assert planned.deploys == "[]"
         assert not runs("deploy", run, image=image, plan=ns(result="success", outputs=planned))
     skipped = ns(result="skipped")
-    assert runs("release", TAG, image=image, plan=OK, deploy=skipped)
+    assert runs("release", TAG, image=image, plan=NOT_RELEASED, deploy=skipped)
 
 
 @pytest.mark.parametrize(
@@ -282,8 +291,9 @@ def test_a_fresh_copy_deploys_nothing_and_still_releases():
 )
 def test_release_waits_for_the_image_and_the_deploys(results, releases):
     needs = {name: ns(result=results.get(name, "success")) for name in ("image", "plan", "deploy")}
+    needs["plan"].outputs = NOT_RELEASED.outputs
     assert runs("release", TAG, **needs) is releases
-    assert not runs("release", NON_RELEASE_TAG, image=OK, plan=OK, deploy=OK)
+    assert not runs("release", NON_RELEASE_TAG, image=OK, plan=NOT_RELEASED, deploy=OK)
 
 
 def test_deploy_matrix_and_environments_match_the_plan():
@@ -317,7 +327,7 @@ def test_plan_reads_one_repository_variable_and_the_dispatch_inputs():
 
 
 def test_matrix_targets_match_the_deploy_scripts():
-    names = plan_target_names()
+    names = TARGET_NAMES
     scripts = sorted(
         p.name for p in (ROOT / "deploy").iterdir() if p.is_file() and os.access(p, os.X_OK)
     )
@@ -437,8 +447,13 @@ def test_ci_ok_is_a_gate_that_fails_on_failure_or_cancellation():
     assert action(step) == "re-actors/alls-green"
     assert step["with"]["jobs"] == "${{ toJSON(needs) }}"
     skips = step["with"]["allowed-skips"]
-    assert evaluate(skips, context(*MAIN)) == "deploy, release"
-    assert evaluate(skips, context(*DISPATCH)) == "lint, test, image, deploy, release"
+    built = ns(plan=NOT_RELEASED)
+    assert evaluate(skips, context(*MAIN, needs=built)) == "deploy, release, tags"
+    assert evaluate(skips, context(*DISPATCH, needs=built)) == (
+        "lint, test, image, deploy, release, tags"
+    )
+    recorded = ns(plan=ns(outputs=ns(image="ghcr.io/o/r@sha256:old")))
+    assert evaluate(skips, context(*TAG, needs=recorded)) == "image, deploy, release, tags"
     assert "allowed-failures" not in step["with"]
 
 
@@ -450,12 +465,11 @@ def test_release_records_the_image_digest_for_redeploys():
     )
     assert '[[ "$TAG" == *-* ]]' in step["run"]  # pre-release
     assert step["env"]["TAG"] == "${{ github.ref_name }}"
-    assert step["env"]["IMAGE"] == "${{ needs.image.outputs.image }}"
+    assert step["env"]["IMAGE"] == "${{ needs.image.outputs.image || needs.plan.outputs.image }}"
     assert step["env"]["GH_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"  # noqa: S105
     assert 'gh release view "$TAG"' in step["run"]  # a re-run does not fail on the release
     (read,) = [s for s in JOBS["plan"]["steps"] if s.get("id") == "released"]
     assert 'gh release download "$TAG" --pattern image.json' in read["run"]
-    assert read["if"] == "github.event_name == 'workflow_dispatch'"
 
 
 # -- Concurrency ------------------------------------------------------------------------------
@@ -544,7 +558,7 @@ def test_every_action_is_pinned_to_a_commit_with_its_version():
 
 def test_checkout_never_persists_credentials():
     checkouts = [s for job in JOBS for s in steps_using(job, "actions/checkout")]
-    assert len(checkouts) == 5
+    assert len(checkouts) == 6
     assert all(s["with"]["persist-credentials"] is False for s in checkouts)
 
 
@@ -606,6 +620,7 @@ def test_secrets_only_reach_the_jobs_that_need_them():
             "plan": {"GITHUB_TOKEN"},  # reads a release's image.json
             "deploy": {"GITHUB_TOKEN", "HEROKU_API_KEY"},
             "release": {"GITHUB_TOKEN"},
+            "tags": {"GITHUB_TOKEN"},
         }.get(name, set())
         assert secrets == expected, name
 
@@ -714,8 +729,192 @@ def test_the_release_carries_the_model_card_the_next_comparison_reads():
     steps = JOBS["release"]["steps"]
     (download,) = steps_using("release", "actions/download-artifact")
     assert download["with"] == {"name": "model", "path": "models"}
-    (attach,) = [s for s in steps if "gh release upload" in s.get("run", "")]
+    (attach,) = [
+        s for s in steps if "gh release upload" in s.get("run", "") and "models/" in s["run"]
+    ]
     assert steps.index(download) < steps.index(attach)
     assert "models/model.json" in attach["run"].split()
     # scripts/model-summary downloads exactly this asset name from the latest release.
     assert "--pattern model.json" in (ROOT / "scripts" / "model-summary").read_text()
+
+
+# -- Released tags: the recorded image, never a rebuild; moving tags after production ----------
+
+DIGEST = "sha256:" + "b" * 64
+RELEASED_IMAGE = f"ghcr.io/owner/repo@{DIGEST}"
+
+
+def scripted_gh(tmp_path, release="missing", assets=(), releases=()):
+    """A `gh` that answers like GitHub's for one release (`missing`, `error`, or present with
+    `assets`) and the published `releases`, logging each call; (directory for PATH, log)."""
+    (tmp_path / "recorded.json").write_text(json.dumps({"image": RELEASED_IMAGE, "attested": True}))
+    log = tmp_path / "gh.log"
+    listing = json.dumps([{"tagName": name} for name in releases])
+    gh = tmp_path / "bin" / "gh"
+    gh.parent.mkdir(exist_ok=True)
+    gh.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {log}\n'
+        'case "$1 $2" in\n'
+        '  "release view")\n'
+        f"    case {release} in\n"
+        '      missing) echo "release not found" >&2; exit 1 ;;\n'
+        '      error) echo "HTTP 502: Bad Gateway" >&2; exit 1 ;;\n'
+        "    esac\n"
+        f"    printf '%s\\n' {' '.join(assets)} ;;\n"
+        '  "release download") dir="${@: -2:1}"; '
+        f'[[ "${{@: -2:1}}" == --clobber ]] && dir="${{@: -3:1}}"; cp {tmp_path}/recorded.json "$dir/image.json" ;;\n'
+        f"  \"release list\") echo '{listing}' ;;\n"
+        "esac\n"
+    )
+    gh.chmod(0o755)
+    return gh.parent, log
+
+
+def run_step(step, tmp_path, bin_dir, env, cwd=ROOT):
+    """Run a step's script with bash as the runner does; (exit code, outputs, stdout+stderr)."""
+    output = tmp_path / "github-output"
+    output.write_text("")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", step["run"]],
+        cwd=cwd,
+        env={
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "RUNNER_TEMP": str(runner_temp),
+            "GITHUB_OUTPUT": str(output),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    outputs = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    return proc.returncode, outputs, proc.stdout + proc.stderr
+
+
+def released_step():
+    (step,) = [s for s in JOBS["plan"]["steps"] if s.get("id") == "released"]
+    return step
+
+
+@pytest.mark.parametrize("run", [TAG, RC_TAG, DISPATCH])
+def test_a_released_tag_yields_the_image_its_release_recorded(tmp_path, run):
+    step = released_step()
+    assert evaluate(step["if"], context(*run))
+    bin_dir, log = scripted_gh(tmp_path, release="present", assets=("image.json", "model.json"))
+    env = {"TAG": "v1.2.3", "EVENT": run[0], "REPOSITORY": "Owner/Repo"}
+    code, outputs, printed = run_step(step, tmp_path, bin_dir, env)
+    assert code == 0, printed
+    assert outputs == {"image": RELEASED_IMAGE, "attested": "true"}  # name lowercased to match
+    assert "download v1.2.3 --pattern image.json" in log.read_text()
+    # With that output the run builds nothing and deploys, releases and tags that image.
+    planned = plan(run, tier="production", image=outputs["image"])
+    done = ns(result="success", outputs=planned)
+    assert not runs("image", run, plan=done)
+    skipped = ns(result="skipped", outputs=ns(image="", attested=""))
+    assert runs("deploy", run, image=skipped, plan=done)
+    assert evaluate(
+        JOBS["deploy"]["env"]["IMAGE"], context(*run, needs=ns(image=skipped, plan=done))
+    ) == (RELEASED_IMAGE)
+    assert runs("release", run, image=skipped, plan=done, deploy=OK) is (run[0] == "push")
+
+
+@pytest.mark.parametrize(
+    ("release", "assets", "run", "code", "message"),
+    [
+        ("missing", (), TAG, 0, "v1.2.3 has no release: this run builds"),
+        ("present", ("model.json",), TAG, 0, "has no image.json (was it made by this pipeline?)"),
+        (
+            "missing",
+            (),
+            DISPATCH,
+            1,
+            "::error::v1.2.3 has no release: a dispatch redeploys a release",
+        ),
+        ("present", ("notes.txt",), DISPATCH, 1, "::error::release v1.2.3 has no image.json"),
+        ("error", (), TAG, 1, "HTTP 502"),  # never a rebuild because GitHub did not answer
+    ],
+    ids=["new-tag", "release-made-by-hand", "dispatch-unreleased", "dispatch-foreign", "api-error"],
+)
+def test_a_tag_without_a_recorded_image_builds_and_a_dispatch_of_one_fails(
+    tmp_path, release, assets, run, code, message
+):
+    bin_dir, _ = scripted_gh(tmp_path, release=release, assets=assets)
+    env = {"TAG": "v1.2.3", "EVENT": run[0], "REPOSITORY": "owner/repo"}
+    done, outputs, printed = run_step(released_step(), tmp_path, bin_dir, env)
+    assert (done, outputs) == (code, {})
+    assert message in printed
+
+
+def release_step():
+    return JOBS["release"]["steps"][0]
+
+
+@pytest.mark.parametrize(
+    ("release", "assets", "calls"),
+    [
+        ("missing", (), ["release create v1.2.3"]),
+        ("present", ("model.json",), ["release upload v1.2.3"]),  # made by hand: gets image.json
+        ("present", ("image.json", "model.json"), []),  # a re-run: left as it is
+    ],
+)
+def test_the_release_records_the_image_once(tmp_path, release, assets, calls):
+    bin_dir, log = scripted_gh(tmp_path, release=release, assets=assets)
+    env = {
+        "TAG": "v1.2.3",
+        "IMAGE": RELEASED_IMAGE,
+        "ATTESTED": "true",
+        "TIER": "production",
+        "DEPLOYS": '[{"environment": "heroku-production"}]',
+    }
+    code, _, printed = run_step(release_step(), tmp_path, bin_dir, env)
+    assert code == 0, printed
+    writes = [c for c in log.read_text().splitlines() if c.split()[1] in ("create", "upload")]
+    assert [" ".join(c.split()[:3]) for c in writes] == calls
+    recorded = json.loads((tmp_path / "runner-temp" / "image.json").read_text())
+    assert recorded == {"image": RELEASED_IMAGE, "attested": True}
+
+
+@pytest.mark.parametrize(
+    ("release", "tags_run"),
+    [("success", True), ("failure", False), ("skipped", False), ("cancelled", False)],
+)
+def test_x_y_and_latest_move_only_once_the_release_is_published(release, tags_run):
+    needs = {"image": OK, "plan": NOT_RELEASED, "release": ns(result=release)}
+    assert runs("tags", TAG, **needs) is tags_run
+    assert not runs("tags", RC_TAG, image=OK, plan=NOT_RELEASED, release=OK)  # a pre-release
+
+
+@pytest.mark.parametrize(
+    ("tag", "published", "moved"),
+    [
+        ("v1.2.3", ["v1.2.2", "v1.1.9"], "1.2 latest"),
+        ("v1.2.4", ["v1.3.0", "v1.2.3"], "1.2"),  # a patch of an older line
+        ("v1.2.3", ["v1.2.4", "v1.3.0"], ""),  # a re-run of an older release
+    ],
+)
+def test_the_tags_step_moves_what_the_newest_release_owns(tmp_path, tag, published, moved):
+    (step,) = [s for s in JOBS["tags"]["steps"] if "--move" in s.get("run", "")]
+    # The step's scripts/ in a scratch checkout: the real plan-deploys, a push-tested-image
+    # that records its arguments.
+    scripts = tmp_path / "checkout" / "scripts"
+    scripts.mkdir(parents=True)
+    for name in ("plan-deploys", "plan_deploys.py"):
+        (scripts / name).symlink_to(ROOT / "scripts" / name)
+    recorded = tmp_path / "moved"
+    (scripts / "push-tested-image").write_text(f'#!/bin/sh\necho "$*" > {recorded}\n')
+    (scripts / "push-tested-image").chmod(0o755)
+    bin_dir, log = scripted_gh(tmp_path, releases=published)
+    env = {"TAG": tag, "IMAGE": RELEASED_IMAGE}
+    code, _, printed = run_step(step, tmp_path, bin_dir, env, cwd=tmp_path / "checkout")
+    assert code == 0, printed
+    assert "release list --exclude-drafts --exclude-pre-releases" in log.read_text()
+    if moved:
+        assert recorded.read_text().split() == ["--move", RELEASED_IMAGE, *moved.split()]
+    else:
+        assert not recorded.exists()
+        assert "moves neither" in printed

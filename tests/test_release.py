@@ -2,23 +2,16 @@
 
 `make release VERSION=X.Y.Z` tags a clean tree, refuses everything else, never pushes (each test
 runs the project's Makefile in a fresh git repository under tmp_path). scripts/push-tested-image
-pushes exactly the tested image to a real registry (Debian's docker-registry on 127.0.0.1) and
-fails when the registry holds anything else.
+is tested in tests/test_push_tested_image.py and, with real registries and both of Docker's image
+stores, in tests/test_image_stores.py.
 """
 
-import json
 import os
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
-
-from tests.test_deploy_heroku_registry import require, unavailable
-from tests.tools import running_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {
@@ -140,141 +133,3 @@ def test_warns_but_tags_off_main(repo):
     assert done.returncode == 0, done.stderr
     assert "warning: tagging hotfix, not main" in done.stderr
     assert tags(repo) == ["v1.0.1"]
-
-
-# -- scripts/push-tested-image against a real registry ----------------------------------------
-
-PUSH = ROOT / "scripts" / "push-tested-image"
-
-
-@pytest.fixture(scope="module")
-def open_registry(tmp_path_factory):
-    """A docker-registry on 127.0.0.1 without auth (GHCR's login is not what is tested here)."""
-    binary = require("docker-registry")
-    require("docker")
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        unavailable("no docker daemon answers (scripts/ensure-docker starts one)")
-    with running_registry(binary, tmp_path_factory.mktemp("open-registry")) as address:
-        yield address
-
-
-@pytest.fixture
-def images(tmp_path):
-    """Two different one-file images built offline (FROM scratch): (tag, id) each; removed after."""
-    built = []
-    for _ in range(2):
-        context = tmp_path / uuid.uuid4().hex
-        context.mkdir()
-        (context / "hello.txt").write_text(uuid.uuid4().hex)  # unique: a fresh image id
-        (context / "Dockerfile").write_text('FROM scratch\nCOPY hello.txt /\nCMD ["/hello.txt"]\n')
-        tag = f"mlservice-push-test:{uuid.uuid4().hex[:12]}"
-        subprocess.run(
-            ["docker", "build", "--quiet", "--network", "host", "-t", tag, str(context)],
-            env={**os.environ, "DOCKER_BUILDKIT": "0"},
-            check=True,
-            capture_output=True,
-        )
-        image_id = docker("image", "inspect", "-f", "{{.Id}}", tag)
-        built.append((tag, image_id))
-    yield built
-    subprocess.run(["docker", "rmi", "--force", *(t for t, _ in built)], capture_output=True)
-
-
-def docker(*args):
-    return subprocess.run(
-        ["docker", *args], capture_output=True, text=True, check=True, timeout=120
-    ).stdout.strip()
-
-
-def push_tested(tmp_path, *args, **env):
-    return subprocess.run(
-        [str(PUSH), *args],
-        env={**os.environ, "GITHUB_OUTPUT": str(tmp_path / "output"), **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def registry_manifest(registry, name, reference):
-    request = urllib.request.Request(
-        f"http://{registry}/v2/{name}/manifests/{reference}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return answer.headers["Docker-Content-Digest"], json.load(answer)
-
-
-def test_pushes_the_tested_image_under_every_tag_and_reports_its_digest(
-    tmp_path, open_registry, images
-):
-    (tested, tested_id), _ = images
-    name = f"{open_registry}/owner/repo"
-    refs = [f"{name}:1.2.3", f"{name}:1.2"]
-    for ref in refs:
-        docker("tag", tested, ref)
-    done = push_tested(tmp_path, tested_id, *refs)
-    assert done.returncode == 0, done.stderr
-    outputs = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
-    # What the registry serves under each tag is the tested image, under the reported digest.
-    for tag in ("1.2.3", "1.2"):
-        digest, manifest = registry_manifest(open_registry, "owner/repo", tag)
-        assert manifest["config"]["digest"] == tested_id
-        assert digest == outputs["digest"]
-    assert outputs["image"] == f"{name}@{outputs['digest']}"
-    docker("rmi", *refs)
-
-
-def test_refuses_a_tag_that_names_another_image_locally(tmp_path, open_registry, images):
-    (_, tested_id), (other, _) = images
-    ref = f"{open_registry}/owner/repo:sha-abc"
-    docker("tag", other, ref)
-    done = push_tested(tmp_path, tested_id, ref)
-    assert done.returncode == 1
-    assert f"{ref} is sha256:" in done.stderr
-    assert f"not the tested {tested_id}" in done.stderr
-    with pytest.raises(urllib.error.HTTPError):  # nothing was pushed
-        registry_manifest(open_registry, "owner/repo", "sha-abc")
-    docker("rmi", ref)
-
-
-def test_fails_when_the_registry_holds_another_image_after_the_push(
-    tmp_path, open_registry, images
-):
-    # Another push of the same tag lands between ours and the read-back (a race, or a registry
-    # that rewrites images): the registry's manifest no longer has the tested config.
-    (tested, tested_id), (other, other_id) = images
-    ref = f"{open_registry}/owner/repo:latest"
-    docker("tag", tested, ref)
-    racing = tmp_path / "docker"
-    racing.write_text(
-        "#!/usr/bin/env bash\n"
-        'if [[ "$1" == push ]]; then\n'
-        '  docker "$@" || exit\n'
-        f"  docker tag {other} {ref} && docker push --quiet {ref} >/dev/null\n"
-        f"  docker tag {tested} {ref}\n"
-        "  exit\n"
-        "fi\n"
-        'exec docker "$@"\n'
-    )
-    racing.chmod(0o755)
-    done = push_tested(tmp_path, tested_id, ref, DOCKER=str(racing))
-    assert done.returncode == 1
-    assert done.stderr.splitlines()[-1] == (
-        f"push-tested-image: {ref} in the registry has config digest {other_id},"
-        f" not the tested image {tested_id}"
-    )
-    assert not (tmp_path / "output").exists()  # no digest for a deploy to use
-    docker("rmi", ref)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [([], "usage:"), (["latest", "x:y"], "is not an image id like sha256:")],
-)
-def test_bad_arguments_fail_with_one_line(tmp_path, args, message):
-    done = push_tested(tmp_path, *args)
-    assert done.returncode == 1
-    assert len(done.stderr.splitlines()) == 1
-    assert message in done.stderr

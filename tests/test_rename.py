@@ -273,7 +273,7 @@ def test_each_place_spells_the_name_as_it_needs(renamed):
     assert project["tool"]["ruff"]["lint"]["isort"]["known-first-party"][0] == "loan_default"
     assert project["tool"]["coverage"]["run"]["source"] == ["loan_default"]
     # make mutation: the package's modules and deploy/, none of the template's rename rules.
-    assert project["tool"]["mutmut"]["source_paths"] == ["src/loan_default", "deploy"]
+    assert project["tool"]["mutmut"]["source_paths"] == ["src/loan_default", "deploy", "scripts"]
     assert "scripts/rename_rules.py" not in project["tool"]["mutmut"]["only_mutate"]
     makefile = (copy / "Makefile").read_text()
     assert "$(BIN)/loan-default train" in makefile
@@ -809,6 +809,11 @@ def test_the_readme_steps_end_in_a_green_make_test(tmp_path, repository):
     }
     uv = Path(find_uv()).parent
     env |= {"PATH": f"{uv}:{env['PATH']}", "UV_OFFLINE": "1", "GITHUB_REPOSITORY_OWNER": "octo"}
+    # The copy's own .ci/run would install the image-store tools (scripts/install-docker-stores);
+    # this checkout's, when installed, stand in for that download.
+    if (ROOT / ".tools" / "docker").is_dir():
+        (copy / ".tools").mkdir(exist_ok=True)
+        (copy / ".tools" / "docker").symlink_to(ROOT / ".tools" / "docker")
     for step in readme_steps():
         step = step.replace("loan-default", repository, 1)
         done = subprocess.run(

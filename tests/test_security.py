@@ -6,8 +6,8 @@ import urllib.request
 import html5lib
 import pytest
 
-from mlservice.features import FEATURE_NAMES
 from scripts.live_server import running_server
+from tests.values import FEATURE_NAMES
 
 HOSTILE = '"><script>alert(1)</script><img src=x onerror=alert(2)>'
 
@@ -28,8 +28,10 @@ def simple_get_urls(app) -> list[str]:
 def responses(client):
     for url in simple_get_urls(client.application):
         yield url, client.get(url)
-    yield "/?example=benign", client.get("/?example=benign")
-    yield "POST / (bad value)", client.post("/", data=dict.fromkeys(FEATURE_NAMES, "-1"))
+    card = client.get("/api/v1/model").get_json()
+    label = next(iter(card["examples"]))
+    yield f"/?example={label}", client.get("/", query_string={"example": label})
+    yield "POST / (bad value)", client.post("/", data=dict.fromkeys(FEATURE_NAMES, "x"))
     yield "/missing (404 page)", client.get("/missing", headers={"Accept": "text/html"})
     yield "/api/v1/missing (404 JSON)", client.get("/api/v1/missing")
 

@@ -12,17 +12,13 @@ import pytest
 
 from mlservice import create_app, logs, telemetry
 from tests.conftest import ROOT
+from tests.values import FIRST, LABELS, LAST, below, csv_table, marked_row, telltale, text
 
 GENERATED_ID = re.compile(r"[0-9a-f]{32}")
-# Unusual values, so that finding one in a log line cannot be a coincidence.
-SUBMITTED = {
-    "radius_mean": 13.713713,
-    "texture_mean": 17.171717,
-    "smoothness_mean": 0.0919191,
-    "texture_se": 1.0515151,
-    "smoothness_se": 0.00616161,
-    "symmetry_se": 0.0191919,
-}
+SUBMITTED = marked_row()
+# The submitted values a log line could not hold by chance (every float feature's).
+TELLTALE = [text(value) for value in SUBMITTED.values() if telltale(value)]
+BAD_VALUE = "13.713713x"
 
 
 @pytest.fixture
@@ -89,7 +85,7 @@ def test_another_request_id_is_replaced(client, sent):
     [
         ("GET", "/api/v1/nowhere", None, 404),
         ("PUT", "/api/v1/predict", None, 405),
-        ("POST", "/api/v1/predict", '{"radius_mean": "x"}', 422),
+        ("POST", "/api/v1/predict", json.dumps({FIRST.name: "x"}), 422),
         ("POST", "/api/v1/predict", "not json", 400),
         ("GET", "/api/v1/answers?question=none", None, 422),
     ],
@@ -110,7 +106,7 @@ def test_the_error_page_shows_the_request_id(client):
 
 
 def test_a_json_prediction_logs_one_line_with_counts_but_no_values(client, card, lines):
-    batch = {"instances": [SUBMITTED, card["examples"]["malignant"], card["examples"]["benign"]]}
+    batch = {"instances": [SUBMITTED, *card["examples"].values()]}
     response = client.post("/api/v1/predict", json=batch, headers={"X-Request-ID": "c" * 24})
     assert response.status_code == 200
     labels = [p["label"] for p in response.get_json()["predictions"]]
@@ -123,37 +119,36 @@ def test_a_json_prediction_logs_one_line_with_counts_but_no_values(client, card,
         "message": f"POST /api/v1/predict 200 {line['duration_ms']:.1f} ms",
         "request_id": "c" * 24,
         "model_version": card["version"],
-        "rows": 3,
-        "labels": {label: labels.count(label) for label in card["labels"] if label in labels},
+        "rows": 1 + len(card["examples"]),
+        "labels": {label: labels.count(label) for label in LABELS if label in labels},
         "method": "POST",
         "path": "/api/v1/predict",
         "route": "/api/v1/predict",
         "status": 200,
         "duration_ms": line["duration_ms"],
     }
-    assert line["labels"]["malignant"] >= 1
     assert 0 < line["duration_ms"] < 60_000
 
 
 def test_a_csv_batch_counts_its_rows(client, card, lines):
-    names = list(SUBMITTED)
-    rows = [card["examples"]["benign"], card["examples"]["malignant"]] * 2
-    text = ",".join(names) + "\n" + "".join(",".join(str(r[n]) for n in names) + "\n" for r in rows)
-    response = client.post("/api/v1/predict", data=text, content_type="text/csv")
+    # The card's examples are rows the model predicts right, one per label.
+    rows = list(card["examples"].values()) * 2
+    response = client.post("/api/v1/predict", data=csv_table(rows), content_type="text/csv")
     assert response.status_code == 200
     [line] = request_lines(lines())
-    assert (line["rows"], line["labels"]) == (4, {"malignant": 2, "benign": 2})
+    assert (line["rows"], line["labels"]) == (len(rows), dict.fromkeys(card["examples"], 2))
 
 
-def test_a_page_prediction_is_counted_too(client, card, lines):
-    form = {name: str(value) for name, value in card["examples"]["malignant"].items()}
+def test_a_page_prediction_is_counted_too(client, example, lines):
+    label, row = example
+    form = {name: text(value) for name, value in row.items()}
     assert client.post("/", data=form).status_code == 200
     [line] = request_lines(lines())
-    assert (line["route"], line["rows"], line["labels"]) == ("/", 1, {"malignant": 1})
+    assert (line["route"], line["rows"], line["labels"]) == ("/", 1, {label: 1})
 
 
 def test_a_rejected_request_logs_its_error_code_and_no_counts(client, lines):
-    response = client.post("/api/v1/predict", json={**SUBMITTED, "radius_mean": "13.713713x"})
+    response = client.post("/api/v1/predict", json={**SUBMITTED, FIRST.name: BAD_VALUE})
     assert response.status_code == 422
     [line] = request_lines(lines())
     assert line["error"] == "invalid_input"
@@ -170,7 +165,7 @@ def test_an_unmatched_path_is_logged_as_sent_with_no_route(client, lines):
 
 
 def test_a_form_refused_without_an_error_body_is_named_by_its_status(client, lines):
-    assert client.post("/", data={"radius_mean": "x"}).status_code == 400
+    assert client.post("/", data={FIRST.name: "x"}).status_code == 400
     [line] = request_lines(lines())
     assert line["error"] == "http_400"
 
@@ -184,17 +179,19 @@ def test_the_query_string_is_never_logged(client, lines):
 
 
 def test_no_submitted_value_reaches_any_log_line(client, lines):
-    names = list(SUBMITTED)
-    csv_text = ",".join(names) + "\n" + ",".join(str(SUBMITTED[n]) for n in names) + "\n"
+    assert TELLTALE, "no submitted value to look for"
+    csv_text = csv_table([SUBMITTED])
     client.post("/api/v1/predict", json=SUBMITTED)
-    client.post("/api/v1/predict", json={"instances": [SUBMITTED, {**SUBMITTED, "texture_se": -1}]})
+    client.post(
+        "/api/v1/predict", json={"instances": [SUBMITTED, {**SUBMITTED, LAST.name: below(LAST)}]}
+    )
     client.post("/api/v1/predict", data=csv_text, content_type="text/csv")
-    client.post("/api/v1/predict", data=csv_text.replace("0.0191919", "0.0191919,9"))
-    client.post("/", data={name: str(value) for name, value in SUBMITTED.items()})
+    client.post("/api/v1/predict", data=csv_text.rstrip("\n") + ",9\n")  # a cell too many
+    client.post("/", data={name: text(value) for name, value in SUBMITTED.items()})
     written = json.dumps(lines())
     assert len(request_lines(lines())) == 5
-    for value in SUBMITTED.values():
-        assert str(value) not in written
+    for value in TELLTALE:
+        assert value not in written
 
 
 @pytest.fixture
@@ -313,8 +310,11 @@ def clocked_client(app, monkeypatch):
 
     @app.get("/twice")
     def twice():
-        telemetry.predicted(np.array([[0.9, 0.1]]))  # columns in the card's label order
-        telemetry.predicted(np.array([[0.2, 0.8], [0.3, 0.7], [0.6, 0.4]]))
+        # Probabilities in the contract's label order: the first label, then the last twice
+        # and the first once.
+        one_hot = np.eye(len(LABELS))
+        telemetry.predicted(one_hot[[0]] * 0.9 + 0.01)
+        telemetry.predicted(one_hot[[-1, -1, 0]] * 0.8 + 0.05)
         return "ok"
 
     return app.test_client()
@@ -327,9 +327,8 @@ def test_durations_are_logged_to_the_microsecond(clocked_client, lines):
     assert line["message"] == "GET /healthz 200 12.3 ms"
 
 
-def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, card, lines):
+def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, lines):
     clocked_client.get("/twice")
     [line] = request_lines(lines())
-    first, second = card["labels"]
     assert line["rows"] == 4
-    assert line["labels"] == {first: 2, second: 2}
+    assert line["labels"] == {LABELS[0]: 2, LABELS[-1]: 2}

@@ -1,9 +1,16 @@
-"""The number rule shared by CSV cells and the page's fields, and the page agreeing with CSV."""
+"""The value rules (a finite number within the feature's range, whole for an integer feature),
+shared by JSON fields, CSV cells and the page's fields, and the page agreeing with CSV."""
 
 import pytest
 
-from mlservice.features import FEATURE_NAMES
-from mlservice.validation import NumberError, to_number
+from mlservice.contract import Feature
+from mlservice.validation import NumberError, form_message, to_number
+from tests.values import FEATURE_NAMES, FIRST, csv_table
+
+WIDE = Feature(name="wide", label="Wide", description="Any size.", min=0, max=1e9)
+WHOLE = Feature(
+    name="count", label="Count", description="How many.", type="integer", min=-5, max=100
+)
 
 
 @pytest.mark.parametrize(
@@ -11,7 +18,7 @@ from mlservice.validation import NumberError, to_number
     [("1e3", 1000.0), ("1E+03", 1000.0), (".5", 0.5), ("5.", 5.0), ("+7", 7.0), (" 2\t", 2.0)],
 )
 def test_notations_python_reads_are_numbers(text, value):
-    assert to_number(text) == value
+    assert to_number(text, WIDE) == value
 
 
 @pytest.mark.parametrize(
@@ -24,26 +31,63 @@ def test_notations_python_reads_are_numbers(text, value):
         ("0x10", "not_a_number"),
         ("nan", "not_finite"),
         ("inf", "not_finite"),
-        ("-0.5", "negative"),
+        ("-0.5", "too_small"),
         ("1000000001", "too_large"),
     ],
 )
 def test_everything_else_is_refused_with_its_reason(text, kind):
     with pytest.raises(NumberError) as caught:
-        to_number(text)
+        to_number(text, WIDE)
     assert caught.value.kind == kind
 
 
+@pytest.mark.parametrize(("text", "value"), [("3", 3.0), ("3.0", 3.0), ("1e1", 10.0), ("-5", -5.0)])
+def test_an_integer_feature_takes_whole_numbers_in_any_notation(text, value):
+    assert to_number(text, WHOLE) == value
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "message"),
+    [
+        ("2.5", "not_whole", "2.5 is not a whole number"),
+        ("99.000001", "not_whole", "99.000001 is not a whole number"),
+        ("-6", "too_small", "-6 is below the minimum of -5"),
+        ("101", "too_large", "101 is above the maximum of 100"),
+    ],
+)
+def test_an_integer_feature_refuses_fractions_and_its_range_ends(text, kind, message):
+    with pytest.raises(NumberError) as caught:
+        to_number(text, WHOLE)
+    assert caught.value.kind == kind
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("kind", "feature", "message"),
+    [
+        ("empty", WHOLE, "Enter a number."),
+        ("not_a_number", WHOLE, "Enter a number."),
+        ("not_finite", WHOLE, "Enter a finite number."),
+        ("too_small", WHOLE, "Must be -5 or more."),
+        ("too_large", WIDE, "Must be at most 1,000,000,000."),
+        ("not_whole", WHOLE, "Enter a whole number."),
+    ],
+)
+def test_the_page_says_each_reason_in_its_own_words(kind, feature, message):
+    assert form_message(kind, feature) == message
+
+
 @pytest.mark.parametrize("value", ["1_000", "1,5"])
-def test_page_and_csv_refuse_the_same_text(client, card, value):
-    form = {name: str(v) for name, v in card["examples"]["benign"].items()}
-    form["radius_mean"] = value
+def test_page_and_csv_refuse_the_same_text(client, row, value):
+    form = {name: str(v) for name, v in row.items()}
+    form[FIRST.name] = value
     page = client.post("/", data=form)
     assert page.status_code == 400
     assert "Enter a number." in page.get_data(as_text=True)
 
-    cells = [f'"{form[name]}"' for name in FEATURE_NAMES]
-    csv = ",".join(FEATURE_NAMES) + "\n" + ",".join(cells) + "\n"
-    scored = client.post("/api/v1/predict", data=csv, content_type="text/csv")
+    quoted = {name: f'"{text}"' for name, text in form.items()}
+    scored = client.post(
+        "/api/v1/predict", data=csv_table([quoted], FEATURE_NAMES), content_type="text/csv"
+    )
     assert scored.status_code == 422
     assert f"{value!r} is not a number" in scored.get_json()["error"]["message"]

@@ -1,4 +1,5 @@
 import dataclasses
+import html
 import json
 import re
 import shutil
@@ -7,7 +8,10 @@ import html5lib
 import pytest
 
 from mlservice import create_app
-from mlservice.features import FEATURE_NAMES
+from mlservice.contract import CONTRACT, label_key, show
+from tests.values import FEATURE_NAMES, FEATURES, FIRST, LABELS, below, text
+
+MIDDLE = FEATURES[len(FEATURES) // 2]
 
 
 def parse_strict(page: str):
@@ -26,7 +30,7 @@ def field_error(page: str, name: str) -> str | None:
     return None if node is None else node.text
 
 
-def test_page_has_six_number_fields_with_units_and_ranges(client, card):
+def test_page_has_a_number_field_per_feature_with_units_and_ranges(client, card):
     response = client.get("/")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -35,7 +39,18 @@ def test_page_has_six_number_fields_with_units_and_ranges(client, card):
     assert [i.get("name") for i in inputs] == list(FEATURE_NAMES)
     assert {i.get("type") for i in inputs} == {"number"}
     for feature in card["features"]:
-        assert f"{feature['unit']} · seen in training {feature['training_min']:g}" in page
+        hint = tree.find(f".//small[@id='{feature['name']}-hint']").text
+        assert hint.startswith(f"{feature['unit']} · " if feature["unit"] else "")
+        seen = f"seen in training {feature['training_min']:g}–{feature['training_max']:g}"  # noqa: RUF001
+        assert seen in hint
+
+
+def test_page_words_come_from_the_contract(client):
+    tree = parse_strict(client.get("/").get_data(as_text=True))
+    assert tree.find(".//title").text == f"{CONTRACT.title} · mlservice"
+    assert tree.find(".//h1").text == CONTRACT.title
+    assert CONTRACT.description in tree.find(".//p[@class='lead']").text
+    assert tree.find(".//footer/p").text == CONTRACT.disclaimer
 
 
 def test_page_uses_only_local_assets(client):
@@ -46,24 +61,42 @@ def test_page_uses_only_local_assets(client):
         assert css.mimetype == "text/css"
 
 
-@pytest.mark.parametrize("label", ["benign", "malignant"])
+@pytest.mark.parametrize("label", LABELS)
 def test_example_buttons_fill_the_form_and_predict(client, card, label):
-    page = client.get(f"/?example={label}").get_data(as_text=True)
-    assert f'href="/?example={label}"' in page
+    if label not in card["examples"]:
+        pytest.skip(f"no held-out {label} row was predicted right, so there is no example")
+    tree = parse_strict(client.get("/").get_data(as_text=True))
+    [button] = [a for a in tree.iterfind(".//p[@class='examples']/a") if a.text == label]
+    page = client.get(button.get("href")).get_data(as_text=True)
     values = field_values(page)
     assert {k: float(v) for k, v in values.items()} == card["examples"][label]
 
     result = client.post("/", data=values)
     assert result.status_code == 200
     tree = parse_strict(result.get_data(as_text=True))
-    assert tree.find(".//output[@id='prediction']").text == label.capitalize()
+    assert tree.find(".//output[@id='prediction']").text == label
     assert "Probability" in result.get_data(as_text=True)
 
 
-def test_unknown_example_is_not_found(client):
+def test_the_result_shows_every_label_with_its_probability(client, example):
+    label, row = example
+    page = client.post("/", data={name: text(value) for name, value in row.items()})
+    tree = parse_strict(page.get_data(as_text=True))
+    rows = tree.findall(".//table[@id='probabilities']/tbody/tr")
+    assert [tr.find("th").text for tr in rows] == list(LABELS)
+    meters = {tr.find("th").text: float(tr.find("td/meter").get("value")) for tr in rows}
+    assert sum(meters.values()) == pytest.approx(1)
+    assert max(meters, key=meters.get) == label
+    [predicted] = [tr.find("th").text for tr in rows if tr.get("class") == "predicted"]
+    assert predicted == label
+
+
+def test_unknown_example_is_not_found(client, card):
     response = client.get("/?example=unsure", headers={"Accept": "text/html"})
     assert response.status_code == 404
-    assert "no &#39;unsure&#39; example; try benign or malignant" in response.get_data(as_text=True)
+    known = " or ".join(card["examples"])
+    page = response.get_data(as_text=True)
+    assert f"There is no &#39;unsure&#39; example; try {html.escape(known)}." in page
 
 
 @pytest.mark.parametrize(
@@ -71,18 +104,19 @@ def test_unknown_example_is_not_found(client):
     [
         ("abc", "Enter a number."),
         ("", "Enter a number."),
-        ("-3", "Must be 0 or more."),
+        (text(below(MIDDLE)), f"Must be {show(MIDDLE.min)} or more."),
         ("inf", "Enter a finite number."),
     ],
 )
-def test_invalid_field_shows_its_own_message_and_keeps_the_input(client, card, value, message):
-    form = {name: f"{v:g}" for name, v in card["examples"]["benign"].items()}
-    form["texture_se"] = value
+def test_invalid_field_shows_its_own_message_and_keeps_the_input(client, row, value, message):
+    form = {name: f"{v:g}" for name, v in row.items()}
+    form[MIDDLE.name] = value
     response = client.post("/", data=form)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
-    assert field_error(page, "texture_se") == message
-    assert all(field_error(page, name) is None for name in FEATURE_NAMES if name != "texture_se")
+    assert field_error(page, MIDDLE.name) == message
+    others = [name for name in FEATURE_NAMES if name != MIDDLE.name]
+    assert all(field_error(page, name) is None for name in others)
     assert field_values(page) == form
     assert 'aria-invalid="true"' in page
 
@@ -95,17 +129,34 @@ def test_empty_form_marks_every_field(client):
 
 
 def test_input_is_escaped_on_output(client):
-    response = client.post("/", data={"radius_mean": '"><script>alert(1)</script>'})
+    response = client.post("/", data={FIRST.name: '"><script>alert(1)</script>'})
     page = response.get_data(as_text=True)
     assert "<script>" not in page
     assert "&lt;script&gt;" in page or "&#34;&gt;&lt;script" in page
 
 
-def test_values_outside_the_training_range_are_flagged(client, card):
-    form = {name: f"{v:g}" for name, v in card["examples"]["benign"].items()}
-    form["radius_mean"] = "500"
+def unseen(feature, seen: dict) -> float | None:
+    """A value the contract accepts but training never saw, if there is room for one."""
+    if seen["training_max"] < feature.max:
+        return feature.max
+    if feature.min < seen["training_min"]:
+        return feature.min
+    return None
+
+
+def test_values_outside_the_training_range_are_flagged(client, card, row):
+    found = [
+        (feature, value)
+        for feature, seen in zip(FEATURES, card["features"], strict=True)
+        if (value := unseen(feature, seen)) is not None
+    ]
+    if not found:
+        pytest.skip("training saw every feature's whole range")
+    feature, value = found[0]
+    form = {name: f"{v:g}" for name, v in row.items()}
+    form[feature.name] = text(value)
     page = client.post("/", data=form).get_data(as_text=True)
-    assert "Outside the range seen in training: Radius (mean)." in page
+    assert f"Outside the range seen in training: {html.escape(feature.label)}." in page
 
 
 def test_unknown_page_is_an_html_404(client):
@@ -152,12 +203,12 @@ def test_model_card_page_shows_metrics_matrix_features_and_provenance(client, ca
         f"{cv['roc_auc_mean']:.4f} ± {cv['roc_auc_std']:.4f}"
     )
     per_class = cells(tree, "per-class")
-    assert [row[0] for row in per_class] == ["malignant", "benign"]
-    assert per_class[1][2] == f"{held_out['per_class']['benign']['recall']:.4f}"
-    (tn, fp), (fn, tp) = held_out["confusion_matrix"]
+    assert [row[0] for row in per_class] == list(LABELS)
+    for row, label in zip(per_class, LABELS, strict=True):
+        assert row[2] == f"{held_out['per_class'][label]['recall']:.4f}"
     assert cells(tree, "confusion-matrix") == [
-        ["true malignant", str(tn), str(fp)],
-        ["true benign", str(fn), str(tp)],
+        [f"true {label}", *map(str, counts)]
+        for label, counts in zip(LABELS, held_out["confusion_matrix"], strict=True)
     ]
     for feature in card["features"]:
         assert feature["label"] in page
@@ -172,28 +223,36 @@ def test_model_card_page_shows_metrics_matrix_features_and_provenance(client, ca
 def test_model_card_curves_are_inline_svg_with_text_alternatives(client, card):
     page = client.get("/model").get_data(as_text=True)
     tree = parse_strict(page)
-    curves = card["metrics"]["held_out"]["curves"]
+    curve_sets = card["metrics"]["held_out"]["curves"]
+    # One set for the positive label of a binary model, one per class for more classes.
+    drawn = [CONTRACT.positive_label] if len(LABELS) == 2 else list(LABELS)
+    assert [curves["positive_label"] for curves in curve_sets] == drawn
     figures = {figure.get("id"): figure for figure in tree.iter("figure")}
-    assert set(figures) == {"roc", "precision-recall"}
-    roc_auc = f"{card['metrics']['held_out']['roc_auc']:.4f}"
-    average_precision = f"{curves['precision_recall']['average_precision']:.4f}"
-    for name, key, number in [
-        ("roc", "roc", roc_auc),
-        ("precision-recall", "precision_recall", average_precision),
-    ]:
-        svg = figures[name].find(f"{SVG}svg")
-        assert svg.get("role") == "img"
-        assert svg.get("aria-labelledby") == f"{name}-title {name}-desc"
-        assert number in svg.find(f"{SVG}desc").text
-        assert number in figures[name].find("figcaption").text
-        points = svg.find(f"{SVG}polyline").get("points").split()
-        assert len(points) == len(curves[key]["points"])
-        # The ends of the plot: (0, 0) at the bottom left, (1, 1) at the top right.
-        xs, ys = zip(*(map(float, point.split(",")) for point in points), strict=True)
-        assert 40 <= min(xs) <= max(xs) <= 260
-        assert 10 <= min(ys) <= max(ys) <= 210
-    roc_points = figures["roc"].find(f"{SVG}svg/{SVG}polyline").get("points").split()
-    assert (roc_points[0], roc_points[-1]) == ("40.0,210.0", "260.0,10.0")
+    keys = [label_key(label) for label in drawn]
+    assert sorted(figures) == sorted(
+        f"{kind}-{key}" for key in keys for kind in ("roc", "precision-recall")
+    )
+    for key, curves in zip(keys, curve_sets, strict=True):
+        roc_auc = f"{curves['roc']['auc']:.4f}"
+        average_precision = f"{curves['precision_recall']['average_precision']:.4f}"
+        for name, part, number in [
+            (f"roc-{key}", "roc", roc_auc),
+            (f"precision-recall-{key}", "precision_recall", average_precision),
+        ]:
+            svg = figures[name].find(f"{SVG}svg")
+            assert svg.get("role") == "img"
+            assert svg.get("aria-labelledby") == f"{name}-title {name}-desc"
+            assert curves["positive_label"] in svg.find(f"{SVG}title").text
+            assert number in svg.find(f"{SVG}desc").text
+            assert number in figures[name].find("figcaption").text
+            points = svg.find(f"{SVG}polyline").get("points").split()
+            assert len(points) == len(curves[part]["points"])
+            # The ends of the plot: (0, 0) at the bottom left, (1, 1) at the top right.
+            xs, ys = zip(*(map(float, point.split(",")) for point in points), strict=True)
+            assert 40 <= min(xs) <= max(xs) <= 260
+            assert 10 <= min(ys) <= max(ys) <= 210
+        roc_points = figures[f"roc-{key}"].find(f"{SVG}svg/{SVG}polyline").get("points").split()
+        assert (roc_points[0], roc_points[-1]) == ("40.0,210.0", "260.0,10.0")
     # Nothing the Content-Security-Policy would block: no script, no inline style.
     assert "<script" not in page
     assert "style=" not in page

@@ -1,8 +1,11 @@
-"""Helpers for tests: the project's own command-line tools (.venv/bin), a local registry, and
-Prometheus samples read with prometheus_client's own parser."""
+"""Helpers for tests: the project's own command-line tools (.venv/bin), a local registry,
+Prometheus samples read with prometheus_client's own parser, the docs' curl examples and
+README's list of the files a user edits for their own model."""
 
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -107,3 +110,107 @@ def requests_total(samples: Samples, route: str, method: str, status: str) -> fl
     return sample(
         samples, "mlservice_http_requests_total", route=route, method=method, status=status
     )
+
+
+YOUR_MODEL_FILES = re.compile(
+    r"<!-- your-model-files:start -->(.*?)<!-- your-model-files:end -->", re.DOTALL
+)
+
+
+def your_model_files(readme: Path = ROOT / "README.md") -> list[str]:
+    """The paths README's "Bring your own model" tells a user to edit (folders end in /)."""
+    [table] = YOUR_MODEL_FILES.findall(readme.read_text())
+    return re.findall(r"^\| `([^`]+)` \|", table, flags=re.MULTILINE)
+
+
+# --- The docs' curl examples: each command with the output it shows --------------------------
+
+
+def shell_commands(block: str):
+    """(command, shown output) for each command in a ```sh block.
+
+    The output is the comment on the command's last line when it starts with `{`, else the
+    comment lines right below the command; prose comments (`# the model card`) show none.
+    """
+    lines = block.splitlines()
+    index, pending = 0, []
+    while index < len(lines):
+        line = lines[index]
+        index += 1
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending.append(line)
+        text = "\n".join(pending)
+        try:
+            shlex.split(text)
+        except ValueError:
+            continue  # a quoted string goes on over the next line
+        if line.endswith("\\"):
+            continue
+        command, shown = text, []
+        inline = re.search(r"\s+# (.*)$", line)
+        if inline:
+            command = text[: len(text) - len(line) + inline.start()]
+            if inline[1].startswith("{"):
+                shown = [inline[1]]
+        while not inline and index < len(lines) and lines[index].startswith("# "):
+            shown.append(lines[index][2:])
+            index += 1
+        yield command, "\n".join(shown)
+        pending = []
+
+
+def curl_examples(markdown: str) -> list[tuple[dict, str]]:
+    """README's curl commands against the local service, each with the output it shows."""
+    examples = []
+    for block in re.findall(r"^```sh\n(.*?)^```", markdown, flags=re.M | re.S):
+        for command, shown in shell_commands(block):
+            tokens = shlex.split(command.replace("\\\n", " "))
+            if "curl" not in tokens or not shown:
+                continue
+            stdin = None
+            if tokens[0] == "printf":
+                stdin = tokens[1].replace("\\n", "\n")
+                tokens = tokens[tokens.index("|") + 1 :]
+            request = {"method": "GET", "headers": {}, "data": None}
+            args = iter(tokens[1:])
+            for arg in args:
+                if arg == "-H":
+                    name, value = next(args).split(": ", 1)
+                    request["headers"][name] = value
+                elif arg in {"-d", "--data-binary"}:
+                    value = next(args)
+                    request["method"] = "POST"
+                    request["data"] = stdin if value == "@-" else value
+                elif arg.startswith("localhost:8000/"):
+                    request["path"] = arg.removeprefix("localhost:8000")
+            examples.append((request, shown))
+    return examples
+
+
+def pattern(shown: str) -> re.Pattern:
+    """The shown output as a pattern: `0.98…` stands for more digits, any other `…` for more."""
+    parts = []
+    for piece in re.split(r"(\d…|\s*…,?\s*)", shown):
+        if re.fullmatch(r"\d…", piece):
+            parts.append(re.escape(piece[0]) + r"\d*")
+        elif piece.strip(" ,") == "…":
+            parts.append(".*?")
+        else:
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts))
+
+
+def answers_as_shown(client, request: dict, shown: str) -> str | None:
+    """Why the app's answer to a curl example differs from the output shown, or None."""
+    status = re.match(r"(\d{3}) ", shown)
+    response = client.open(
+        request["path"], method=request["method"], data=request["data"], headers=request["headers"]
+    )
+    expected = int(status[1]) if status else 200
+    body = response.get_data(as_text=True).strip()
+    if response.status_code != expected:
+        return f"{request['path']} answered {response.status_code}, not {expected}: {body[:300]}"
+    if not pattern(shown.removeprefix(status[0]) if status else shown).fullmatch(body):
+        return f"{request['path']} answered {body[:300]!r}, not as shown: {shown!r}"
+    return None

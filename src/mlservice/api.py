@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from mlservice import telemetry
+from mlservice.contract import CONTRACT, LABEL_COLUMN
 from mlservice.errors import ApiError
-from mlservice.features import LABELS
 from mlservice.model import ModelError, current_model, labels_of
 from mlservice.responses import ModelCard, PredictResponse, json_response
 from mlservice.validation import parse_json, rows_from_json, table_from_csv
@@ -66,13 +66,16 @@ def _body_text() -> str:
 def _predictions(proba: np.ndarray) -> list[dict]:
     # tolist() turns the whole array into Python floats at once, much faster than row by row.
     return [
-        {"label": label, "probabilities": dict(zip(LABELS, row, strict=True))}
+        {"label": label, "probabilities": dict(zip(CONTRACT.labels, row, strict=True))}
         for label, row in zip(labels_of(proba), proba.tolist(), strict=True)
     ]
 
 
 def _scored_csv(header: list[str], rows: list[list[str]], proba: np.ndarray) -> str:
-    """The table as sent, cell for cell, with the prediction columns appended."""
+    """The table as sent, cell for cell, with the label and one probability per label appended.
+
+    The probability columns are named by contract.probability_column, in the labels' order.
+    """
     out = io.StringIO()
     quoting = csv.QUOTE_MINIMAL
     if "\r" in "".join(itertools.chain(header, *rows)):
@@ -80,13 +83,10 @@ def _scored_csv(header: list[str], rows: list[list[str]], proba: np.ndarray) -> 
         # of its line end, so without this the CR would be written bare and split the row.
         quoting = csv.QUOTE_NONNUMERIC
     writer = csv.writer(out, lineterminator="\n", quoting=quoting)
-    writer.writerow([*header, "label", "probability_benign", "probability_malignant"])
-    labels = labels_of(proba)
-    benign = proba[:, LABELS.index("benign")].tolist()
-    malignant = proba[:, LABELS.index("malignant")].tolist()
+    writer.writerow([*header, LABEL_COLUMN, *CONTRACT.probability_columns])
     writer.writerows(
-        [*cells, label, b, m]
-        for cells, label, b, m in zip(rows, labels, benign, malignant, strict=True)
+        [*cells, label, *probabilities]
+        for cells, label, probabilities in zip(rows, labels_of(proba), proba.tolist(), strict=True)
     )
     return out.getvalue()
 

@@ -1,14 +1,17 @@
 """Comparing model cards: held-out metrics side by side, and the quality gate on ROC-AUC.
 
-The gate fails when the new model's held-out ROC-AUC is under the floor training enforces, or
-worse than the baseline's by more than a tolerance. Cards keep metrics to four decimals, so the
-comparison is made on four decimals too.
+The gate fails when the new model's held-out ROC-AUC is under the contract's floor (the one
+training enforces), or worse than the baseline's by more than a tolerance. Cards keep metrics to
+four decimals, so the comparison is made on four decimals too. A ROC-AUC that is not a number
+from 0 to 1 (NaN, infinite, text) is refused with one line, never compared.
 """
 
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from mlservice.contract import label_key
 
 DECIMALS = 4
 
@@ -40,6 +43,18 @@ def _number(value) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return None
+
+
+def roc_auc_problem(card: dict) -> str | None:
+    """What is wrong with the card's held-out ROC-AUC, if it is there but not from 0 to 1."""
+    report = held_out(card)
+    if "roc_auc" not in report:
+        return None
+    value = report["roc_auc"]
+    number = _number(value)
+    if number is not None and 0 <= number <= 1:
+        return None
+    return f"held-out ROC-AUC is {json.dumps(value)}, not a number from 0 to 1"
 
 
 def headline_metrics(card: dict) -> dict[str, float]:
@@ -95,6 +110,8 @@ def compare(
     baseline_note: str | None = None,
 ) -> Comparison:
     """Compare NEW with OLD (None: no baseline); baseline_note says why OLD is missing."""
+    if problem := roc_auc_problem(new):
+        raise CardError(f"The new model card's {problem}, so the quality gate cannot judge it.")
     new_metrics = headline_metrics(new)
     if "ROC-AUC" not in new_metrics:
         raise CardError(
@@ -110,6 +127,15 @@ def compare(
             "The baseline was trained on other features, so its metrics are not comparable; "
             "only the floor applies."
         )
+        old_metrics = {}
+    elif "labels" in old and old["labels"] != new.get("labels"):
+        notes.append(
+            "The baseline predicts other classes, so its metrics are not comparable; "
+            "only the floor applies."
+        )
+        old_metrics = {}
+    elif problem := roc_auc_problem(old):
+        notes.append(f"The baseline's {problem}; no comparison, only the floor applies.")
         old_metrics = {}
     elif "ROC-AUC" not in old_metrics:
         notes.append(
@@ -160,19 +186,33 @@ def compare(
 
 
 def figures(card: dict) -> list[dict]:
-    """The card's curves as figures to draw, each with the text that stands in for it."""
+    """The card's curves as figures to draw, each with the text that stands in for it.
+
+    One ROC and one precision-recall figure per class drawn: the positive label of a binary
+    model, every class against the rest for more (a card of schema 2 held one set, unlisted).
+    """
     report = held_out(card)
     curves = report.get("curves")
-    if not isinstance(curves, dict):
-        return []
-    positive = curves.get("positive_label", "the positive class")
+    sets = [curves] if isinstance(curves, dict) else curves if isinstance(curves, list) else []
+    # One set: the model's ROC-AUC is that class's (a card of schema 2 records no other).
+    overall = report.get("roc_auc") if len(sets) == 1 else None
+    found = []
+    for curve_set in sets:
+        if isinstance(curve_set, dict):
+            found += _figures(curve_set, overall)
+    return found
+
+
+def _figures(curves: dict, overall) -> list[dict]:
+    positive = str(curves.get("positive_label", "the positive class"))
+    key = label_key(positive) or "positive"
     found = []
     roc, pr = curves.get("roc"), curves.get("precision_recall")
     if isinstance(roc, dict) and roc.get("points"):
-        roc_auc = _number(report.get("roc_auc"))
+        roc_auc = _number(roc.get("auc", overall))
         found.append(
             {
-                "id": "roc",
+                "id": f"roc-{key}",
                 "title": f"ROC curve for {positive}",
                 "summary": f"True-positive against false-positive rate for {positive} as the "
                 "threshold moves"
@@ -188,7 +228,7 @@ def figures(card: dict) -> list[dict]:
         average_precision = _number(pr.get("average_precision"))
         found.append(
             {
-                "id": "precision-recall",
+                "id": f"precision-recall-{key}",
                 "title": f"Precision-recall curve for {positive}",
                 "summary": f"Precision against recall for {positive} as the threshold moves"
                 + (

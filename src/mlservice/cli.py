@@ -55,8 +55,12 @@ def main() -> None:
 def train(output: Path, seed: int | None) -> None:
     """Train the classifier and write the artifact and its model card."""
     # Imported here: scikit-learn takes seconds to load, and `smoke` runs in deploy jobs.
-    from mlservice import model, training
+    from mlservice.contract import ContractError
 
+    try:
+        from mlservice import model, training
+    except ContractError as error:
+        raise click.ClickException(str(error)) from None
     try:
         pipeline, card = training.train(training.SEED if seed is None else seed)
         card = training.save(pipeline, card, output)
@@ -97,7 +101,7 @@ def smoke_command(
         served = smoke.run(url, wait=wait, say=click.echo, metrics_token=token)
         if expect_version and served != expect_version:
             raise smoke.SmokeFailure(f"serving model {served}, expected {expect_version}")
-    except (smoke.SmokeFailure, OSError, KeyError, TypeError) as error:
+    except (smoke.SmokeFailure, OSError, KeyError, TypeError, ValueError) as error:
         raise click.ClickException(f"smoke test failed: {error}") from None
     click.echo(f"smoke test passed: {url} serves model {served}")
 
@@ -127,10 +131,15 @@ def compare_cards(
     """Print NEW's held-out metrics against OLD's as Markdown; fail the quality gate.
 
     OLD may be missing (no baseline yet). Exits 1 when NEW's held-out ROC-AUC is under the
-    floor training enforces, or below OLD's by more than the tolerance.
+    contract's floor (roc_auc_floor in model.toml), or below OLD's by more than the tolerance.
     """
     from mlservice import cards
-    from mlservice.features import ROC_AUC_FLOOR
+    from mlservice.contract import ContractError
+
+    try:
+        from mlservice.contract import CONTRACT
+    except ContractError as error:
+        raise click.ClickException(str(error)) from None
 
     baseline, note = None, None
     if not old.exists():
@@ -145,7 +154,7 @@ def compare_cards(
             baseline,
             cards.read_card(new),
             tolerance=tolerance,
-            floor=ROC_AUC_FLOOR,
+            floor=CONTRACT.roc_auc_floor,
             accept_regression=accept_regression,
             baseline_label=baseline_label or "Baseline",
             baseline_note=note,
@@ -168,10 +177,14 @@ def compare_cards(
     "--output-dir",
     type=click.Path(file_okay=False, path_type=Path),
     required=True,
-    help="Where to write model-roc.svg and model-precision-recall.svg.",
+    help="Where to write model-roc-<label>.svg and model-precision-recall-<label>.svg.",
 )
 def export_curves(card_path: Path, output_dir: Path) -> None:
-    """Write the curves of the model card CARD as SVG files, drawn as on the /model page."""
+    """Write the curves of the model card CARD as SVG files, drawn as on the /model page.
+
+    One ROC and one precision-recall file per class drawn: the positive label of a binary model,
+    each class against the rest for more.
+    """
     from jinja2 import Environment, PackageLoader
 
     from mlservice import cards

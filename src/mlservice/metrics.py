@@ -34,6 +34,7 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from mlservice.cli import package_version
+from mlservice.contract import CONTRACT
 
 EXTENSION = "mlservice.metrics"
 # Seconds. Predictions take about a millisecond; a 100,000-row batch about one second.
@@ -126,7 +127,7 @@ class Metrics:
         # Made once: no label set is built on the hot path for these.
         self._predictions = [
             predictions.labels(label=label, model_version=model.version)
-            for label in model.card["labels"]
+            for label in CONTRACT.labels
         ]
         self._children: dict[tuple, tuple] = {}
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from flask import Flask, current_app
 
-from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice import contract as contracts
+from mlservice.contract import Contract
 
 
 class ModelError(Exception):
@@ -87,7 +88,7 @@ def _node_types(node: Any) -> set[str]:
     return found.union(*map(_node_types, node.values()))
 
 
-def _read_affine(path: Path) -> tuple[np.ndarray, float] | None:
+def _read_affine(path: Path, features: int) -> tuple[np.ndarray, float] | None:
     """The folded map read from the archive as data, if it holds exactly that pipeline."""
     try:
         with zipfile.ZipFile(path) as archive:
@@ -120,9 +121,8 @@ def _read_affine(path: Path) -> tuple[np.ndarray, float] | None:
             classes = array(classifier["classes_"])
     except (KeyError, TypeError, ValueError, OSError, zipfile.BadZipFile):
         return None  # not that pipeline, or damaged: skops.io.load decides and explains
-    features = len(FEATURE_NAMES)
-    shapes = (mean.shape, scale.shape, coef.shape, intercept.shape, classes.shape)
-    if shapes != ((features,), (features,), (1, features), (1,), (2,)):
+    shapes = (mean.shape, scale.shape, coef.shape, intercept.shape)
+    if shapes != ((features,), (features,), (1, features), (1,)) or classes.tolist() != [0, 1]:
         return None
     return _fold(mean, scale, coef[0], intercept[0])
 
@@ -138,12 +138,13 @@ class Model:
         return self.card["version"]
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        """Probabilities per row, columns in LABELS order; rows are already validated."""
+        """Probabilities per row, columns in the contract's label order; rows are validated."""
         if self.affine is not None:
             weights, bias = self.affine
-            # The logistic function as exp(-log(1 + e^-z)): no overflow for any z.
-            benign = np.exp(-np.logaddexp(0.0, -(rows @ weights + bias)))
-            return np.column_stack([1 - benign, benign])
+            # The logistic function as exp(-log(1 + e^-z)): no overflow for any z. The second
+            # label is the class coded 1.
+            second = np.exp(-np.logaddexp(0.0, -(rows @ weights + bias)))
+            return np.column_stack([1 - second, second])
         import sklearn
 
         # Inputs are checked finite before they get here, so skip scikit-learn's re-check.
@@ -153,11 +154,43 @@ class Model:
 
 def labels_of(proba: np.ndarray) -> list[str]:
     """The label of each row of predict_proba's output: its most probable class."""
-    return np.take(LABELS, proba.argmax(axis=1)).tolist()
+    return np.take(contracts.CONTRACT.labels, proba.argmax(axis=1)).tolist()
 
 
-def load(model_path: str | Path) -> Model:
-    """Load a model and its card, refusing anything that does not check out."""
+def _contract_of(card: dict) -> tuple:
+    """What the card says of the contract it was trained for: features (name, type, range), labels."""
+    features = [
+        (f.get("name"), f.get("type"), f.get("min"), f.get("max")) if isinstance(f, dict) else None
+        for f in card.get("features") or []
+    ]
+    return features, card.get("labels")
+
+
+def _served(contract: Contract) -> tuple:
+    features = [(f.name, f.type, f.min, f.max) for f in contract.features]
+    return features, contract.labels
+
+
+def _classes(pipeline: Any, path: Path) -> list:
+    """The class codes of a loaded pipeline, or ModelError when it cannot give probabilities."""
+    classes = getattr(pipeline, "classes_", None)
+    if classes is None or not hasattr(pipeline, "predict_proba"):
+        raise ModelError(
+            f"Model file {path} holds a {type(pipeline).__name__} that gives no class "
+            "probabilities (classes_ and predict_proba); the service serves classifiers."
+        )
+    return np.asarray(classes).tolist()
+
+
+def load(model_path: str | Path, contract: Contract | None = None) -> Model:
+    """Load a model and its card, refusing anything that does not check out.
+
+    The card must describe the contract served (its features, their types and ranges, and its
+    labels) and the model must give one probability per label, its classes coded 0, 1, ... in
+    the contract's label order, as training codes them. The contract is the served one unless
+    another is given.
+    """
+    contract = contract or contracts.CONTRACT
     path = Path(model_path)
     card_path = path.with_suffix(".json")
     if not path.is_file():
@@ -170,8 +203,11 @@ def load(model_path: str | Path) -> Model:
         raise ModelError(f"Model card {card_path} not found next to {path}.") from None
     except (ValueError, KeyError, TypeError):
         raise ModelError(f"Model card {card_path} is not a valid model card.") from None
-    if [feature.get("name") for feature in card.get("features", [])] != list(FEATURE_NAMES):
-        raise ModelError(f"Model card {card_path} lists other features than this service serves.")
+    if _contract_of(card) != _served(contract):
+        raise ModelError(
+            f"Model card {card_path} was trained for another contract than model.toml (other "
+            "features, types, ranges or labels); retrain with `make model`."
+        )
     if file_checksum(path) != expected:
         raise ModelError(f"Model file {path} does not match the checksum in {card_path.name}.")
     installed = version("scikit-learn")  # sklearn.__version__, without importing it
@@ -180,8 +216,9 @@ def load(model_path: str | Path) -> Model:
             f"Model {path} was trained with scikit-learn {trained_with} but "
             f"{installed} is installed; retrain it with `make model`."
         )
-    affine = _read_affine(path)
-    if affine is not None:
+    codes = list(range(len(contract.labels)))
+    affine = _read_affine(path, len(contract.features))
+    if affine is not None and codes == [0, 1]:
         return Model(pipeline=None, card=card, affine=affine)
     import skops.io
 
@@ -198,6 +235,12 @@ def load(model_path: str | Path) -> Model:
         raise
     except Exception as error:  # skops raises many kinds for a damaged archive
         raise ModelError(f"Model file {path} is not a readable skops file ({error}).") from None
+    classes = _classes(pipeline, path)
+    if classes != codes:
+        raise ModelError(
+            f"Model file {path} predicts the classes {classes}, but the contract's "
+            f"{len(codes)} labels are coded {codes}; retrain with `make model`."
+        )
     return Model(pipeline=pipeline, card=card, affine=_affine_form(pipeline))
 
 

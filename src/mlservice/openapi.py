@@ -11,9 +11,11 @@ from flask import Flask, current_app
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from pydantic.json_schema import models_json_schema
 
+from mlservice.contract import CONTRACT, LABEL_COLUMN
+from mlservice.model import current_model
 from mlservice.responses import Error, Health, ModelCard, PredictResponse, Ready
 from mlservice.telemetry import SANE_ID
-from mlservice.validation import MAX_VALUE, MIN_VALUE, Instance
+from mlservice.validation import Instance
 
 REF = "#/components/schemas/{model}"
 REQUEST_ID_HEADER = {
@@ -65,6 +67,23 @@ def init_app(app: Flask) -> None:
         app.extensions["openapi"] = openapi_document()
 
 
+def _json_examples() -> dict:
+    """The model card's example rows, one per class, as request examples."""
+    return {
+        f"example-{index}": {"summary": f"A typical {label} case", "value": row}
+        for index, (label, row) in enumerate(current_model().card["examples"].items())
+    }
+
+
+def _csv_example() -> dict:
+    rows = list(current_model().card["examples"].values())
+    if not rows:
+        return {}
+    lines = [",".join(CONTRACT.feature_names)]
+    lines += [",".join(repr(row[name]) for name in CONTRACT.feature_names) for row in rows]
+    return {"table": {"summary": "The examples as a table", "value": "\n".join(lines) + "\n"}}
+
+
 def openapi_document() -> dict:
     max_rows = current_app.config["MAX_ROWS"]
     # The batch's row limit is a setting, so its model is made here.
@@ -73,17 +92,23 @@ def openapi_document() -> dict:
         __config__=ConfigDict(extra="forbid"),
         instances=(list[Instance], Field(min_length=1, max_length=max_rows)),
     )
+    features = CONTRACT.feature_names
+    appended = [LABEL_COLUMN, *CONTRACT.probability_columns]
     predict = {
         "summary": "Classify one instance, a batch of instances, or a CSV table",
-        "description": f"Every feature is a number from {MIN_VALUE:g} to {MAX_VALUE:,.0f}. JSON "
-        f'takes one instance or {{"instances": [...]}} with at most {max_rows} rows; CSV takes a '
-        "header naming the six features in any order and returns the table with label, "
-        "probability_benign and probability_malignant appended.",
+        "description": f"Every feature is a number within its range, a whole one where its type "
+        f'is integer (see Instance). JSON takes one instance or {{"instances": [...]}} with '
+        f"at most {max_rows} rows; CSV takes a header naming the {len(features)} features in "
+        f"any order and returns the table with {', '.join(appended)} appended. Probabilities "
+        f"are keyed by label: {', '.join(CONTRACT.labels)}.",
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"oneOf": [ref(Instance), ref(batch)]}},
-                "text/csv": {"schema": TEXT},
+                "application/json": {
+                    "schema": {"oneOf": [ref(Instance), ref(batch)]},
+                    "examples": _json_examples(),
+                },
+                "text/csv": {"schema": TEXT, "examples": _csv_example()},
             },
         },
         "responses": {
@@ -105,7 +130,7 @@ def openapi_document() -> dict:
         "info": {
             "title": "mlservice",
             "version": _version(),
-            "description": "Breast-cancer classifier served by the mlservice template.",
+            "description": f"{CONTRACT.title}: {CONTRACT.description}",
         },
         "paths": {
             "/api/v1/predict": {"post": predict},

@@ -9,7 +9,9 @@ from typing import Annotated, Any, Literal
 from flask import Response, current_app
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from mlservice.features import LABELS
+from mlservice.contract import CONTRACT
+
+LABELS = tuple(CONTRACT.labels)
 
 
 class Body(BaseModel):
@@ -19,9 +21,12 @@ class Body(BaseModel):
 
 
 Probability = Annotated[float, Field(ge=0, le=1)]
-# One field per label, so a renamed or added label changes the document too.
+# One field per label, keyed by the label as the contract writes it (any text: the Python names
+# are p0, p1, ...), so a renamed or added label changes the document too.
 Probabilities = create_model(
-    "Probabilities", __base__=Body, **{label: (Probability, ...) for label in LABELS}
+    "Probabilities",
+    __base__=Body,
+    **{f"p{index}": (Probability, Field(alias=label)) for index, label in enumerate(LABELS)},
 )
 
 
@@ -83,5 +88,8 @@ class Error(Body):
 def json_response(body: BaseModel, status: int = 200, headers: dict | None = None) -> Response:
     """A JSON response from a model: the body is checked against it when the model is built."""
     return current_app.response_class(
-        body.model_dump_json(), status=status, headers=headers, mimetype="application/json"
+        body.model_dump_json(by_alias=True),
+        status=status,
+        headers=headers,
+        mimetype="application/json",
     )

@@ -4,7 +4,10 @@ Standard library only (and prometheus_client's parser, for /metrics), so it runs
 package is installed, the image included, without loading Flask or numpy.
 """
 
+import csv
+import io
 import json
+import math
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -50,6 +53,53 @@ def _json(url: str, body: object = None, expect: int = 200) -> dict:
         return json.loads(raw)
     except ValueError:
         raise SmokeFailure(f"{url} did not answer JSON: {raw[:200]!r}") from None
+
+
+def check_probabilities(label: str, probabilities: dict, labels: list, where: str) -> None:
+    """One probability per label, each from 0 to 1, summing to 1, the label the most probable."""
+    if sorted(probabilities) != sorted(labels):
+        raise SmokeFailure(f"{where}: probabilities for {sorted(probabilities)}, not {labels}")
+    for name, value in probabilities.items():
+        if not (isinstance(value, float | int) and 0 <= value <= 1):
+            raise SmokeFailure(f"{where}: the probability of {name} is {value!r}")
+    if not math.isclose(sum(probabilities.values()), 1, abs_tol=1e-6):
+        raise SmokeFailure(f"{where}: the probabilities sum to {sum(probabilities.values())}")
+    if label not in probabilities or probabilities[label] < max(probabilities.values()):
+        raise SmokeFailure(f"{where}: the label {label} is not the most probable class")
+
+
+def least_row(card: dict) -> dict:
+    """A valid row of any model: each feature's least value seen in training."""
+    return {feature["name"]: feature["training_min"] for feature in card["features"]}
+
+
+def predict_csv(base: str, card: dict) -> list[str]:
+    """Score the examples, and a row of the least values seen in training, as one CSV table."""
+    names = [feature["name"] for feature in card["features"]]
+    rows = [*card["examples"].values(), least_row(card)]
+    table = "\n".join([",".join(names), *(",".join(repr(r[n]) for n in names) for r in rows)])
+    status, raw = _request(f"{base}/api/v1/predict", table.encode() + b"\n", "text/csv")
+    if status != 200:
+        raise SmokeFailure(f"the CSV batch answered {status}, expected 200: {raw[:200]!r}")
+    header, *scored = csv.reader(io.StringIO(raw.decode("utf-8")))
+    columns = [card["csv_columns"][label] for label in card["labels"]]
+    if header != [*names, "label", *columns]:
+        raise SmokeFailure(
+            f"the CSV answer's header is {header}, not the features, label, {columns}"
+        )
+    if len(scored) != len(rows):
+        raise SmokeFailure(f"the CSV answer has {len(scored)} rows for the {len(rows)} sent")
+    predicted = []
+    for number, (cells, expected) in enumerate(
+        zip(scored, [*card["examples"], None], strict=True), start=1
+    ):
+        label, values = cells[len(names)], map(float, cells[len(names) + 1 :])
+        probabilities = dict(zip(card["labels"], values, strict=True))
+        check_probabilities(label, probabilities, card["labels"], f"CSV row {number}")
+        if expected is not None and label != expected:
+            raise SmokeFailure(f"CSV row {number}, the {expected} example, was predicted {label}")
+        predicted.append(label)
+    return predicted
 
 
 def wait_until_ready(base: str, timeout: float) -> None:
@@ -117,14 +167,18 @@ def run(
     card = _json(f"{base}/api/v1/model")
     if card.get("version") != ready["model_version"]:
         raise SmokeFailure("/api/v1/model and /readyz disagree on the model version")
+    labels = card["labels"]
     for expected, row in card["examples"].items():
-        answer = _json(f"{base}/api/v1/predict", row)
-        label = answer["predictions"][0]["label"]
+        [prediction] = _json(f"{base}/api/v1/predict", row)["predictions"]
+        label = prediction["label"]
+        check_probabilities(label, prediction["probabilities"], labels, f"the {expected} example")
         if label != expected:
             raise SmokeFailure(f"the {expected} example was predicted {label}")
         say(f"ok   predict {expected} example -> {label}")
+    predicted = predict_csv(base, card)
+    say(f"ok   predict CSV of {len(predicted)} rows -> {', '.join(predicted)}")
 
-    row = dict(next(iter(card["examples"].values())))
+    row = least_row(card)
     row[next(iter(row))] = "not a number"
     status, raw = _request(f"{base}/api/v1/predict", json.dumps(row).encode(), "application/json")
     try:

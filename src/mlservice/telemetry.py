@@ -24,6 +24,7 @@ import numpy as np
 from flask import Flask, Response, request
 
 from mlservice import logs
+from mlservice.contract import CONTRACT
 
 HEADER = "X-Request-ID"
 # Kept as sent when it follows the rule Heroku's router applies to an incoming X-Request-ID
@@ -90,7 +91,7 @@ class Telemetry:
 
     def __init__(self, model, cloud_project: str | None, metrics=None):
         self.model_version: str = model.version
-        self.labels: list[str] = list(model.card["labels"])
+        self.labels: list[str] = list(CONTRACT.labels)
         self.cloud_project = cloud_project
         self.metrics = metrics  # mlservice.metrics.Metrics when /metrics is on
 

@@ -1,9 +1,13 @@
-"""Training the classifier and writing it with its model card (`mlservice train`).
+"""Training the classifier the contract describes, and writing it with its model card.
 
-Kept apart from model.py so the server never imports the training half of scikit-learn.
+`mlservice train` (make model) reads the training CSV the contract names, checks every value with
+the service's own rules, picks a candidate by cross-validated ROC-AUC on a stratified training
+split, scores it on the held-out rest and refuses a model under the contract's floor. Kept apart
+from model.py so the server never imports the training half of scikit-learn.
 """
 
-import hashlib
+import csv
+import io
 import json
 import os
 import subprocess
@@ -14,7 +18,7 @@ import numpy as np
 import pandas as pd
 import sklearn
 import skops.io
-from sklearn.datasets import load_breast_cancer
+from sklearn.base import is_classifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
@@ -30,43 +34,121 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score, train_test
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlservice.features import FEATURE_NAMES, FEATURES, LABELS, ROC_AUC_FLOOR
+from mlservice.contract import CONTRACT, probability_column
 from mlservice.model import ModelError, file_checksum
+from mlservice.validation import InputError, numbers_from_cells
 
 SEED = 42
 TEST_SIZE = 0.25
 CV_FOLDS = 5
 # A cheaper model is preferred while its cross-validated ROC-AUC is within this of the best.
 ROC_AUC_TOLERANCE = 0.01
-# Version 2 added the confusion matrix and the ROC and precision-recall curves.
-CARD_SCHEMA = 2
+# 2 added the confusion matrix and the curves; 3 the contract's fields (feature types and
+# ranges, positive_label, roc_auc_floor) and one set of curves per class drawn.
+CARD_SCHEMA = 3
 # Points kept per curve: enough to draw it, few enough to keep the card small.
 CURVE_POINTS = 40
 
-# Candidates, cheapest to serve first: a linear model costs six multiply-adds a row, the
-# forest of the original app walks 100 trees of depth 4.
+# Candidates, cheapest to serve first: a linear model costs one multiply-add per feature and
+# class a row, a forest walks 100 trees of depth 4. Any scikit-learn classifier with
+# predict_proba fits here; the scaler in front of it is fitted on the training split only.
 CANDIDATES = {
     "logistic_regression": lambda seed: LogisticRegression(max_iter=1000),
     "random_forest": lambda seed: RandomForestClassifier(max_depth=4, random_state=seed),
 }
 
 
-def load_training_data() -> tuple[pd.DataFrame, np.ndarray]:
-    """The Wisconsin diagnostic data bundled with scikit-learn, with the public feature names."""
-    bunch = load_breast_cancer(as_frame=True)
-    frame = bunch.data[[feature.source for feature in FEATURES]]
-    frame.columns = list(FEATURE_NAMES)
-    return frame, bunch.target.to_numpy()
+def load_training_data(path: Path | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The contract's training CSV: its features in contract order, and each row's label coded by
+    its position in the contract's labels (the model's class order).
 
-
-def data_checksum(X: pd.DataFrame, y: np.ndarray) -> str:
-    table = X.assign(target=y).to_csv(index=False)
-    return hashlib.sha256(table.encode()).hexdigest()
+    Every feature value is read with the service's own rules, so the model only ever learns from
+    values the service accepts; a bad value, an unknown label or a class without rows is a
+    ModelError naming its line.
+    """
+    path = CONTRACT.training_data if path is None else path
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ModelError(
+            f"Training data {path} not found; put your CSV there, or name the file in "
+            "data/training/ as training.data in model.toml."
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ModelError(f"Training data {path} cannot be read as UTF-8 text ({error}).") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [name.strip() for name in next(reader, [])]
+        rows = [cells for cells in reader if cells]  # blank lines are no rows
+    except csv.Error as error:
+        raise ModelError(
+            f"Training data {path} could not be parsed at line {reader.line_num}: {error}."
+        ) from None
+    if not rows:
+        raise ModelError(f"Training data {path} has no rows under its header.")
+    target = CONTRACT.training.target
+    missing = [name for name in [*CONTRACT.feature_names, target] if name not in header]
+    if missing:
+        raise ModelError(
+            f"Training data {path} has no column(s) {', '.join(missing)}, which model.toml names."
+        )
+    for row, cells in enumerate(rows, start=1):
+        if len(cells) != len(header):
+            raise ModelError(
+                f"Training data {path}, data row {row}: {len(cells)} field(s) where the header "
+                f"has {len(header)}."
+            )
+    columns = [header.index(name) for name in CONTRACT.feature_names]
+    features = [[cells[column] for column in columns] for cells in rows]
+    try:
+        values = numbers_from_cells(features, list(range(len(columns))))
+    except InputError as error:
+        raise ModelError(f"Training data {path}: {error.message}") from None
+    labels = [cells[header.index(target)].strip() for cells in rows]
+    unknown = [(row, label) for row, label in enumerate(labels, 1) if label not in CONTRACT.labels]
+    if unknown:
+        row, label = unknown[0]
+        raise ModelError(
+            f"Training data {path}, data row {row}: {target} is {label!r}, not one of the labels "
+            f"in model.toml ({', '.join(CONTRACT.labels)})"
+            + (f" (and {len(unknown) - 1} more rows)." if len(unknown) > 1 else ".")
+        )
+    y = np.array([CONTRACT.labels.index(label) for label in labels], dtype=int)
+    return pd.DataFrame(values, columns=CONTRACT.feature_names), y
 
 
 def build_pipeline(name: str, seed: int) -> Pipeline:
     # Scaling lives inside the pipeline so it is fitted on training rows only (no leakage).
     return Pipeline([("scale", StandardScaler()), ("classify", CANDIDATES[name](seed))])
+
+
+def check_candidate(name: str, estimator) -> None:
+    """Refuse, in one line, an estimator the service cannot serve: it must give probabilities."""
+    kind = type(estimator).__name__
+    if not is_classifier(estimator):
+        raise ModelError(
+            f"Candidate {name} ({kind}) is not a classifier; the service serves classifiers with "
+            "predict_proba, such as LogisticRegression or RandomForestClassifier."
+        )
+    if not hasattr(estimator, "predict_proba"):
+        raise ModelError(
+            f"Candidate {name} ({kind}) has no predict_proba; the service answers with class "
+            "probabilities, so choose a classifier that gives them (SVC: probability=True)."
+        )
+
+
+def check_classes(y: np.ndarray, y_train: np.ndarray, y_test: np.ndarray) -> None:
+    """Every class needs rows in both splits, and enough in the training one for every fold."""
+    for code, label in enumerate(CONTRACT.labels):
+        total, train, test = (int(np.sum(part == code)) for part in (y, y_train, y_test))
+        where = f"Class {label!r} has {total} row(s) in the training data"
+        if test == 0:
+            raise ModelError(f"{where}, none of them in the held-out split; add rows of it.")
+        if train < CV_FOLDS:
+            raise ModelError(
+                f"{where}, {train} in the training split; {CV_FOLDS}-fold cross-validation "
+                f"needs at least {CV_FOLDS} there: add rows of it."
+            )
 
 
 def _git_commit() -> str | None:
@@ -91,33 +173,56 @@ def _thin(x: np.ndarray, y: np.ndarray, limit: int = CURVE_POINTS) -> list[list[
     return [[round(float(x[i]), 4), round(float(y[i]), 4)] for i in keep]
 
 
-def _curves(y_true: np.ndarray, score: np.ndarray) -> dict:
-    """ROC and precision-recall points of P(benign), for the model card page to draw."""
-    fpr, tpr, _ = roc_curve(y_true, score)
-    precision, recall, _ = precision_recall_curve(y_true, score)
+def _curves(y_true: np.ndarray, proba: np.ndarray, code: int) -> dict:
+    """ROC and precision-recall points of one class against the rest, for the card's page."""
+    positive, score = y_true == code, proba[:, code]
+    fpr, tpr, _ = roc_curve(positive, score)
+    precision, recall, _ = precision_recall_curve(positive, score)
     return {
-        "positive_label": LABELS[1],
-        "roc": {"x": "false_positive_rate", "y": "true_positive_rate", "points": _thin(fpr, tpr)},
+        "positive_label": CONTRACT.labels[code],
+        "roc": {
+            "x": "false_positive_rate",
+            "y": "true_positive_rate",
+            "points": _thin(fpr, tpr),
+            "auc": round(float(roc_auc_score(positive, score)), 4),
+        },
         "precision_recall": {
             "x": "recall",
             "y": "precision",
             # scikit-learn returns recall from 1 down to 0; the page draws it left to right.
             "points": _thin(recall[::-1], precision[::-1]),
-            "average_precision": round(float(average_precision_score(y_true, score)), 4),
+            "average_precision": round(float(average_precision_score(positive, score)), 4),
         },
     }
 
 
+def _roc_auc(y_true: np.ndarray, proba: np.ndarray) -> float:
+    """The positive label's ROC-AUC for two classes; one-vs-rest, macro-averaged, for more."""
+    if len(CONTRACT.labels) == 2:
+        code = CONTRACT.labels.index(CONTRACT.positive_label)
+        value = roc_auc_score(y_true == code, proba[:, code])
+    else:
+        codes = list(range(len(CONTRACT.labels)))
+        value = roc_auc_score(y_true, proba, multi_class="ovr", labels=codes)
+    return round(float(value), 4)
+
+
 def _held_out_report(y_true: np.ndarray, proba: np.ndarray) -> dict:
     y_pred = proba.argmax(axis=1)
-    codes = list(range(len(LABELS)))
+    codes = list(range(len(CONTRACT.labels)))
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=codes, zero_division=0
     )
+    # Binary: the positive label's curves; more classes: each class against the rest.
+    drawn = [CONTRACT.labels.index(CONTRACT.positive_label)] if len(codes) == 2 else codes
     return {
         "accuracy": round(float(accuracy_score(y_true, y_pred)), 4),
-        # ROC-AUC of P(benign), the class scikit-learn codes as 1.
-        "roc_auc": round(float(roc_auc_score(y_true, proba[:, 1])), 4),
+        "roc_auc": _roc_auc(y_true, proba),
+        "roc_auc_method": (
+            f"{CONTRACT.positive_label} against {_other(CONTRACT.positive_label)}"
+            if len(codes) == 2
+            else "each class against the rest, averaged over the classes"
+        ),
         "per_class": {
             label: {
                 "precision": round(float(precision[code]), 4),
@@ -125,38 +230,86 @@ def _held_out_report(y_true: np.ndarray, proba: np.ndarray) -> dict:
                 "f1": round(float(f1[code]), 4),
                 "support": int(support[code]),
             }
-            for code, label in enumerate(LABELS)
+            for code, label in enumerate(CONTRACT.labels)
         },
-        # Rows are the true class, columns the predicted one, both in LABELS order.
+        # Rows are the true class, columns the predicted one, both in the labels' order.
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=codes).tolist(),
-        "curves": _curves(y_true, proba[:, 1]),
+        "curves": [_curves(y_true, proba, code) for code in drawn],
     }
 
 
+def _other(label: str) -> str:
+    return next(other for other in CONTRACT.labels if other != label)
+
+
 def _example_rows(pipeline: Pipeline, X: pd.DataFrame, y: np.ndarray) -> dict:
-    """One typical held-out row per class: the correctly classified row nearest its class median."""
+    """One typical held-out row per class: the correctly classified row nearest its class median.
+
+    A class none of whose held-out rows is predicted right has no example.
+    """
     predicted = pipeline.predict(X.to_numpy())
-    scale = X.std().to_numpy()
+    scale = X.std().replace(0, 1).to_numpy()  # a constant column adds no distance
+    integer = {feature.name for feature in CONTRACT.features if feature.integer}
     examples = {}
-    for code, label in enumerate(LABELS):
+    for code, label in enumerate(CONTRACT.labels):
         rows = X[(y == code) & (predicted == code)]
+        if rows.empty:
+            continue
         distance = (((rows - rows.median()) / scale) ** 2).sum(axis=1)
         examples[label] = {
-            name: float(value) for name, value in rows.loc[distance.idxmin()].items()
+            name: int(value) if name in integer else float(value)
+            for name, value in rows.loc[distance.idxmin()].items()
         }
     return examples
 
 
-def train(seed: int = SEED) -> tuple[Pipeline, dict]:
+def _selection(cv_scores: dict, chosen: str) -> dict:
+    means = {name: round(float(scores.mean()), 4) for name, scores in cv_scores.items()}
+    best = max(means, key=means.get)
+    words = {name: name.replace("_", " ") for name in means}
+    if chosen == best:
+        why = f"{words[chosen].capitalize()} has the best cross-validated ROC-AUC here."
+    else:
+        why = (
+            f"{words[chosen].capitalize()} ({means[chosen]:.4f}) scores within "
+            f"{ROC_AUC_TOLERANCE} of {words[best]} ({means[best]:.4f}) and costs less to serve."
+        )
+    return {
+        "chosen": chosen,
+        "rule": f"cheapest candidate to serve whose {CV_FOLDS}-fold ROC-AUC is within "
+        f"{ROC_AUC_TOLERANCE} of the best",
+        "why": why,
+        "cv_roc_auc": means,
+    }
+
+
+def train(seed: int = SEED, data: Path | None = None) -> tuple[Pipeline, dict]:
     """Fit the chosen pipeline on a stratified split; return it with its model card."""
-    X, y = load_training_data()
+    path = CONTRACT.training_data if data is None else data
+    X, y = load_training_data(path)
+    if len(np.unique(y)) < len(CONTRACT.labels):
+        absent = [label for code, label in enumerate(CONTRACT.labels) if not np.any(y == code)]
+        raise ModelError(
+            f"Training data {path} has no rows of the class(es) {', '.join(map(repr, absent))}; "
+            "every label in model.toml needs rows."
+        )
+    if np.bincount(y).min() < 2:
+        rare = CONTRACT.labels[int(np.bincount(y).argmin())]
+        raise ModelError(
+            f"Class {rare!r} has 1 row in the training data; it needs rows in both the training "
+            "and the held-out split: add rows of it."
+        )
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=TEST_SIZE, stratify=y, random_state=seed
     )
+    check_classes(y, y_train, y_test)
+    for name in CANDIDATES:
+        check_candidate(name, CANDIDATES[name](seed))
+    scoring = "roc_auc" if len(CONTRACT.labels) == 2 else "roc_auc_ovr"
     folds = StratifiedKFold(n_splits=CV_FOLDS, shuffle=True, random_state=seed)
     cv_scores = {
         name: cross_val_score(
-            build_pipeline(name, seed), X_train.to_numpy(), y_train, cv=folds, scoring="roc_auc"
+            build_pipeline(name, seed), X_train.to_numpy(), y_train, cv=folds, scoring=scoring
         )
         for name in CANDIDATES
     }
@@ -165,50 +318,52 @@ def train(seed: int = SEED) -> tuple[Pipeline, dict]:
 
     pipeline = build_pipeline(chosen, seed).fit(X_train.to_numpy(), y_train)
     held_out = _held_out_report(y_test, pipeline.predict_proba(X_test.to_numpy()))
-    if held_out["roc_auc"] < ROC_AUC_FLOOR:
+    floor = CONTRACT.roc_auc_floor
+    if not held_out["roc_auc"] >= floor:  # NaN fails too
         raise ModelError(
-            f"Held-out ROC-AUC {held_out['roc_auc']} is below the floor of {ROC_AUC_FLOOR}."
+            f"Held-out ROC-AUC {held_out['roc_auc']} is below the floor of {floor} "
+            "(roc_auc_floor in model.toml)."
         )
 
     card = {
         "schema_version": CARD_SCHEMA,
-        "name": "breast-cancer-classifier",
-        "description": "Predicts whether a breast mass is malignant or benign from six "
-        "measurements of cell nuclei in a fine-needle aspirate image.",
-        "intended_use": "Example model for the template; not for clinical decisions.",
+        "name": CONTRACT.name,
+        "description": CONTRACT.description,
+        "intended_use": CONTRACT.disclaimer,
         "estimator": f"StandardScaler + {type(pipeline[-1]).__name__}",
-        "selection": {
-            "chosen": chosen,
-            "rule": f"cheapest candidate to serve whose {CV_FOLDS}-fold ROC-AUC is within "
-            f"{ROC_AUC_TOLERANCE} of the best",
-            "why": "Logistic regression scores as well as the original random forest here and "
-            "predicts a row with six multiply-adds instead of walking 100 trees, so it serves "
-            "many times more requests per second on the same machine.",
-            "cv_roc_auc": {name: round(float(s.mean()), 4) for name, s in cv_scores.items()},
-        },
+        "selection": _selection(cv_scores, chosen),
         "features": [
             {
                 "name": feature.name,
                 "label": feature.label,
                 "unit": feature.unit,
                 "description": feature.description,
+                "type": feature.type,
+                "min": feature.min,
+                "max": feature.max,
                 "training_min": float(X_train[feature.name].min()),
                 "training_max": float(X_train[feature.name].max()),
             }
-            for feature in FEATURES
+            for feature in CONTRACT.features
         ],
-        "labels": list(LABELS),
+        "labels": list(CONTRACT.labels),
+        "positive_label": CONTRACT.positive_label,
+        "csv_columns": {label: probability_column(label) for label in CONTRACT.labels},
+        "roc_auc_floor": floor,
         "metrics": {
             "held_out": held_out,
             "cross_validation": {
                 "folds": CV_FOLDS,
+                "scoring": scoring,
                 "roc_auc_mean": round(float(cv_scores[chosen].mean()), 4),
                 "roc_auc_std": round(float(cv_scores[chosen].std()), 4),
             },
         },
         "training": {
-            "data": "Wisconsin diagnostic breast cancer (scikit-learn load_breast_cancer)",
-            "data_sha256": data_checksum(X, y),
+            "data": CONTRACT.training.source,
+            "file": path.name,
+            "target": CONTRACT.training.target,
+            "data_sha256": file_checksum(path),
             "rows_train": len(X_train),
             "rows_test": len(X_test),
             "test_size": TEST_SIZE,

@@ -1,10 +1,14 @@
 """Checking prediction inputs: JSON rows, CSV batches and the page's form, with one rule set.
 
-Every feature value follows one rule, FeatureValue: a finite number from MIN_VALUE to MAX_VALUE.
-Failures raise InputError with one message per bad value, each naming its field (and row).
+Each feature's values follow one rule, stated once from the contract (model.toml): a finite number
+from the feature's min to its max, and for an integer feature a whole one (3.0 is read as 3, 2.5
+is refused). JSON fields (Instance), CSV cells and the page's fields (to_number) are all checked
+against it, and the OpenAPI document shows it. Failures raise InputError with one message per bad
+value, each naming its field (and row).
 """
 
 import csv
+import functools
 import io
 import itertools
 import json
@@ -14,22 +18,52 @@ from collections.abc import Mapping
 from typing import Annotated
 
 import numpy as np
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, create_model
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
 
-from mlservice.features import FEATURE_NAMES, FEATURES
+from mlservice.contract import CONTRACT, Feature, show
 
 # Enough messages to fix a batch, few enough to read.
 MAX_REPORTED_ERRORS = 20
-# Measurements are not negative; MAX_VALUE is far beyond any real one (larger values overflow the
-# model's scaling to inf and NaN).
-MIN_VALUE, MAX_VALUE = 0.0, 1e9
-FEATURE_COUNT = len(FEATURE_NAMES)
+FEATURES = CONTRACT.features
+FEATURE_NAMES = CONTRACT.feature_names
+FEATURE_COUNT = len(FEATURES)
 
-# The rule for every feature value, stated once: JSON fields (Instance), CSV cells and the page's
-# fields (to_number) are all checked against it, and the OpenAPI document shows it.
-FeatureValue = Annotated[float, Field(ge=MIN_VALUE, le=MAX_VALUE, allow_inf_nan=False, strict=True)]
-_feature_value = TypeAdapter(FeatureValue)
-_feature_values = TypeAdapter(list[FeatureValue])
+
+def _whole(value: float) -> float:
+    if value != int(value):
+        raise PydanticCustomError("whole_number", "Input should be a whole number")
+    return value
+
+
+def value_rule(feature: Feature) -> object:
+    """The type of one feature's values: its range, and whole numbers for an integer feature."""
+    number = Annotated[
+        float, Field(ge=feature.min, le=feature.max, allow_inf_nan=False, strict=True)
+    ]
+    if not feature.integer:
+        return number
+    # JSON Schema's integer is any number without a fraction, 3.0 included, as here.
+    schema = {"type": "integer", "minimum": int(feature.min), "maximum": int(feature.max)}
+    return Annotated[number, AfterValidator(_whole), WithJsonSchema(schema)]
+
+
+@functools.cache
+def _rule(feature: Feature) -> TypeAdapter:
+    return TypeAdapter(value_rule(feature))
+
+
+RULES = [value_rule(feature) for feature in FEATURES]
+# A whole table at once, stopping at its first bad value (the cell-by-cell reader explains it).
+_table = TypeAdapter(Annotated[list[tuple[tuple(RULES)]], Field(fail_fast=True)])
 
 
 class InputError(Exception):
@@ -49,28 +83,36 @@ class UnreadableInput(InputError):
         super().__init__(message, code="invalid_json")
 
 
-# One instance: exactly the six features, numbers only (strict: no "1", true or null).
+def _description(feature: Feature) -> str:
+    unit = f" ({feature.unit})" if feature.unit else ""
+    return f"{feature.label}{unit}: {feature.description}"
+
+
+# One instance: exactly the contract's features, numbers only (strict: no "1", true or null).
+# Python names f0, f1, ... with the features' names as aliases: a feature may be called anything
+# the contract allows, even a name pydantic keeps for itself (schema, model_config).
+_FIELDS = [f"f{index}" for index in range(FEATURE_COUNT)]
 Instance = create_model(
     "Instance",
     __config__=ConfigDict(extra="forbid", strict=True),
     **{
-        feature.name: (
-            FeatureValue,
-            Field(description=f"{feature.description} ({feature.unit})"),
-        )
-        for feature in FEATURES
+        field: (rule, Field(alias=feature.name, description=_description(feature)))
+        for field, rule, feature in zip(_FIELDS, RULES, FEATURES, strict=True)
     },
 )
 _instances = TypeAdapter(list[Instance])
 
-# The page's words for each kind of NumberError.
-FORM_MESSAGES = {
-    "empty": "Enter a number.",
-    "not_a_number": "Enter a number.",
-    "not_finite": "Enter a finite number.",
-    "negative": f"Must be {MIN_VALUE:g} or more.",
-    "too_large": f"Must be at most {MAX_VALUE:,.0f}.",
-}
+
+def form_message(kind: str, feature: Feature) -> str:
+    """The page's words for a NumberError of this kind in this feature's field."""
+    return {
+        "empty": "Enter a number.",
+        "not_a_number": "Enter a number.",
+        "not_finite": "Enter a finite number.",
+        "too_small": f"Must be {show(feature.min)} or more.",
+        "too_large": f"Must be at most {show(feature.max)}.",
+        "not_whole": "Enter a whole number.",
+    }[kind]
 
 
 def _location(loc: tuple) -> str:
@@ -86,7 +128,7 @@ def _errors_from(error: ValidationError, prefix: tuple = ()) -> list[dict]:
 
 
 def rows_from_json(payload: object) -> np.ndarray:
-    """Validate one instance or {"instances": [...]}; return an (n, 6) array of features.
+    """Validate one instance or {"instances": [...]}; return an (n, features) array.
 
     The row limit was applied by parse_json, before the objects were built.
     """
@@ -112,7 +154,7 @@ def rows_from_json(payload: object) -> np.ndarray:
             raise InputError(_summary(errors), errors) from None
     else:
         raise InputError('The body must be a JSON object: one instance or {"instances": [...]}.')
-    return np.array([[getattr(row, name) for name in FEATURE_NAMES] for row in valid])
+    return np.array([[getattr(row, field) for field in _FIELDS] for row in valid], dtype=float)
 
 
 def _summary(errors: list[dict]) -> str:
@@ -171,16 +213,17 @@ class NumberError(ValueError):
         self.kind = kind
 
 
-# What each way of breaking FeatureValue is called (NumberError.kind), by pydantic's error type.
+# What each way of breaking a value rule is called (NumberError.kind), by pydantic's error type.
 _BROKEN_RULE = {
     "finite_number": "not_finite",
-    "greater_than_equal": "negative",
+    "greater_than_equal": "too_small",
     "less_than_equal": "too_large",
+    "whole_number": "not_whole",
 }
 
 
-def to_number(text: str) -> float:
-    """Read a CSV cell or form field and check it against FeatureValue, as JSON values are.
+def to_number(text: str, feature: Feature) -> float:
+    """Read a CSV cell or form field and check it against the feature's rule, as JSON values are.
 
     Python's float() syntax ("1e3", ".5", "+5.", surrounding spaces), but no underscores: a
     spreadsheet reads "1_000" as text, and so does this.
@@ -196,19 +239,20 @@ def to_number(text: str) -> float:
         hint = " (write decimals with a point, without thousands separators)" if "," in cell else ""
         raise NumberError("not_a_number", f"{cell!r} is not a number{hint}") from None
     try:
-        return _feature_value.validate_python(number)
+        return _rule(feature).validate_python(number)
     except ValidationError as error:
         kind = _BROKEN_RULE[error.errors()[0]["type"]]
     message = {
         "not_finite": f"{cell!r} is not a finite number",
-        "negative": f"{cell} is negative; values must be {MIN_VALUE:g} or more",
-        "too_large": f"{cell} is larger than {MAX_VALUE:,.0f}",
+        "too_small": f"{cell} is below the minimum of {show(feature.min)}",
+        "too_large": f"{cell} is above the maximum of {show(feature.max)}",
+        "not_whole": f"{cell} is not a whole number",
     }[kind]
     raise NumberError(kind, message)
 
 
 def table_from_csv(text: str, max_rows: int) -> tuple[list[str], list[list[str]], np.ndarray]:
-    """Parse a CSV batch; return its header and rows as sent and the (n, 6) feature array.
+    """Parse a CSV batch; return its header and rows as sent and the (n, features) array.
 
     Read as a spreadsheet would: the csv module splits fields (quotes, CRLF), every row must
     have exactly the header's fields, and blank lines at the end are ignored. Line numbers in
@@ -248,7 +292,7 @@ def table_from_csv(text: str, max_rows: int) -> tuple[list[str], list[list[str]]
         ) from None
     if not rows:
         raise InputError("The CSV has a header but no rows.", code="empty_batch")
-    return header, rows, _numbers(rows, columns)
+    return header, rows, numbers_from_cells(rows, columns)
 
 
 def _feature_columns(header: list[str]) -> list[int]:
@@ -278,30 +322,35 @@ def _feature_columns(header: list[str]) -> list[int]:
     return [names.index(name) for name in FEATURE_NAMES]
 
 
-def _numbers(rows: list[list[str]], columns: list[int]) -> np.ndarray:
-    # Fast path: float() on every cell, then FeatureValue on all of them at once. Every column is
-    # a feature (others were refused), so the cells hold an underscore only where a feature does:
-    # float() reads "1_4" as 14, to_number refuses it.
+def numbers_from_cells(rows: list[list[str]], columns: list[int]) -> np.ndarray:
+    """The features of each row, read from its cells at these positions (contract order).
+
+    Every cell must be a feature's (a table with other columns was refused). Training reads its
+    CSV through this too, so the model learns only from values the service accepts.
+    """
+    # Fast path: float() on every cell, then every rule on the whole table at once. Every cell is
+    # a feature's, so the cells hold an underscore only where a feature does: float() reads "1_4"
+    # as 14, to_number refuses it.
     if "_" not in "".join(itertools.chain.from_iterable(rows)):
         try:
             numbers = [[float(cells[column]) for column in columns] for cells in rows]
-            _feature_values.validate_python([value for row in numbers for value in row])
+            _table.validate_python(numbers)
         except (ValueError, ValidationError):
             pass
         else:
-            return np.array(numbers)
+            return np.array(numbers, dtype=float)
     # Cell by cell with to_number, which says which cells are bad and why. It can also accept
     # what float() did not: str.strip() removes a few control characters that float() refuses.
     numbers, errors, bad = [], [], 0
     for row, cells in enumerate(rows, start=1):
         values = []
-        for column in columns:
+        for column, feature in zip(columns, FEATURES, strict=True):
             try:
-                values.append(to_number(cells[column]))
+                values.append(to_number(cells[column], feature))
             except NumberError as error:
                 bad += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
-                    name = FEATURE_NAMES[columns.index(column)]
+                    name = feature.name
                     errors.append(
                         {
                             "line": row + 1,
@@ -323,11 +372,11 @@ def row_from_form(form: Mapping[str, str]) -> tuple[np.ndarray | None, dict[str,
     Each field is read like a CSV cell (to_number), so the page and CSV batches agree.
     """
     values, errors = [], {}
-    for name in FEATURE_NAMES:
+    for feature in FEATURES:
         try:
-            values.append(to_number(form.get(name, "")))
+            values.append(to_number(form.get(feature.name, ""), feature))
         except NumberError as error:
-            errors[name] = FORM_MESSAGES[error.kind]
+            errors[feature.name] = form_message(error.kind, feature)
     if errors:
         return None, errors
     return np.array([values]), {}

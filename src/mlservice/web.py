@@ -5,11 +5,21 @@ from flask import Blueprint, abort, render_template, request
 
 from mlservice import telemetry
 from mlservice.cards import figures, held_out
-from mlservice.features import FEATURE_NAMES, LABELS
+from mlservice.contract import CONTRACT, plain, show
 from mlservice.model import Model, current_model, labels_of
-from mlservice.validation import MAX_VALUE, MIN_VALUE, row_from_form
+from mlservice.validation import row_from_form
 
 bp = Blueprint("web", __name__)
+
+
+@bp.app_context_processor
+def _contract() -> dict:
+    # Every page (the answers example's too) shows the contract's title and disclaimer.
+    return {"contract": CONTRACT}
+
+
+bp.add_app_template_filter(show, "show")
+bp.add_app_template_filter(plain, "plain")
 
 
 @bp.route("/", methods=["GET", "POST"])
@@ -20,23 +30,17 @@ def index():
     errors: dict[str, str] = {}
     result = None
     if request.method == "POST":
-        values = {name: request.form.get(name, "").strip() for name in FEATURE_NAMES}
+        values = {name: request.form.get(name, "").strip() for name in CONTRACT.feature_names}
         row, errors = row_from_form(request.form)
         if not errors:
             result = _result(model, row[0])
     elif example := request.args.get("example"):
         if example not in card["examples"]:
-            abort(404, f"There is no {example!r} example; try benign or malignant.")
-        values = {name: f"{value:g}" for name, value in card["examples"][example].items()}
-    page = render_template(
-        "index.html",
-        card=card,
-        values=values,
-        errors=errors,
-        result=result,
-        labels=LABELS,
-        value_range=(MIN_VALUE, MAX_VALUE),
-    )
+            known = " or ".join(card["examples"]) or "none"
+            abort(404, f"There is no {example!r} example; try {known}.")
+        # Exactly as the card has them: %g would round 50881.67 to 50881.7, another case.
+        values = {name: plain(value) for name, value in card["examples"][example].items()}
+    page = render_template("index.html", card=card, values=values, errors=errors, result=result)
     return page, 400 if errors else 200
 
 
@@ -57,5 +61,6 @@ def _result(model: Model, row: np.ndarray) -> dict:
     return {
         "label": labels_of(proba)[0],
         "probability": float(proba.max()),
+        "probabilities": dict(zip(CONTRACT.labels, proba[0].tolist(), strict=True)),
         "outside_training": outside,
     }

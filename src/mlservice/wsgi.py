@@ -1,6 +1,6 @@
 """The production entry point, named in gunicorn.conf.py.
 
-A bad setting or model stops the server with one line instead of a traceback, before any
+A bad setting, contract or model stops the server with one line instead of a traceback, before any
 worker starts: there is never a half-alive server.
 """
 
@@ -8,11 +8,12 @@ import gc
 
 from mlservice import create_app
 from mlservice.config import ConfigError
+from mlservice.contract import ContractError
 from mlservice.model import ModelError
 
 try:
     app = create_app()
-except (ConfigError, ModelError) as error:
+except (ConfigError, ContractError, ModelError) as error:
     raise SystemExit(f"mlservice cannot start: {error}") from None
 
 # gunicorn imports this module in the master (preload_app) and forks the workers from it. Frozen
