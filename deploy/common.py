@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The service's own poller and HTTP helper (standard library only), from the source tree, so
 # they work before `make env` as well as after it.
 sys.path.insert(0, str(ROOT / "src"))
+from mlservice import config  # noqa: E402
 from mlservice.probe import WaitTimeout, http, wait_until  # noqa: E402
 
 DEPLOYED, UNCHANGED, CONFIG, ROLLED_BACK, NOT_RESTORED = 0, 1, 2, 3, 4
@@ -100,6 +101,20 @@ def setting(name: str, default: str | None = None) -> str:
     if default is None:
         raise ConfigError(f"{name} is not set (see docs/deploy/ for what each target needs)")
     return default
+
+
+def metrics_token(d: "Deployer") -> str | None:
+    """METRICS_TOKEN when the deploy job has it, checked as the service checks it; else None.
+
+    Each target sets it on the platform beside WEB_CONCURRENCY, and the smoke test, which runs
+    with this environment, asks /metrics with it (docs/observability.md). It is a secret: never
+    printed.
+    """
+    try:
+        token = config.metrics_token(os.environ)
+    except config.ConfigError as error:
+        raise ConfigError(str(error)) from None
+    return d.secret(token) if token else None
 
 
 def number_setting(name: str, default: float, low: float, high: float) -> float:

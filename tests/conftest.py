@@ -6,7 +6,7 @@ import pytest
 from mlservice import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
-# The deploy tests' fixtures: harness, live_url, dead_url.
+# The deploy tests' fixtures: harness, live_url, metered_url, dead_url.
 pytest_plugins = ["tests.deploy_harness"]
 MODEL_PATH = ROOT / "models" / "model.skops"
 

@@ -78,7 +78,7 @@ def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _metrics_token(environ: Mapping[str, str]) -> str | None:
+def metrics_token(environ: Mapping[str, str]) -> str | None:
     """The token /metrics asks for; None (no /metrics) when unset or empty.
 
     Empty counts as unset: a pipeline passes an empty string for a secret that does not exist.
@@ -112,7 +112,7 @@ def from_environ(environ: Mapping[str, str] = os.environ) -> dict:
         "MAX_CONTENT_LENGTH": _positive_int(environ, "MAX_BODY_BYTES"),
         "LOG_LEVEL": _one_of("LOG_LEVEL", log_level, LOG_LEVELS),
         "LOG_FORMAT": _one_of("LOG_FORMAT", log_format, LOG_FORMATS),
-        "METRICS_TOKEN": _metrics_token(environ),
+        "METRICS_TOKEN": metrics_token(environ),
         # App Engine sets it; log lines then carry the trace Cloud Logging links them by.
         "GOOGLE_CLOUD_PROJECT": environ.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
     }
