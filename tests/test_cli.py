@@ -336,7 +336,9 @@ def test_smoke_with_another_token_than_the_service_fails(metered_app, serve):
     assert "/metrics answered 401 with the token, expected 200" in result.output
 
 
-METRICS_TEXT = '# TYPE mlservice_model_info gauge\nmlservice_model_info{{version="{}"}} 1.0\n'
+METRICS_TEXT = "\n".join(
+    ["# TYPE mlservice_model_info gauge", 'mlservice_model_info{{version="{}"}} 1.0', ""]
+)
 
 
 @pytest.mark.parametrize(
