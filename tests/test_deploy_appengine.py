@@ -329,6 +329,8 @@ def test_the_metrics_token_reaches_env_variables_but_no_uploaded_file(harness, c
     assert appengine.WITH_SETTINGS not in created["deployment"]["files"]
     assert not any(METRICS_TOKEN.encode() in content for content in cloud.objects.values())
     assert not (ROOT / appengine.WITH_SETTINGS).exists()
+    assert "METRICS_TOKEN: set in env_variables (deploying app.deploy.yaml)" in done.out
+    assert f"deploy {ROOT / 'app.deploy.yaml'} --version" in done.out
     assert "ok   /metrics answers with the token, refuses without it (401)" in done.out
     assert METRICS_TOKEN not in done.out + done.err
 
