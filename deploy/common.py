@@ -44,7 +44,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # The service's own poller and HTTP helper (standard library only), from the source tree, so
 # they work before `make env` as well as after it.
 sys.path.insert(0, str(ROOT / "src"))
-from mlservice import config  # noqa: E402
 from mlservice.probe import WaitTimeout, http, wait_until  # noqa: E402
 
 DEPLOYED, UNCHANGED, CONFIG, ROLLED_BACK, NOT_RESTORED = 0, 1, 2, 3, 4
@@ -110,11 +109,18 @@ def metrics_token(d: "Deployer") -> str | None:
     with this environment, asks /metrics with it (docs/observability.md). It is a secret: never
     printed.
     """
+    if not os.environ.get("METRICS_TOKEN", "").strip():
+        return None
+    # The service's own rule, imported only when there is a token to check: a deploy without one
+    # needs nothing from mlservice but the probe (make mutation's copy of config.py needs mutmut,
+    # which the python a fresh clone starts with lacks).
+    from mlservice import config
+
     try:
         token = config.metrics_token(os.environ)
     except config.ConfigError as error:
         raise ConfigError(str(error)) from None
-    return d.secret(token) if token else None
+    return d.secret(token)  # not empty: that was looked at first
 
 
 def number_setting(name: str, default: float, low: float, high: float) -> float:
