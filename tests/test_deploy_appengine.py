@@ -280,6 +280,9 @@ def test_a_second_signal_does_not_stop_the_way_back(harness, cloud):
     assert cloud.split() == {"v0-0-0": 1.0}
 
 
+# Slow, so make mutation leaves it out: the script runs in a copy, with a python that has none of
+# the project's packages, which cannot import make mutation's mutated deploy/common.py.
+@pytest.mark.slow
 def test_runs_from_a_fresh_clone_started_by_a_python_without_the_project(tmp_path, cloud):
     """`deploy/appengine` in a fresh clone after `make env` (no model yet), started by a python3
     that cannot import the project: it runs itself again with the project's .venv python."""
