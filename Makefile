@@ -107,7 +107,7 @@ fuzz: $(MODEL) ## Fuzz every API operation in the OpenAPI document (schemathesis
 
 # CPU-heavy (minutes per module): MODULES="config model" runs a few. Fast tests only, and the
 # deploy scripts' tests (real gcloud and aws against the stand-ins).
-MODULES ?= config contract model validation api cards answers deploy.common deploy.lightsail \
+MODULES ?= config contract model validation api cards answers logs telemetry metrics deploy.common deploy.lightsail \
 	deploy.appengine deploy.heroku scripts.plan_deploys scripts.push_tested_image
 MODULES += rename_rules  # template-only
 .PHONY: mutation

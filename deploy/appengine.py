@@ -3,7 +3,8 @@
     deploy/appengine --image IMAGE --version vX.Y.Z [--dry-run]
 
 Settings: GCP_PROJECT_ID (required), APPENGINE_SERVICE (default "default"),
-APPENGINE_KEEP_VERSIONS (default 20), SMOKE_WAIT. Credentials come from the environment
+APPENGINE_KEEP_VERSIONS (default 20), SMOKE_WAIT, METRICS_TOKEN (added to app.yaml's
+env_variables in a copy deployed in its place, which .gcloudignore keeps out of the upload). Credentials come from the environment
 (google-github-actions/auth with Workload Identity Federation in the pipeline).
 
 App Engine standard builds from source, not from an image: upload the code, requirements.txt and
@@ -20,13 +21,52 @@ traffic the untested code serves at once. An id that exists already is refused, 
 whose URL cannot resolve (VERSION-dot-SERVICE-dot-PROJECT is one DNS label of at most 63).
 """
 
+import json
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from deploy import common
 
 UPLOADED = ("app.yaml", "requirements.txt", "models/model.skops", "models/model.json")
+# app.yaml with the settings from the deploy job, deployed in its place: gcloud reads the service's
+# configuration from it, and the source is the folder it is in, so it is written beside app.yaml
+# (and removed after); .gcloudignore uploads only app.yaml, so the secret is in no uploaded file.
+WITH_SETTINGS = "app.deploy.yaml"
+ENV_VARIABLES = re.compile(r"^env_variables:[ \t]*\n([ \t]+)?", re.MULTILINE)
+
+
+def with_env_variables(app_yaml: str, settings: dict[str, str]) -> str:
+    """app.yaml with more env_variables, each value a JSON string (a YAML double-quoted one)."""
+    for name in settings:
+        if re.search(rf"^[ \t]+{name}:", app_yaml, re.MULTILINE):
+            raise common.ConfigError(f"app.yaml sets {name}: the deploy job's setting goes there")
+    found = ENV_VARIABLES.search(app_yaml)
+    indent = (found.group(1) if found else None) or "  "
+    lines = "".join(f"{indent}{name}: {json.dumps(value)}\n" for name, value in settings.items())
+    if found is None:
+        return f"{app_yaml.rstrip()}\nenv_variables:\n{lines}"
+    at = found.end(0) - len(found.group(1) or "")
+    return app_yaml[:at] + lines + app_yaml[at:]
+
+
+@contextmanager
+def descriptor(d: common.Deployer, token: str | None) -> Iterator[Path]:
+    """The app.yaml to deploy: app.yaml itself, or a copy with METRICS_TOKEN while it is used."""
+    app_yaml = common.ROOT / "app.yaml"
+    if token is None:
+        yield app_yaml
+        return
+    d.say(f"METRICS_TOKEN: set in env_variables (deploying {WITH_SETTINGS})")
+    path = common.ROOT / WITH_SETTINGS
+    path.write_text(with_env_variables(app_yaml.read_text(), {"METRICS_TOKEN": token}))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def check_source(d: common.Deployer, service: str) -> None:
@@ -106,6 +146,7 @@ def deploy(d: common.Deployer, args) -> None:
     project = common.setting("GCP_PROJECT_ID")
     service = common.setting("APPENGINE_SERVICE", "default")
     keep = int(common.number_setting("APPENGINE_KEEP_VERSIONS", 20, 1, 200))
+    token = common.metrics_token(d)
     check_source(d, service)
     version = common.appengine_version(args.version, unique_suffix(), service, project)
     app = AppEngine(d, project, service)
@@ -117,8 +158,9 @@ def deploy(d: common.Deployer, args) -> None:
         raise common.ConfigError(f"App Engine version {version} exists: not replacing it")
     before = {v["id"]: v["traffic_split"] for v in existing if v["traffic_split"]}
 
-    upload = ["deploy", str(common.ROOT / "app.yaml"), "--version", version, "--no-promote"]
-    app.gcloud(*upload, timeout=common.BUILD_TIMEOUT, echo=True)
+    with descriptor(d, token) as app_yaml:
+        upload = ["deploy", str(app_yaml), "--version", version, "--no-promote"]
+        app.gcloud(*upload, timeout=common.BUILD_TIMEOUT, echo=True)
     describe = ["gcloud", "app", "versions", "describe", version, "--service", service]
     described = d.run_json([*describe, *app.scope, "--format=json"])
     url = described["versionUrl"] if described else f"https://{version}-dot-{project}.appspot.com"

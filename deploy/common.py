@@ -102,6 +102,27 @@ def setting(name: str, default: str | None = None) -> str:
     return default
 
 
+def metrics_token(d: "Deployer") -> str | None:
+    """METRICS_TOKEN when the deploy job has it, checked as the service checks it; else None.
+
+    Each target sets it on the platform beside WEB_CONCURRENCY, and the smoke test, which runs
+    with this environment, asks /metrics with it (docs/observability.md). It is a secret: never
+    printed.
+    """
+    if not os.environ.get("METRICS_TOKEN", "").strip():
+        return None
+    # The service's own rule, imported only when there is a token to check: a deploy without one
+    # needs nothing from mlservice but the probe (make mutation's copy of config.py needs mutmut,
+    # which the python a fresh clone starts with lacks).
+    from mlservice import config
+
+    try:
+        token = config.metrics_token(os.environ)
+    except config.ConfigError as error:
+        raise ConfigError(str(error)) from None
+    return d.secret(token)  # not empty: that was looked at first
+
+
 def number_setting(name: str, default: float, low: float, high: float) -> float:
     raw = setting(name, str(default))
     try:

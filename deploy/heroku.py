@@ -4,7 +4,8 @@
 
 Settings: HEROKU_APP and HEROKU_API_KEY (required), HEROKU_REGISTRY (default registry.heroku.com),
 HEROKU_API_URL (default https://api.heroku.com), HEROKU_REGISTRY_INSECURE=1 (plain http, local
-tests only), DEPLOY_TIMEOUT, DEPLOY_POLL_SECONDS, SMOKE_WAIT.
+tests only), DEPLOY_TIMEOUT, DEPLOY_POLL_SECONDS, SMOKE_WAIT, METRICS_TOKEN (set as a config var
+when given; without it the app's config var is left as it is).
 
 No Heroku CLI: docker pushes the image, the registry's manifest gives the image CONFIG digest,
 and the Platform API releases it (formation PATCH). The script waits until the release leaves
@@ -12,7 +13,7 @@ and the Platform API releases it (formation PATCH). The script waits until the r
 one before) and the web dynos of the new release are `up` (or `idle`: a sleeping Eco dyno;
 `crashed` fails), then smoke-tests the app.
 
-It sets WEB_CONCURRENCY for the web dyno size first (dynos report the host's CPUs, not their own
+It sets WEB_CONCURRENCY for the web dyno size (and METRICS_TOKEN) first (dynos report the host's CPUs, not their own
 share); that is a release too, so from then on any failure rolls back to the release that was
 current when the script started, and waits for it.
 """
@@ -62,21 +63,29 @@ class Heroku:
     def current_release(self) -> dict | None:
         return next((r for r in self.newest_releases(10) if r.get("current")), None)
 
-    def set_concurrency(self, size: str) -> None:
-        """WEB_CONCURRENCY for the web dyno size, unless it is set so (a change is a release).
+    def configure(self, size: str, metrics_token: str | None) -> None:
+        """WEB_CONCURRENCY for the web dyno size and, when the deploy job has it, METRICS_TOKEN;
+        only those that differ are set (a change is a release).
 
         The one place the app's settings on Heroku are set."""
+        wanted = {}
         memory = DYNO_MEMORY_MB.get(size.lower())
         if memory is None:
             print(
                 f"::warning::deploy/heroku: unknown dyno size {size!r}: WEB_CONCURRENCY unchanged"
             )
+        else:
+            wanted["WEB_CONCURRENCY"] = str(common.workers_for(memory))
+            self.d.say(f"{size} dynos ({memory} MB): WEB_CONCURRENCY={wanted['WEB_CONCURRENCY']}")
+        if metrics_token:
+            wanted["METRICS_TOKEN"] = metrics_token
+        if not wanted:
             return
-        workers = str(common.workers_for(memory))
         config = self.api("GET", "/config-vars") or {}
-        if self.d.dry_run or config.get("WEB_CONCURRENCY") != workers:
-            self.d.say(f"{size} dynos ({memory} MB): WEB_CONCURRENCY={workers}")
-            self.api("PATCH", "/config-vars", {"WEB_CONCURRENCY": workers})
+        changed = {k: v for k, v in wanted.items() if self.d.dry_run or config.get(k) != v}
+        if changed:
+            self.d.say(f"config vars changed: {', '.join(changed)}")
+            self.api("PATCH", "/config-vars", changed)
 
     def config_digest(self, registry_url: str) -> str:
         """The image CONFIG digest (what the Platform API releases) of <app>/web:latest."""
@@ -178,6 +187,7 @@ def deploy(d: common.Deployer, args) -> None:
     registry = common.setting("HEROKU_REGISTRY", "registry.heroku.com")
     api_url = common.setting("HEROKU_API_URL", "https://api.heroku.com").rstrip("/")
     insecure = common.setting("HEROKU_REGISTRY_INSECURE", "0") in ("1", "true")
+    token = common.metrics_token(d)
     registry_url = f"{'http' if insecure else 'https'}://{registry}"
     heroku = Heroku(d, app, key, api_url, registry)
 
@@ -200,7 +210,7 @@ def deploy(d: common.Deployer, args) -> None:
         number = previous.get("version", "<current>")
         rollback = f"heroku rollback v{number} -a {app}"
         d.changing(f"release v{number}", lambda: heroku.restore(previous), rollback)
-    heroku.set_concurrency(web["size"] if web else NEW_APP_SIZE)
+    heroku.configure(web["size"] if web else NEW_APP_SIZE, token)
 
     d.ensure_local_image(args.image)
     target = f"{registry}/{app}/web"

@@ -3,7 +3,8 @@
     deploy/lightsail --image IMAGE --version vX.Y.Z [--dry-run]
 
 Settings: LIGHTSAIL_SERVICE (required), AWS_REGION (default us-east-1), LIGHTSAIL_KEEP_IMAGES
-(default 10), DEPLOY_TIMEOUT, DEPLOY_POLL_SECONDS, SMOKE_WAIT, LIGHTSAILCTL_DIR. AWS credentials
+(default 10), DEPLOY_TIMEOUT, DEPLOY_POLL_SECONDS, SMOKE_WAIT, LIGHTSAILCTL_DIR, METRICS_TOKEN
+(set in the containers' environment when given). AWS credentials
 come from the environment (configure-aws-credentials with OIDC in the pipeline). Needs the AWS CLI
 v2 (v1 has no push-container-image); deploy/install_lightsailctl.py installs lightsailctl.
 
@@ -49,11 +50,11 @@ POWER_MEMORY_MB = {
 DELETIONS_PER_DEPLOY = 5  # old images deleted per deployment, so pruning stays short
 
 
-def render_containers(reference: str, power: str | None) -> dict:
+def render_containers(reference: str, power: str | None, metrics_token: str | None = None) -> dict:
     """containers.json with the pushed image and the app's environment for the service's power.
 
-    The one place the app's settings on Lightsail are set: WEB_CONCURRENCY here (containers.json
-    holds the fixed ones, PORT among them)."""
+    The one place the app's settings on Lightsail are set: WEB_CONCURRENCY and, when the deploy
+    job has it, METRICS_TOKEN here (containers.json holds the fixed ones, PORT among them)."""
     template = (common.ROOT / "containers.json").read_text()
     if template.count(PLACEHOLDER) != 1:
         raise common.ConfigError(f"containers.json must hold {PLACEHOLDER} once, as the image")
@@ -62,6 +63,8 @@ def render_containers(reference: str, power: str | None) -> dict:
     for container in containers.values():
         environment = container.setdefault("environment", {})
         environment["WEB_CONCURRENCY"] = str(common.workers_for(memory))
+        if metrics_token:
+            environment["METRICS_TOKEN"] = metrics_token
     return containers
 
 
@@ -107,7 +110,7 @@ class Lightsail:
                 Path(tmp, f"{name}.json").write_text(json.dumps(payload, indent=2))
                 options += [f"--{name}", f"file://{tmp}/{name}.json"]
                 if self.d.dry_run:
-                    print(f"  {name}.json: {json.dumps(payload)}")
+                    print(self.d.mask(f"  {name}.json: {json.dumps(payload)}"))
             created = self.call("create-container-service-deployment", *options)
         return created["containerService"]["nextDeployment"]["version"] if created else None
 
@@ -211,9 +214,10 @@ def deploy(d: common.Deployer, args) -> None:
     region = common.setting("AWS_REGION", "us-east-1")
     label = common.lightsail_label(args.version)
     keep = int(common.number_setting("LIGHTSAIL_KEEP_IMAGES", 10, 1, 100))
+    token = common.metrics_token(d)
     endpoint = json.loads((common.ROOT / "public-endpoint.json").read_text())
     container = endpoint["containerName"]
-    validate(render_containers(f":{service}.{label}.1", "nano"), endpoint, service)
+    validate(render_containers(f":{service}.{label}.1", "nano", token), endpoint, service)
     ls = Lightsail(d, service, region)
 
     found = ls.get()
@@ -236,7 +240,7 @@ def deploy(d: common.Deployer, args) -> None:
     else:
         raise common.DeployError("push-container-image printed no 'Refer to this image as' line")
 
-    containers = render_containers(reference, found.get("power"))
+    containers = render_containers(reference, found.get("power"), token)
     workers = containers[container]["environment"]["WEB_CONCURRENCY"]
     d.say(f"power {found.get('power') or '<the service power>'}: WEB_CONCURRENCY={workers}")
     if previous:

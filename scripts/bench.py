@@ -2,6 +2,8 @@
 
 Starts each app with gunicorn and the project's gunicorn.conf.py on loopback, drives it with wrk,
 times a 100,000-row CSV batch, prints a table and checks the targets from the performance doc.
+Telemetry (a JSON log line per request and the Prometheus metrics) is measured on and off in
+alternating rounds against two servers running side by side, so both see the same machine.
 Exits 1 when a target is missed. `--write` puts the table into docs/performance.md.
 """
 
@@ -10,6 +12,7 @@ import io
 import json
 import os
 import pickle
+import secrets
 import statistics
 import sys
 import tempfile
@@ -31,6 +34,7 @@ from mlservice.probe import http  # noqa: E402
 from mlservice.training import load_training_data  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
+ROUNDS = 4  # telemetry on and off, each measured in this many turns of half the duration
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -42,6 +46,26 @@ def throughput(url: str, seconds: int, connections: int, body: str = "") -> dict
         "p99_ms": totals["p99_us"] / 1000,
         "errors": totals["non_2xx"] + sum(totals[key] for key in wrk.SOCKET_ERRORS),
     }
+
+
+def alternating(urls: dict[str, str], seconds: int, connections: int, body: str, rounds: int):
+    """Throughput of each URL, measured in turns (a, b, b, a, a, b, ...) so that a change in the
+    machine's load during the run weighs on all of them alike."""
+    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    for round_ in range(rounds):
+        order = list(urls) if round_ % 2 == 0 else list(reversed(urls))
+        for name in order:
+            runs[name].append(wrk.run(urls[name], seconds, connections, method="POST", body=body))
+    results = {}
+    for name, totals in runs.items():
+        results[name] = {
+            "rps": sum(t["requests"] for t in totals)
+            / (sum(t["duration_us"] for t in totals) / 1e6),
+            "p50_ms": statistics.median(t["p50_us"] for t in totals) / 1000,
+            "p99_ms": statistics.median(t["p99_us"] for t in totals) / 1000,
+            "errors": sum(t["non_2xx"] + sum(t[key] for key in wrk.SOCKET_ERRORS) for t in totals),
+        }
+    return results
 
 
 def baseline_pickles(folder: Path) -> None:
@@ -101,17 +125,34 @@ def main() -> int:
 
     card = json.loads((ROOT / "models" / "model.json").read_text())
     row = json.dumps(next(iter(card["examples"].values())))
+    # Telemetry off: no line per request (WARNING) and no metrics (no METRICS_TOKEN).
     env = {"MAX_ROWS": "100000", "MAX_BODY_BYTES": str(64 * 1024 * 1024), "LOG_LEVEL": "WARNING"}
+    # On, as on the platforms: a JSON line per request (written to the server's log file) and
+    # the metrics counted in prometheus_client's files.
+    observed_env = {
+        **env,
+        "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "json",
+        "METRICS_TOKEN": secrets.token_urlsafe(32),
+    }
     apps_env = {**env, "PYTHONPATH": str(ROOT / "scripts")}  # bench_apps lives beside this file
     results = {}
-    # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app; no access
-    # log, so the numbers are the apps' own cost.
-    server = {"workers": None, "options": ("--access-logfile", "/dev/null")}
-    with gunicorn_server(env, **server) as service:
+    # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app.
+    server = {"workers": None}
+    with (
+        gunicorn_server(env, **server) as service,
+        gunicorn_server(observed_env, **server) as observed,
+    ):
         base = service.url
-        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = throughput(
-            f"{base}/api/v1/predict", args.seconds, args.connections, row
+        on_off = alternating(
+            {"off": f"{base}/api/v1/predict", "on": f"{observed.url}/api/v1/predict"},
+            max(args.seconds // 2, 1),
+            args.connections,
+            row,
+            rounds=ROUNDS,
         )
+        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = on_off["off"]
+        results["(e) (a) with telemetry on: a JSON log line + metrics"] = on_off["on"]
         if query := answers_query(base):
             results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = throughput(
                 base + query, args.seconds, args.connections
@@ -129,11 +170,14 @@ def main() -> int:
                 throughput(f"{baseline.url}/api/v1/predict", args.seconds, args.connections, row)
             )
 
-    a, b, c = (next(v for k, v in results.items() if k.startswith(p)) for p in ["(a", "(b", "(c"])
+    a, b, c, e = (
+        next(v for k, v in results.items() if k.startswith(p)) for p in ["(a", "(b", "(c", "(e"]
+    )
     errors = sum(r["errors"] for r in results.values())
     checks = [
         ("(a) >= 50% of (b) requests/s", a["rps"] / b["rps"], a["rps"] >= 0.5 * b["rps"]),
         ("(a) >= 10x (c) requests/s", a["rps"] / c["rps"], a["rps"] >= 10 * c["rps"]),
+        ("(e) >= 95% of (a) requests/s", e["rps"] / a["rps"], e["rps"] >= 0.95 * a["rps"]),
         ("100,000-row CSV batch < 2 s", batch_seconds, batch_seconds < 2),
         ("no errors in any scenario", errors, errors == 0),
     ]
@@ -145,7 +189,9 @@ def main() -> int:
     )
     lines = [
         f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1{command}, gunicorn.conf.py "
-        f"with {workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}.",
+        f"with {workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}. "
+        f"(a) and (e): two servers side by side, measured in {ROUNDS} alternating turns of "
+        f"{max(args.seconds // 2, 1)} s each.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlservice.metrics import child_pids
 from mlservice.probe import NotYet, WaitTimeout, http, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,21 +51,6 @@ class Server:
 
     def worker_pids(self) -> set[int]:
         return child_pids(self.pid)
-
-
-def child_pids(parent: int) -> set[int]:
-    """Live (not zombie) child processes of `parent`, read from /proc (Linux)."""
-    children = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name may hold spaces; the fields after its ")" are fixed.
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # the process ended while we looked
-        state, ppid = fields[0], int(fields[1])
-        if ppid == parent and state != "Z":
-            children.add(int(stat.parent.name))
-    return children
 
 
 def rss_kib(pid: int) -> int:

@@ -41,8 +41,10 @@ PIPELINE = yaml.safe_load((ROOT / ".github" / "workflows" / "pipeline.yml").read
 JOB_BUDGET = (PIPELINE["jobs"]["deploy"]["timeout-minutes"] - SETUP_MINUTES) * 60
 # Settings of the outer environment that must not leak into a test's deployment.
 OWN_SETTINGS = re.compile(
-    r"(DEPLOY|SMOKE|GITHUB|AWS|CLOUDSDK|GCP|APPENGINE|LIGHTSAIL|HEROKU)_.*|STANDIN_.*"
+    r"(DEPLOY|SMOKE|GITHUB|AWS|CLOUDSDK|GCP|APPENGINE|LIGHTSAIL|HEROKU)_.*|STANDIN_.*|METRICS_TOKEN"
 )
+# The deploy job's METRICS_TOKEN secret in the tests: the platform must pass it to the app.
+METRICS_TOKEN = "metrics-" + "7" * 32
 
 
 class LiveApp:
@@ -66,6 +68,13 @@ class LiveApp:
 @pytest.fixture
 def live_url() -> str:
     return LiveApp.start()
+
+
+@pytest.fixture(scope="module")
+def metered_url():
+    """The app as the platform runs it once METRICS_TOKEN reached it: /metrics on, behind it."""
+    with running_server(env={"METRICS_TOKEN": METRICS_TOKEN}, workers=1) as url:
+        yield url + "/"
 
 
 @pytest.fixture

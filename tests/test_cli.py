@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from flask import Flask, request
 from werkzeug.serving import make_server
 
-from mlservice import cli, model, training
+from mlservice import cli, create_app, model, training
 from mlservice.contract import CONTRACT, label_key
+from tests.conftest import ROOT
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -113,6 +114,7 @@ def broken_service(card: dict, **overrides) -> Flask:
         "predict": None,
         "csv": lambda lines: lines,
         "bad": ({"error": {"code": "invalid_input"}}, 422),
+        "/metrics": ("", 404),
         **overrides,
     }
 
@@ -283,3 +285,96 @@ def test_version_without_installed_metadata_comes_from_pyproject(monkeypatch):
     version = tomllib.loads(PYPROJECT.read_text())["project"]["version"]
     result = CliRunner().invoke(cli.main, ["--version"])
     assert result.output == f"mlservice {version}\n"
+
+
+TOKEN = "smoke-test-metrics-token-0123456789abcdef"  # noqa: S105
+
+
+@pytest.fixture
+def metered_app(model_path):
+    return create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "METRICS_TOKEN": TOKEN,
+        }
+    )
+
+
+def test_smoke_checks_metrics_with_the_token_from_the_environment(metered_app, serve):
+    url = serve(metered_app)
+    result = CliRunner().invoke(cli.main, ["smoke", url], env={"METRICS_TOKEN": TOKEN})
+    assert result.exit_code == 0, result.output
+    assert "ok   /metrics answers with the token, refuses without it (401)" in result.output
+
+
+def test_smoke_without_a_token_passes_when_metrics_refuses(metered_app, serve):
+    result = CliRunner().invoke(cli.main, ["smoke", serve(metered_app)], env={"METRICS_TOKEN": ""})
+    assert result.exit_code == 0, result.output
+    assert "ok   /metrics is not public (401); set METRICS_TOKEN" in result.output
+
+
+def test_smoke_without_a_token_passes_when_metrics_is_off(app, serve):
+    result = CliRunner().invoke(cli.main, ["smoke", serve(app)], env={"METRICS_TOKEN": " "})
+    assert result.exit_code == 0, result.output
+    assert "ok   /metrics is not public (404)" in result.output
+
+
+def test_smoke_with_a_token_fails_when_the_service_has_none(app, serve):
+    result = CliRunner().invoke(cli.main, ["smoke", serve(app)], env={"METRICS_TOKEN": TOKEN})
+    assert result.exit_code == 1
+    assert (
+        "/metrics answered 404 with the token, expected 200: is METRICS_TOKEN set on the service?"
+        in result.output
+    )
+
+
+def test_smoke_with_another_token_than_the_service_fails(metered_app, serve):
+    url = serve(metered_app)
+    result = CliRunner().invoke(cli.main, ["smoke", url, "--metrics-token", TOKEN + "x"])
+    assert result.exit_code == 1
+    assert "/metrics answered 401 with the token, expected 200" in result.output
+
+
+METRICS_TEXT = "\n".join(
+    ["# TYPE mlservice_model_info gauge", 'mlservice_model_info{{version="{}"}} 1.0', ""]
+)
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        (("# public", 200), "/metrics answered 200 without a token, expected 404 (off) or 401"),
+        (("oops", 500), "/metrics answered 500 without a token"),
+    ],
+)
+def test_smoke_fails_when_metrics_is_public_or_broken(card, serve, metrics, message):
+    url = serve(broken_service(card, **{"/metrics": metrics}))
+    result = CliRunner().invoke(cli.main, ["smoke", url], env={"METRICS_TOKEN": ""})
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("body", "without_token", "message"),
+    [
+        (METRICS_TEXT.format("0000"), 401, "/metrics does not report the served model {version}"),
+        ("mlservice_model_info{version=", 401, "/metrics is not in Prometheus text format"),
+        (None, 200, "/metrics answered 200 without the token, expected 401"),
+        (None, 403, "/metrics answered 403 without the token, expected 401"),
+    ],
+)
+def test_smoke_checks_what_metrics_reports(card, serve, body, without_token, message):
+    service = broken_service(card)
+
+    @service.before_request
+    def metrics_behind_a_token():
+        if request.path == "/metrics":
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                return "", without_token
+            return body or METRICS_TEXT.format(card["version"]), 200
+        return None
+
+    result = CliRunner().invoke(cli.main, ["smoke", serve(service)], env={"METRICS_TOKEN": TOKEN})
+    assert result.exit_code == 1
+    assert message.format(version=card["version"]) in result.output

@@ -1,6 +1,5 @@
-import logging
+import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,69 @@ def test_defaults():
         "MAX_ROWS": 10000,
         "MAX_CONTENT_LENGTH": 3_200_000,
         "LOG_LEVEL": "INFO",
+        "LOG_FORMAT": "text",
+        "METRICS_TOKEN": None,
+        "GOOGLE_CLOUD_PROJECT": None,
     }
+
+
+@pytest.mark.parametrize(
+    ("environ", "log_format"),
+    [
+        ({"GAE_ENV": "standard"}, "json"),  # App Engine
+        ({"GAE_SERVICE": "default"}, "json"),
+        ({"DYNO": "web.1"}, "json"),  # Heroku
+        ({"DYNO": "web.1", "LOG_FORMAT": "text"}, "text"),  # a choice beats the platform's default
+        ({"LOG_FORMAT": " JSON "}, "json"),
+        ({"HOSTNAME": "laptop"}, "text"),
+    ],
+)
+def test_log_format_defaults_to_json_on_the_platforms(environ, log_format):
+    assert config.from_environ(environ)["LOG_FORMAT"] == log_format
+
+
+TOKEN = "0123456789abcdefABCDEF-._~+/xyz0"  # noqa: S105 (32 characters, every kind allowed)
+
+
+@pytest.mark.parametrize(
+    ("value", "token"),
+    [
+        ("", None),  # a pipeline's secret that does not exist arrives empty: /metrics is off
+        ("   ", None),
+        (TOKEN, TOKEN),
+        (f" {TOKEN}\n", TOKEN),
+        (TOKEN + "==", TOKEN + "=="),  # base64 padding
+    ],
+)
+def test_metrics_token(value, token):
+    assert config.from_environ({"METRICS_TOKEN": value})["METRICS_TOKEN"] == token
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (TOKEN[:31], "METRICS_TOKEN must be at least 32 characters, got 31."),
+        ("secret", "METRICS_TOKEN must be at least 32 characters, got 6."),
+        (TOKEN[:31] + " ", "METRICS_TOKEN must be at least 32 characters, got 31."),
+        (TOKEN[:16] + " " + TOKEN[16:], "METRICS_TOKEN may hold only letters, digits and"),
+        (TOKEN + "=x", "METRICS_TOKEN may hold only letters, digits and"),
+        ("=" + TOKEN, "METRICS_TOKEN may hold only letters, digits and"),
+        (TOKEN[:31] + "é", "METRICS_TOKEN may hold only letters, digits and"),
+    ],
+)
+def test_a_bad_metrics_token_is_refused_without_showing_it(value, message):
+    with pytest.raises(config.ConfigError) as raised:
+        config.from_environ({"METRICS_TOKEN": value})
+    assert str(raised.value).startswith(message)
+    assert str(raised.value).count("\n") == 0
+    assert value.strip() not in str(raised.value)
+
+
+def test_google_cloud_project_is_read_when_set():
+    assert config.from_environ({"GOOGLE_CLOUD_PROJECT": " demo-123 "})["GOOGLE_CLOUD_PROJECT"] == (
+        "demo-123"
+    )
+    assert config.from_environ({"GOOGLE_CLOUD_PROJECT": ""})["GOOGLE_CLOUD_PROJECT"] is None
 
 
 @pytest.mark.parametrize(
@@ -60,6 +121,8 @@ def test_environment_overrides():
             "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, got 'LOUD'.",
         ),
         ({"MODEL_PATH": " "}, "MODEL_PATH is set but empty."),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json, got 'xml'."),
+        ({"LOG_FORMAT": "JSONL"}, "LOG_FORMAT must be one of text, json, got 'jsonl'."),
     ],
 )
 def test_bad_settings_fail_with_one_clear_sentence(environ, message):
@@ -227,17 +290,7 @@ def test_explicit_worker_count_may_reach_the_maximum():
     assert config.server_from_environ({"WEB_CONCURRENCY": "32"}, cpus=1)["workers"] == 32
 
 
-def test_logging_writes_time_level_logger_and_message(monkeypatch, capsys):
-    root = logging.getLogger()
-    # pytest's own handlers would make basicConfig a no-op; the level is restored afterwards.
-    monkeypatch.setattr(root, "handlers", [])
-    monkeypatch.setattr(root, "level", root.level)
-    config.configure_logging("WARNING")
-    logger = logging.getLogger("some.module")
-    logger.warning("kept")
-    logger.info("dropped")
-    assert root.level == logging.WARNING
-    assert re.fullmatch(
-        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING some\.module: kept\n",
-        capsys.readouterr().err,
-    )
+def test_the_lightsail_container_logs_json_and_passes_the_settings_check():
+    # Lightsail sets no variable of its own to recognise it by; containers.json says json.
+    environment = json.loads((ROOT / "containers.json").read_text())["web"]["environment"]
+    assert config.from_environ(environment)["LOG_FORMAT"] == "json"

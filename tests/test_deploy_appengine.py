@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from deploy import appengine, common
-from tests.deploy_harness import ROOT
+from tests.deploy_harness import METRICS_TOKEN, ROOT
 from tests.standins.appengine_api import FakeAppEngine
 from tests.standins.gcloud import Gcloud
 from tests.tools import require
@@ -296,7 +297,9 @@ def test_a_second_signal_does_not_stop_the_way_back(harness, cloud):
     assert cloud.split() == {"v0-0-0": 1.0}
 
 
-@pytest.mark.slow  # the copied scripts cannot run under make mutation (mutmut is not installed)
+# Slow, so make mutation leaves it out: the script runs in a copy, with a python that has none of
+# the project's packages, which cannot import make mutation's mutated deploy/common.py.
+@pytest.mark.slow
 def test_runs_from_a_fresh_clone_started_by_a_python_without_the_project(tmp_path, cloud):
     """`deploy/appengine` in a fresh clone after `make env` (no model yet), started by a python3
     that cannot import the project: it runs itself again with the project's .venv python."""
@@ -432,3 +435,53 @@ def test_each_uploaded_file_must_be_there(harness, cloud, tmp_path, monkeypatch,
     done = harness.deploy(appengine)
     done.failed(common.CONFIG, f"{name} is missing")
     assert cloud.requests == []
+
+
+def test_the_metrics_token_reaches_env_variables_but_no_uploaded_file(harness, cloud, metered_url):
+    cloud.code_url = metered_url  # the app as it runs with METRICS_TOKEN set
+    harness.set(METRICS_TOKEN=METRICS_TOKEN)
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    created = cloud.services["default"]["versions"][NEW]
+    # gcloud read the service's settings from the copy of app.yaml, WEB_CONCURRENCY kept.
+    assert created["envVariables"] == {"WEB_CONCURRENCY": "2", "METRICS_TOKEN": METRICS_TOKEN}
+    assert created["inboundServices"] == ["INBOUND_SERVICE_WARMUP"]
+    assert "app.yaml" in created["deployment"]["files"]
+    assert appengine.WITH_SETTINGS not in created["deployment"]["files"]
+    assert not any(METRICS_TOKEN.encode() in content for content in cloud.objects.values())
+    assert not (ROOT / appengine.WITH_SETTINGS).exists()
+    assert "METRICS_TOKEN: set in env_variables (deploying app.deploy.yaml)" in done.out
+    assert f"deploy {ROOT / 'app.deploy.yaml'} --version" in done.out
+    assert "ok   /metrics answers with the token, refuses without it (401)" in done.out
+    assert METRICS_TOKEN not in done.out + done.err
+
+
+def test_without_a_metrics_token_app_yaml_is_deployed_as_it_is(harness, cloud):
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    assert cloud.services["default"]["versions"][NEW]["envVariables"] == {"WEB_CONCURRENCY": "2"}
+    assert f"deploy {ROOT / 'app.yaml'} --version" in done.out
+
+
+@pytest.mark.parametrize(
+    ("app_yaml", "expected"),
+    [
+        (
+            'runtime: python313\nenv_variables:\n    A: "1"\nhandlers: []\n',
+            'runtime: python313\nenv_variables:\n    T: "x/y="\n    A: "1"\nhandlers: []\n',
+        ),
+        (
+            "runtime: python313\nenv_variables:\nhandlers: []\n",
+            'runtime: python313\nenv_variables:\n  T: "x/y="\nhandlers: []\n',
+        ),
+        ("runtime: python313\n\n", 'runtime: python313\nenv_variables:\n  T: "x/y="\n'),
+    ],
+)
+def test_settings_join_app_yamls_env_variables(app_yaml, expected):
+    assert appengine.with_env_variables(app_yaml, {"T": "x/y="}) == expected
+    assert yaml.safe_load(expected)["env_variables"]["T"] == "x/y="
+
+
+def test_app_yaml_that_sets_the_token_itself_is_refused():
+    with pytest.raises(common.ConfigError, match=r"app\.yaml sets T: the deploy job's"):
+        appengine.with_env_variables('env_variables:\n  T: "1"\n', {"T": "2"})

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from deploy import common, heroku
+from tests.deploy_harness import METRICS_TOKEN
 from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
 
 KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
@@ -265,3 +266,52 @@ def test_a_release_pending_at_a_signal_is_waited_for_before_anything_is_rolled_b
     done.failed(common.UNCHANGED, "SIGTERM", "release v7 still serves")
     assert fake.releases[-1]["status"] == "failed"
     assert requests(fake, "POST") == []
+
+
+def test_the_metrics_token_becomes_a_config_var_once_and_the_smoke_test_asks_metrics_with_it(
+    harness, setup, metered_url
+):
+    with setup(FakeHeroku("demo", KEY, metered_url)) as fake:
+        harness.set(METRICS_TOKEN=METRICS_TOKEN)
+        first = harness.deploy(heroku)
+        again = harness.deploy(heroku, version="v1.2.4")
+        config = dict(fake.config)
+    assert (first.code, again.code) == (common.DEPLOYED, common.DEPLOYED)
+    # WEB_CONCURRENCY was right already: only the token changed, and only the first time.
+    (change,) = [r for r in requests(fake, "PATCH") if r["path"].endswith("/config-vars")]
+    assert change["body"] == {"METRICS_TOKEN": METRICS_TOKEN}
+    assert config["METRICS_TOKEN"] == METRICS_TOKEN
+    for done in (first, again):
+        assert "ok   /metrics answers with the token, refuses without it (401)" in done.out
+        assert METRICS_TOKEN not in done.out + done.err
+    assert "config vars changed: METRICS_TOKEN" in first.out
+
+
+def test_without_a_metrics_token_the_config_var_is_left_as_it_is(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.config["METRICS_TOKEN"] = "set-by-hand-" + "x" * 32
+        done = harness.deploy(heroku)
+        config = dict(fake.config)
+    assert done.code == common.DEPLOYED
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/config-vars")]
+    assert config["METRICS_TOKEN"] == "set-by-hand-" + "x" * 32
+
+
+def test_an_unknown_dyno_size_still_gets_the_metrics_token(harness, setup, metered_url):
+    with setup(FakeHeroku("demo", KEY, metered_url, size="Fir-1X")) as fake:
+        harness.set(METRICS_TOKEN=METRICS_TOKEN)
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    (change,) = [r for r in requests(fake, "PATCH") if r["path"].endswith("/config-vars")]
+    assert change["body"] == {"METRICS_TOKEN": METRICS_TOKEN}
+    assert "unknown dyno size 'Fir-1X': WEB_CONCURRENCY unchanged" in done.out
+
+
+def test_a_dry_run_masks_the_metrics_token(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        harness.set(METRICS_TOKEN=METRICS_TOKEN)
+        done = harness.deploy(heroku, "--dry-run")
+    assert done.code == common.DEPLOYED
+    assert fake.requests == []
+    assert '"METRICS_TOKEN": "***"' in done.out  # the config-vars PATCH it would send
+    assert METRICS_TOKEN not in done.out + done.err

@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from deploy import common, lightsail
-from tests.deploy_harness import IMAGE, ROOT
+from tests.deploy_harness import IMAGE, METRICS_TOKEN, ROOT
 from tests.standins.lightsail_api import FakeLightsail, model_errors
 from tests.standins.lightsailctl_release import PLUGIN, Release
 
@@ -373,3 +373,55 @@ def test_installer_fails_clearly_without_the_release(tmp_path):
     assert done.returncode == 1
     assert "answered 404" in done.stderr
     assert not (tmp_path / "bin").exists()
+
+
+def test_the_metrics_token_reaches_the_containers_and_the_smoke_test_asks_metrics_with_it(
+    harness, cloud, metered_url
+):
+    cloud.code_url = metered_url  # the app as it runs with METRICS_TOKEN set
+    harness.set(METRICS_TOKEN=METRICS_TOKEN)
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    (deployment,) = created(cloud)
+    environment = deployment["containers"]["web"]["environment"]
+    assert (environment["METRICS_TOKEN"], environment["WEB_CONCURRENCY"]) == (METRICS_TOKEN, "2")
+    assert "ok   /metrics answers with the token, refuses without it (401)" in done.out
+    assert METRICS_TOKEN not in done.out + done.err
+
+
+def test_without_a_metrics_token_the_containers_get_none_and_metrics_must_be_off(harness, cloud):
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    (deployment,) = created(cloud)
+    assert "METRICS_TOKEN" not in deployment["containers"]["web"]["environment"]
+    assert "ok   /metrics is not public (404)" in done.out
+
+
+def test_a_service_without_the_token_fails_the_smoke_test_and_is_rolled_back(
+    harness, cloud, live_url
+):
+    # The deploy job has the token, the app that answers does not (404 on /metrics).
+    harness.set(METRICS_TOKEN=METRICS_TOKEN)
+    done = harness.deploy(lightsail)
+    done.failed(common.ROLLED_BACK, "smoke test failed")
+    assert "is METRICS_TOKEN set on the service?" in done.out + done.err
+    assert current(cloud)["containers"] == PREVIOUS
+
+
+def test_a_dry_run_never_prints_the_metrics_token(harness, cloud):
+    harness.set(METRICS_TOKEN=METRICS_TOKEN)
+    done = harness.deploy(lightsail, "--dry-run")
+    assert done.code == common.DEPLOYED
+    assert '"METRICS_TOKEN": "***"' in done.out  # the containers.json it would send
+    assert METRICS_TOKEN not in done.out + done.err
+
+
+@pytest.mark.parametrize("token", ["short", "t" * 31 + "!"])
+def test_a_bad_metrics_token_stops_before_anything_changes_without_showing_it(
+    harness, cloud, token
+):
+    harness.set(METRICS_TOKEN=token)
+    done = harness.deploy(lightsail)
+    done.failed(common.CONFIG, "METRICS_TOKEN")
+    assert token not in done.out + done.err
+    assert cloud.requests == []

@@ -5,10 +5,13 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from gunicorn.config import Config
 
 from mlservice.probe import http, wait_until
 from scripts.live_server import LISTENING, gunicorn_server
@@ -16,6 +19,7 @@ from scripts.live_server import LISTENING, gunicorn_server
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_VARIABLES = ("HOST", "PORT", "WEB_CONCURRENCY", "WEB_TIMEOUT", "WEB_GRACEFUL_TIMEOUT")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+TOKEN = "gunicorn-conf-test-token-0123456789abcdef"  # noqa: S105
 
 
 def clean_environ(**environ: str) -> dict[str, str]:
@@ -23,12 +27,25 @@ def clean_environ(**environ: str) -> dict[str, str]:
     return {**env, **environ}
 
 
-def read_conf(monkeypatch, **environ: str) -> dict:
-    for name in SERVER_VARIABLES + THREAD_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
+def read_conf(monkeypatch, keep_metrics_dir: bool = False, **environ: str) -> dict:
+    """Run gunicorn.conf.py here; what it sets in the environment is undone after the test, and
+    the metrics directory it makes is removed unless kept (then on_exit removes it)."""
+    names = (
+        *SERVER_VARIABLES,
+        *THREAD_VARIABLES,
+        "PROMETHEUS_MULTIPROC_DIR",
+        "LOG_FORMAT",
+        "METRICS_TOKEN",
+    )
+    for name in names:
+        if name not in environ:
+            monkeypatch.delenv(name, raising=False)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    if not keep_metrics_dir:
+        conf["on_exit"](None)
+    return conf
 
 
 def test_settings_come_from_the_environment(monkeypatch):
@@ -46,6 +63,74 @@ def test_settings_come_from_the_environment(monkeypatch):
 def test_image_and_platform_default_listens_on_every_interface(monkeypatch):
     conf = read_conf(monkeypatch, WEB_CONCURRENCY="2")
     assert conf["bind"] == "0.0.0.0:8000"
+
+
+def test_each_server_start_gets_a_fresh_metrics_directory_kept_across_a_reload(monkeypatch):
+    inherited = "/srv/mlservice-metrics-abcd-1"  # another server's, e.g. a parent process's
+    conf = read_conf(
+        monkeypatch, keep_metrics_dir=True, PROMETHEUS_MULTIPROC_DIR=inherited, METRICS_TOKEN=TOKEN
+    )
+    made = Path(conf["_metrics_dir"])
+    try:
+        assert made != Path(inherited)
+        assert made.is_dir()
+        assert list(made.iterdir()) == []
+        assert made.name.startswith("mlservice-metrics-")
+        assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(made)  # prometheus_client reads it
+        # SIGHUP re-reads this file in the same master: the counts so far stay.
+        again = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+        assert again["_metrics_dir"] == str(made)
+    finally:
+        conf["on_exit"](None)
+    assert not made.exists()
+
+
+def test_without_metrics_there_is_no_metrics_directory(monkeypatch):
+    conf = read_conf(monkeypatch, keep_metrics_dir=True, PROMETHEUS_MULTIPROC_DIR="/srv/x")
+    assert conf["_metrics_dir"] == ""
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/srv/x"  # untouched: prometheus_client
+    conf["child_exit"](None, SimpleNamespace(pid=123))  # nothing to mark
+    conf["on_exit"](None)
+
+
+def test_no_place_for_the_metrics_stops_the_start_with_one_line(monkeypatch, tmp_path):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    with pytest.raises(SystemExit) as stopped:
+        read_conf(monkeypatch, METRICS_TOKEN=TOKEN)
+    assert str(stopped.value).startswith("mlservice cannot start: no directory for the metrics: ")
+
+
+def test_a_dead_workers_live_gauges_leave_the_sums(monkeypatch):
+    conf = read_conf(monkeypatch, keep_metrics_dir=True, METRICS_TOKEN=TOKEN)
+    folder = Path(conf["_metrics_dir"])
+    try:
+        for name in ("gauge_livesum_123.db", "gauge_livesum_456.db", "counter_123.db"):
+            (folder / name).write_bytes(b"")
+        conf["child_exit"](None, SimpleNamespace(pid=123))
+        # Its counters stay: what it counted before dying still happened.
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "counter_123.db",
+            "gauge_livesum_456.db",
+        ]
+    finally:
+        conf["on_exit"](None)
+
+
+def test_the_app_logs_each_request_so_gunicorn_writes_no_access_log(monkeypatch):
+    conf = read_conf(monkeypatch, WEB_CONCURRENCY="2")
+    assert conf["accesslog"] is None
+    assert conf["errorlog"] == "-"
+
+
+@pytest.mark.parametrize(
+    ("log_format", "formatter"), [("json", "JsonFormatter"), ("text", "TextFormatter")]
+)
+def test_gunicorns_own_lines_take_the_service_format(monkeypatch, log_format, formatter):
+    conf = read_conf(monkeypatch, LOG_FORMAT=log_format)
+    logger = conf["logger_class"](Config())
+    handlers = logger.error_log.handlers
+    assert handlers
+    assert all(type(handler.formatter).__name__ == formatter for handler in handlers)
 
 
 def test_native_thread_pools_default_to_one_but_keep_a_set_value(monkeypatch):

@@ -51,6 +51,8 @@ MACHINERY = [
     "test_cards.py",
     "test_security.py",
     "test_docs.py",
+    "test_telemetry.py",
+    "test_metrics.py",
 ]
 
 WINE_CONTRACT = """

@@ -1,5 +1,7 @@
 """The OpenAPI document and the app stay in step: same operations, answers that match it."""
 
+import re
+
 import jsonschema
 import pytest
 from referencing import Registry, Resource
@@ -124,3 +126,20 @@ def test_a_part_may_not_redefine_a_schema(app):
     app.extensions.setdefault("mlservice.openapi", []).append(lambda app: part)
     with app.app_context(), pytest.raises(RuntimeError, match="defined twice: Error"):
         openapi_document()
+
+
+def test_every_documented_answer_carries_the_request_id_header(document, client):
+    header = document["components"]["headers"]["X-Request-ID"]
+    pattern = re.compile(header["schema"]["pattern"])
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                where = f"{method} {path} {status}"
+                assert response["headers"]["X-Request-ID"] == {
+                    "$ref": "#/components/headers/X-Request-ID"
+                }, where
+    assert pattern.fullmatch(client.get("/healthz").headers["X-Request-ID"])
+    sent = "client-chosen-id-0123456789"
+    assert client.get("/healthz", headers={"X-Request-ID": sent}).headers["X-Request-ID"] == sent
+    assert pattern.fullmatch(sent)
+    assert not pattern.fullmatch("short")

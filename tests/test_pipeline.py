@@ -440,6 +440,13 @@ def test_only_the_heroku_legs_see_the_heroku_key():
             assert key.startswith("${{ matrix.target == 'heroku' && secrets.HEROKU_API_KEY")
 
 
+def test_only_the_deploy_step_gets_the_metrics_token_of_its_environment():
+    given = [s for s in JOBS["deploy"]["steps"] if "METRICS_TOKEN" in str(s)]
+    assert [step.get("id") for step in given] == ["deploy"]
+    assert given[0]["env"]["METRICS_TOKEN"] == "${{ secrets.METRICS_TOKEN }}"  # noqa: S105
+    assert "METRICS_TOKEN" not in given[0]["run"]  # the scripts read it from the environment
+
+
 def test_ci_ok_is_a_gate_that_fails_on_failure_or_cancellation():
     gate = JOBS["ci-ok"]
     assert gate["if"] == "always()"
@@ -618,7 +625,7 @@ def test_secrets_only_reach_the_jobs_that_need_them():
         expected = {
             "image": {"GITHUB_TOKEN"},
             "plan": {"GITHUB_TOKEN"},  # reads a release's image.json
-            "deploy": {"GITHUB_TOKEN", "HEROKU_API_KEY"},
+            "deploy": {"GITHUB_TOKEN", "HEROKU_API_KEY", "METRICS_TOKEN"},
             "release": {"GITHUB_TOKEN"},
             "tags": {"GITHUB_TOKEN"},
         }.get(name, set())

@@ -1,5 +1,6 @@
-"""Helpers for tests: the project's own command-line tools (.venv/bin), a local registry, the
-docs' curl examples and README's list of the files a user edits for their own model."""
+"""Helpers for tests: the project's own command-line tools (.venv/bin), a local registry,
+Prometheus samples read with prometheus_client's own parser, the docs' curl examples and
+README's list of the files a user edits for their own model."""
 
 import json
 import os
@@ -13,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlservice.probe import WaitTimeout, http, wait_until
 
@@ -85,6 +87,29 @@ def running_registry(binary: str, tmp: Path, htpasswd: Path | None = None) -> It
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+Samples = dict[tuple[str, frozenset], float]
+
+
+def metric_samples(text: str) -> Samples:
+    """Every sample of a /metrics answer by (name, labels)."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 when the series does not exist (nothing counted yet)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def requests_total(samples: Samples, route: str, method: str, status: str) -> float:
+    return sample(
+        samples, "mlservice_http_requests_total", route=route, method=method, status=status
+    )
 
 
 YOUR_MODEL_FILES = re.compile(

@@ -47,3 +47,19 @@ def csv_table(rows: list[dict], columns=FEATURE_NAMES) -> str:
 
 def cell(value) -> str:
     return text(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def marked(feature: Feature) -> float:
+    """A valid value with unusual digits (37.13713…% of the way up the range), so that finding
+    it in a log line cannot be a coincidence; whole for an integer feature."""
+    value = feature.min + (feature.max - feature.min) * 0.371371371
+    return float(round(value)) if feature.integer else value
+
+
+def marked_row() -> dict[str, float]:
+    return {feature.name: marked(feature) for feature in FEATURES}
+
+
+def telltale(value: float) -> bool:
+    """Whether a value's text is long enough that no log line holds it by chance (six digits)."""
+    return sum(character.isdigit() for character in text(value)) >= 6

@@ -11,15 +11,29 @@ def create_app(test_config: dict | None = None) -> "Flask":
     # Imported here so that `mlservice smoke` and the settings check load neither Flask nor numpy.
     from flask import Flask
 
-    from mlservice import api, config, errors, health, model, openapi, security, web
+    from mlservice import (
+        api,
+        config,
+        errors,
+        health,
+        logs,
+        metrics,
+        model,
+        openapi,
+        security,
+        telemetry,
+        web,
+    )
 
     app = Flask(__name__)
     app.config.from_mapping(config.from_environ())
     if test_config:
         app.config.update(test_config)
-    config.configure_logging(app.config["LOG_LEVEL"])
+    logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     model.init_app(app)
+    # First of the request hooks: every other hook and view runs inside the request's telemetry.
+    telemetry.init_app(app, metrics.init_app(app))
     errors.init_app(app)
     security.init_app(app)
     app.register_blueprint(health.bp)

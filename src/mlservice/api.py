@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, request
 from pydantic import ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from mlservice import telemetry
 from mlservice.contract import CONTRACT, LABEL_COLUMN
 from mlservice.errors import ApiError
 from mlservice.model import ModelError, current_model, labels_of
@@ -97,12 +98,14 @@ def predict():
     if request.mimetype == "application/json":
         rows = rows_from_json(parse_json(_body_text(), max_rows))
         proba = model.predict_proba(rows)
+        telemetry.predicted(proba)
         body = PredictResponse(predictions=_predictions(proba), model_version=model.version)
         return json_response(body)
 
     if request.mimetype == "text/csv":
         header, cells, rows = table_from_csv(_body_text(), max_rows)
         proba = model.predict_proba(rows)
+        telemetry.predicted(proba)
         return Response(
             _scored_csv(header, cells, proba),
             mimetype="text/csv",

@@ -80,14 +80,25 @@ def train(output: Path, seed: int | None) -> None:
 @click.argument("url")
 @click.option("--wait", type=float, default=0, help="Seconds to wait for /readyz first.")
 @click.option("--expect-version", help="Fail unless the service serves this model version.")
-def smoke_command(url: str, wait: float, expect_version: str | None) -> None:
-    """Check a running service at URL: health, readiness, predictions, error handling."""
+@click.option(
+    "--metrics-token",
+    envvar="METRICS_TOKEN",
+    show_envvar=True,
+    help="The service's METRICS_TOKEN, to check that /metrics answers with it; without one, "
+    "/metrics must be off or refuse. Prefer the environment: a command line is visible to others.",
+)
+def smoke_command(
+    url: str, wait: float, expect_version: str | None, metrics_token: str | None
+) -> None:
+    """Check a running service at URL: health, readiness, predictions, error handling, and that
+    /metrics is not public."""
     try:
         url = smoke.base_url(url)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="URL") from None
     try:
-        served = smoke.run(url, wait=wait, say=click.echo)
+        token = (metrics_token or "").strip() or None  # an unset pipeline secret arrives empty
+        served = smoke.run(url, wait=wait, say=click.echo, metrics_token=token)
         if expect_version and served != expect_version:
             raise smoke.SmokeFailure(f"serving model {served}, expected {expect_version}")
     except (smoke.SmokeFailure, OSError, KeyError, TypeError, ValueError) as error:

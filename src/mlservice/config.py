@@ -4,9 +4,9 @@ Every setting has a default that works for `make run`; deployments override them
 environment variables (see the README's configuration table).
 """
 
-import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +24,7 @@ DEFAULTS = {
     # value of at most 24 characters, "," and CRLF: 216 bytes plus the names' 72; its braces' two
     # lines 15 more), so 320 bytes a row; a CSV row is about half that.
     "MAX_BODY_BYTES": str(10_000 * 320),
-    "LOG_LEVEL": "INFO",
+    "LOG_LEVEL": "INFO",  # LOG_FORMAT: json on the platforms (PLATFORM_VARIABLES), else text
     # gunicorn (gunicorn.conf.py); WEB_CONCURRENCY's default is default_workers().
     # Containers and platforms (Procfile, app.yaml) must listen on every interface; `make run`
     # sets 127.0.0.1.
@@ -35,6 +35,14 @@ DEFAULTS = {
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+# Set by the platforms themselves: App Engine (GAE_ENV, GAE_SERVICE) and Heroku (DYNO). Lightsail
+# sets none of its own, so containers.json sets LOG_FORMAT=json.
+PLATFORM_VARIABLES = ("GAE_ENV", "GAE_SERVICE", "DYNO")
+# /metrics answers only with this bearer token (RFC 6750: its b64token characters); long enough
+# that guessing it over HTTP is hopeless.
+METRICS_TOKEN_CHARACTERS = re.compile(r"[A-Za-z0-9._~+/-]+=*")
+METRICS_TOKEN_MIN_LENGTH = 32
 
 # Each worker holds its own copy of the libraries, about 150 MB: 8 workers already need 1.2 GB,
 # and with one request at a time per core more workers than cores + 1 only queue for the CPU.
@@ -64,18 +72,49 @@ def _path(environ: Mapping[str, str], name: str) -> str:
     return path
 
 
+def _one_of(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}.")
+    return value
+
+
+def metrics_token(environ: Mapping[str, str]) -> str | None:
+    """The token /metrics asks for; None (no /metrics) when unset or empty.
+
+    Empty counts as unset: a pipeline passes an empty string for a secret that does not exist.
+    The messages never show the value: it is a secret.
+    """
+    token = environ.get("METRICS_TOKEN", "").strip()
+    if not token:
+        return None
+    if len(token) < METRICS_TOKEN_MIN_LENGTH:
+        raise ConfigError(
+            f"METRICS_TOKEN must be at least {METRICS_TOKEN_MIN_LENGTH} characters, "
+            f"got {len(token)}."
+        )
+    if not METRICS_TOKEN_CHARACTERS.fullmatch(token):
+        raise ConfigError(
+            "METRICS_TOKEN may hold only letters, digits and - . _ ~ + / (then = at the end)."
+        )
+    return token
+
+
 def from_environ(environ: Mapping[str, str] = os.environ) -> dict:
     """Return the Flask config for these environment variables, or raise ConfigError."""
     log_level = environ.get("LOG_LEVEL", DEFAULTS["LOG_LEVEL"]).strip().upper()
-    if log_level not in LOG_LEVELS:
-        raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}.")
+    on_platform = any(name in environ for name in PLATFORM_VARIABLES)
+    log_format = environ.get("LOG_FORMAT", "json" if on_platform else "text").strip().lower()
     return {
         "MODEL_PATH": _path(environ, "MODEL_PATH"),
         "ANSWERS_PATH": _path(environ, "ANSWERS_PATH"),
         "MAX_ROWS": _positive_int(environ, "MAX_ROWS"),
         # Flask and Werkzeug enforce this one themselves and answer 413.
         "MAX_CONTENT_LENGTH": _positive_int(environ, "MAX_BODY_BYTES"),
-        "LOG_LEVEL": log_level,
+        "LOG_LEVEL": _one_of("LOG_LEVEL", log_level, LOG_LEVELS),
+        "LOG_FORMAT": _one_of("LOG_FORMAT", log_format, LOG_FORMATS),
+        "METRICS_TOKEN": metrics_token(environ),
+        # App Engine sets it; log lines then carry the trace Cloud Logging links them by.
+        "GOOGLE_CLOUD_PROJECT": environ.get("GOOGLE_CLOUD_PROJECT", "").strip() or None,
     }
 
 
@@ -134,9 +173,3 @@ def server_from_environ(environ: Mapping[str, str] = os.environ, cpus: int | Non
         "graceful_timeout": _positive_int(environ, "WEB_GRACEFUL_TIMEOUT"),
         "loglevel": from_environ(environ)["LOG_LEVEL"].lower(),
     }
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Set apart from basicConfig, which changes nothing once the root logger has a handler.
-    logging.getLogger().setLevel(level)

@@ -5,6 +5,7 @@ import logging
 from flask import Flask, Response, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from mlservice import telemetry
 from mlservice.responses import Error, ErrorDetail, json_response
 from mlservice.validation import InputError, UnreadableInput
 
@@ -13,6 +14,7 @@ log = logging.getLogger(__name__)
 # Machine-readable codes for the HTTP errors Flask and Werkzeug raise themselves.
 HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
@@ -28,7 +30,12 @@ class ApiError(Exception):
 def json_error(
     status: int, code: str, message: str, details: object = None, headers: dict | None = None
 ) -> Response:
-    body = Error(error=ErrorDetail(code=code, message=message, details=details))
+    telemetry.rejected(code)
+    body = Error(
+        error=ErrorDetail(
+            code=code, message=message, details=details, request_id=telemetry.request_id()
+        )
+    )
     return json_response(body, status, headers)
 
 
@@ -58,10 +65,12 @@ def handle_http_exception(error: HTTPException):
     status = error.code or 500
     # Keep the headers the error carries, such as Allow on a 405 (RFC 9110 requires it).
     headers = {name: value for name, value in error.get_headers() if name != "Content-Type"}
+    code = HTTP_CODES.get(status, "http_error")
     if _wants_json():
-        code = HTTP_CODES.get(status, "http_error")
         return json_error(status, code, error.description or error.name, headers=headers)
-    return render_template("error.html", error=error), status, headers
+    telemetry.rejected(code)
+    page = render_template("error.html", error=error, request_id=telemetry.request_id())
+    return page, status, headers
 
 
 def handle_unexpected(error: Exception):

@@ -14,9 +14,15 @@ from pydantic.json_schema import models_json_schema
 from mlservice.contract import CONTRACT, LABEL_COLUMN
 from mlservice.model import current_model
 from mlservice.responses import Error, Health, ModelCard, PredictResponse, Ready
+from mlservice.telemetry import SANE_ID
 from mlservice.validation import Instance
 
 REF = "#/components/schemas/{model}"
+REQUEST_ID_HEADER = {
+    "description": "The request's id: the X-Request-ID sent, when it is 20 to 200 letters, "
+    "digits, +, =, / or -, else a new one. Error bodies repeat it; log lines carry it.",
+    "schema": {"type": "string", "pattern": f"^{SANE_ID.pattern}$"},
+}
 TEXT = TypeAdapter(str).json_schema()
 
 
@@ -153,4 +159,9 @@ def openapi_document() -> dict:
             raise RuntimeError(f"OpenAPI schema names defined twice: {', '.join(sorted(clash))}")
         document["paths"].update(contribution["paths"])
         document["components"]["schemas"].update(contribution["schemas"])
+    # Every answer carries its request id (mlservice.telemetry).
+    document["components"]["headers"] = {"X-Request-ID": REQUEST_ID_HEADER}
+    for operation in (op for item in document["paths"].values() for op in item.values()):
+        for response in operation["responses"].values():
+            response["headers"] = {"X-Request-ID": {"$ref": "#/components/headers/X-Request-ID"}}
     return document

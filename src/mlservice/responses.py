@@ -75,6 +75,10 @@ class ErrorDetail(Body):
         description="What the error is about, or null: a list with one entry per bad value, "
         "field or column for input errors, the parameter's name for a bad query parameter"
     )
+    request_id: str = Field(
+        description="This request's id, also in the X-Request-ID header: quote it when "
+        "reporting a problem, it finds the request's log lines"
+    )
 
 
 class Error(Body):

@@ -1,6 +1,7 @@
 """The smoke test every deployment runs against its URL: `mlservice smoke URL`.
 
-Standard library only, so it runs anywhere the package is installed, the image included.
+Standard library only (and prometheus_client's parser, for /metrics), so it runs anywhere the
+package is installed, the image included, without loading Flask or numpy.
 """
 
 import csv
@@ -30,8 +31,13 @@ def base_url(url: str) -> str:
     return parts.geturl().rstrip("/")
 
 
-def _request(url: str, body: bytes | None = None, content_type: str | None = None):
-    headers = {"Accept": "application/json"}
+def _request(
+    url: str,
+    body: bytes | None = None,
+    content_type: str | None = None,
+    headers: dict | None = None,
+):
+    headers = {"Accept": "application/json", **(headers or {})}
     if content_type:
         headers["Content-Type"] = content_type
     reply = http("POST" if body is not None else "GET", url, body=body, headers=headers)
@@ -113,7 +119,42 @@ def wait_until_ready(base: str, timeout: float) -> None:
         ) from None
 
 
-def run(base: str, wait: float = 0, say: Callable[[str], None] = print) -> str:
+def check_metrics(base: str, token: str | None, model_version: str) -> str:
+    """/metrics is never public: with the token it answers and reports the served model, without
+    it 401; with no token to test with, it must refuse (401) or be off (404). Returns what held."""
+    if not token:
+        status, _ = _request(f"{base}/metrics")
+        if status not in (401, 404):
+            raise SmokeFailure(
+                f"/metrics answered {status} without a token, expected 404 (off) or 401"
+            )
+        return f"/metrics is not public ({status}); set METRICS_TOKEN to check that it answers"
+    status, raw = _request(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"})
+    if status != 200:
+        hint = ": is METRICS_TOKEN set on the service?" if status == 404 else ""
+        raise SmokeFailure(f"/metrics answered {status} with the token, expected 200{hint}")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        versions = {
+            sample.labels.get("version")
+            for family in text_string_to_metric_families(raw.decode())
+            if family.name == "mlservice_model_info"
+            for sample in family.samples
+        }
+    except (ValueError, UnicodeDecodeError) as error:
+        raise SmokeFailure(f"/metrics is not in Prometheus text format: {error}") from None
+    if model_version not in versions:
+        raise SmokeFailure(f"/metrics does not report the served model {model_version}")
+    status, _ = _request(f"{base}/metrics")
+    if status != 401:
+        raise SmokeFailure(f"/metrics answered {status} without the token, expected 401")
+    return "/metrics answers with the token, refuses without it (401)"
+
+
+def run(
+    base: str, wait: float = 0, say: Callable[[str], None] = print, metrics_token: str | None = None
+) -> str:
     """Check a running service end to end; return its model version or raise SmokeFailure."""
     base = base.rstrip("/")
     if wait:
@@ -147,4 +188,5 @@ def run(base: str, wait: float = 0, say: Callable[[str], None] = print) -> str:
     if not 400 <= status < 500 or code is None:
         raise SmokeFailure(f"bad input answered {status} {raw[:200]!r}, expected a 4xx JSON error")
     say(f"ok   bad input -> {status} {code}")
+    say(f"ok   {check_metrics(base, metrics_token, ready['model_version'])}")
     return ready["model_version"]

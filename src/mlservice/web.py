@@ -3,6 +3,7 @@
 import numpy as np
 from flask import Blueprint, abort, render_template, request
 
+from mlservice import telemetry
 from mlservice.cards import figures, held_out
 from mlservice.contract import CONTRACT, plain, show
 from mlservice.model import Model, current_model, labels_of
@@ -51,6 +52,7 @@ def model_card():
 
 def _result(model: Model, row: np.ndarray) -> dict:
     proba = model.predict_proba(row.reshape(1, -1))
+    telemetry.predicted(proba)
     outside = [
         feature["label"]
         for feature, value in zip(model.card["features"], row, strict=True)

@@ -1,0 +1,120 @@
+"""Log lines: one JSON object a line on the platforms, readable text locally.
+
+Every line goes through one formatter, whoever writes it: the service, the libraries it uses, and
+gunicorn (gunicorn.conf.py hands its handlers the same formatter). LOG_FORMAT picks the shape
+(config.py). JSON lines use the names Cloud Logging reads (`time`, `severity`, `message`,
+`stack_trace`, `httpRequest`, `logging.googleapis.com/trace`); Heroku and Lightsail show them as
+they are, one line each. docs/observability.md shows both shapes and how to read them.
+
+A line written while a request runs carries that request's fields (its request id, and its trace
+on App Engine), set by mlservice.telemetry in REQUEST_FIELDS. A record may add its own in `fields`
+(shown in both shapes) and `json_fields` (JSON only: what the text's message already says).
+"""
+
+import logging
+import sys
+import time
+from contextvars import ContextVar
+
+import orjson
+
+# The fields every line written during the current request carries; None outside requests.
+REQUEST_FIELDS: ContextVar[dict | None] = ContextVar("mlservice_request_fields", default=None)
+
+
+# The last whole second formatted and its text, replaced as one tuple: many lines share a second.
+_last_second = [(-1, "")]
+
+
+def _utc(timestamp: float) -> str:
+    """RFC 3339 in UTC with microseconds, as Cloud Logging reads `time`."""
+    second = int(timestamp)
+    cached, text = _last_second[0]
+    if second != cached:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second[0] = (second, text)
+    return f"{text}.{int((timestamp - second) * 1e6):06d}Z"
+
+
+def _encode(entry: dict) -> str:
+    # orjson: the standard library's json took a third of a request line's cost (docs/
+    # performance.md). What JSON has no type for (a path, an exception) is written as its str().
+    return orjson.dumps(entry, default=str).decode()
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line; a traceback goes into `stack_trace`, never onto lines of its own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": _utc(record.created),
+            "severity": record.levelname,  # Python's level names are Cloud Logging's severities
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+            **(REQUEST_FIELDS.get() or {}),
+            **getattr(record, "fields", {}),
+            **getattr(record, "json_fields", {}),
+        }
+        if record.exc_info:
+            entry["stack_trace"] = self.formatException(record.exc_info)
+        elif record.stack_info:
+            entry["stack_trace"] = self.formatStack(record.stack_info)
+        return _encode(entry)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{key}:{count}" for key, count in value.items())
+    return str(value)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message key=value ...`, the request id last; tracebacks below."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        fields = {**getattr(record, "fields", {})}
+        if request := REQUEST_FIELDS.get():
+            fields["request_id"] = request["request_id"]
+        pairs = "".join(f" {key}={_text(value)}" for key, value in fields.items())
+        return super().formatMessage(record) + pairs
+
+
+FORMATTERS = {"json": JsonFormatter, "text": TextFormatter}
+
+
+class ServiceHandler(logging.StreamHandler):
+    """The root logger's handler that configure() installs (and finds again)."""
+
+
+def configure(level: str, log_format: str) -> None:
+    """Send every logger's lines to stderr in this format, at this level and above.
+
+    Leaves the handlers alone when someone else configured the root logger first (pytest, an
+    application that embeds this one); sets the level either way. Calling it again (each
+    create_app does) replaces the formatter rather than adding a handler. Python's warnings
+    become log lines too, so that no plain-text line slips between the JSON ones.
+    """
+    root = logging.getLogger()
+    root.setLevel(level)
+    handler = next((h for h in root.handlers if isinstance(h, ServiceHandler)), None)
+    if handler is None:
+        if root.handlers:
+            return
+        handler = ServiceHandler(sys.stderr)
+        root.addHandler(handler)
+        logging.captureWarnings(True)
+        # Neither format shows the thread or the multiprocessing process name: skip finding them
+        # for every record (the logging HOWTO's "Optimization").
+        logging.logThreads = logging.logMultiprocessing = False
+    handler.setFormatter(FORMATTERS[log_format]())
+
+
+def adopt(loggers: list[logging.Logger], log_format: str) -> None:
+    """Give these loggers' own handlers (gunicorn's) the service's formatter."""
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.setFormatter(FORMATTERS[log_format]())

@@ -1,0 +1,260 @@
+"""Prometheus metrics at GET /metrics, exact across gunicorn's workers, behind a bearer token.
+
+Under gunicorn each worker is its own process with its own counts. gunicorn.conf.py therefore
+puts prometheus_client in multiprocess mode (PROMETHEUS_MULTIPROC_DIR, a fresh directory per
+server start): every process writes its counts to files there, and whichever worker answers a
+scrape adds up all the files. Multiprocess mode cannot ask a process for its own CPU and memory
+(per-process collectors would describe only the worker that answers), so ServerProcesses reads
+them for the master and every worker from /proc at scrape time, labelled by pid.
+
+Without METRICS_TOKEN there is no /metrics route and nothing is counted (docs/observability.md).
+"""
+
+import hmac
+import os
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from flask import Blueprint, Flask, Response, current_app, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.core import Metric
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
+
+from mlservice.cli import package_version
+from mlservice.contract import CONTRACT
+
+EXTENSION = "mlservice.metrics"
+# Seconds. Predictions take about a millisecond; a 100,000-row batch about one second.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+ROW_BUCKETS = (
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1000,
+    2000,
+    5000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+)
+# Any other method a client sends is counted as "other": label values stay a short, fixed list.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+bp = Blueprint("metrics", __name__)
+
+
+class Metrics:
+    """The service's metrics, created once per app; the hot path reuses their labelled children."""
+
+    def __init__(self, model, registry: CollectorRegistry | None):
+        self._registry = registry
+        self.requests = Counter(
+            "mlservice_http_requests",
+            "Requests answered, by route (the URL rule), method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "mlservice_http_request_duration_seconds",
+            "Time from the request's arrival in the app to its answer, by route.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        # livesum: a worker that dies mid-request leaves the sum (gunicorn.conf.py child_exit).
+        self.in_progress = Gauge(
+            "mlservice_http_requests_in_progress",
+            "Requests being answered now, across the workers.",
+            multiprocess_mode="livesum",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mlservice_rejected_requests",
+            "Requests refused with a 4xx status, by error code (the one in the error body).",
+            ["code"],
+            registry=registry,
+        )
+        predictions = Counter(
+            "mlservice_predictions",
+            "Instances predicted, by predicted label and model version.",
+            ["label", "model_version"],
+            registry=registry,
+        )
+        self.rows = Histogram(
+            "mlservice_prediction_rows",
+            "Instances in one prediction request.",
+            buckets=ROW_BUCKETS,
+            registry=registry,
+        )
+        # max: the master sets it at start-up; the workers' zeros leave it at 1.
+        info = Gauge(
+            "mlservice_model_info",
+            "The served model (always 1): version, estimator, how it is served, library versions.",
+            ["version", "estimator", "serving", "scikit_learn", "numpy", "python", "service"],
+            multiprocess_mode="max",
+            registry=registry,
+        )
+        info.labels(
+            version=model.version,
+            estimator=model.card.get("estimator", "unknown"),
+            # The folded dot product (mlservice.model) or the scikit-learn pipeline itself.
+            serving="folded-linear" if model.affine is not None else "sklearn-pipeline",
+            scikit_learn=version("scikit-learn"),
+            numpy=version("numpy"),
+            python=sys.version.split()[0],
+            service=package_version(),
+        ).set(1)
+        # Made once: no label set is built on the hot path for these.
+        self._predictions = [
+            predictions.labels(label=label, model_version=model.version)
+            for label in CONTRACT.labels
+        ]
+        self._children: dict[tuple, tuple] = {}
+
+    def started(self) -> None:
+        self.in_progress.inc()
+
+    def finished(self) -> None:
+        self.in_progress.dec()
+
+    def answered(
+        self,
+        route: str,
+        method: str,
+        status: int,
+        seconds: float,
+        error_code: str | None,
+        counts: list[int] | None,
+    ) -> None:
+        """Count one answered request; `counts` are its predictions per label, if any."""
+        method = method if method in METHODS else "other"
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:  # the first such request: its label sets, made once
+            children = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.duration.labels(route=route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if error_code and 400 <= status < 500:
+            self.rejected.labels(code=error_code).inc()
+        if counts is not None:
+            for child, count in zip(self._predictions, counts, strict=True):
+                if count:
+                    child.inc(count)
+            self.rows.observe(sum(counts))
+
+    def registry(self) -> CollectorRegistry:
+        """What a scrape reports: this process's metrics, or the sum over the server's."""
+        if not multiprocessing():
+            return self._registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(ServerProcesses())
+        PlatformCollector(registry=registry)
+        return registry
+
+
+def multiprocessing() -> bool:
+    """Whether prometheus_client counts in files (chosen when it was imported)."""
+    return values.ValueClass._multiprocess
+
+
+def child_pids(parent: int) -> set[int]:
+    """Live (not zombie) child processes of `parent`, read from /proc (Linux)."""
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name may hold spaces; the fields after its ")" are fixed.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        state, ppid = fields[0], int(fields[1])
+        if ppid == parent and state != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
+class ServerProcesses:
+    """prometheus_client's process_* metrics for the gunicorn master and each of its workers.
+
+    A scrape is answered by a worker, whose parent is the master. Each sample gets `pid` and
+    `process` (master or worker) labels; a process that cannot be read is left out.
+    """
+
+    def collect(self):
+        master = os.getppid()
+        processes = [(master, "master")] + [(pid, "worker") for pid in sorted(child_pids(master))]
+        families: dict[str, Metric] = {}
+        for pid, role in processes:
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)
+            for family in collector.collect():
+                merged = families.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for sample in family.samples:
+                    labels = {**sample.labels, "pid": str(pid), "process": role}
+                    merged.add_sample(sample.name, labels, sample.value)
+        return list(families.values())
+
+
+def _authorized(header: str, token: str) -> bool:
+    scheme, _, credentials = header.partition(" ")
+    # Constant time: how much of a guess was right must not show in how long the answer takes.
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        credentials.strip().encode(errors="replace"), token.encode()
+    )
+
+
+@bp.get("/metrics")
+def scrape():
+    if not _authorized(
+        request.headers.get("Authorization", ""), current_app.config["METRICS_TOKEN"]
+    ):
+        raise Unauthorized(
+            "GET /metrics needs the METRICS_TOKEN as a bearer token (Authorization: Bearer ...).",
+            www_authenticate=WWWAuthenticate("bearer", {"realm": "metrics"}),
+        )
+    metrics: Metrics = current_app.extensions[EXTENSION]
+    return Response(
+        generate_latest(metrics.registry()), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def init_app(app: Flask) -> Metrics | None:
+    """With METRICS_TOKEN set: count, and serve /metrics. Returns the metrics, or None."""
+    if not app.config["METRICS_TOKEN"]:
+        return None
+    # In multiprocess mode the counts live in files, not in a registry; otherwise this app's own
+    # registry, which also reports this process's CPU and memory.
+    registry = None
+    if not multiprocessing():
+        registry = CollectorRegistry()
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+    metrics = Metrics(app.extensions["mlservice.model"], registry)
+    app.extensions[EXTENSION] = metrics
+    app.register_blueprint(bp)
+    return metrics

@@ -1,0 +1,187 @@
+"""What every request leaves behind: a request id, one log line, and its metrics.
+
+The request id is the caller's X-Request-ID when it is sane (Heroku's router sets one on every
+request), else 32 random hex digits. It is answered in the X-Request-ID header and in every error
+body, and every log line written while the request runs carries it (mlservice.logs). The line per
+request says what an operator needs and never what was submitted: method, path without the query
+string, route, status, duration, and for predictions the rows, the count of each label and the
+model version. Views report their predictions with predicted(); error answers their code with
+rejected().
+
+This runs on every request, so it is kept cheap (`make bench` measures it): the request's facts
+live in a context variable rather than behind Flask's `g` proxy, and the metrics' label sets are
+made once.
+"""
+
+import logging
+import os
+import re
+import time
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
+
+import numpy as np
+from flask import Flask, Response, request
+
+from mlservice import logs
+from mlservice.contract import CONTRACT
+
+HEADER = "X-Request-ID"
+# Kept as sent when it follows the rule Heroku's router applies to an incoming X-Request-ID
+# (20 to 200 letters, digits, +, =, / or -), so ids look alike on every platform and no id can
+# break a log line or fill it.
+SANE_ID = re.compile(r"[A-Za-z0-9+=/-]{20,200}")
+# App Engine's X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
+CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?")
+UNMATCHED = "(unmatched)"  # the route of a request no URL rule matched (404, 405)
+EXTENSION = "mlservice.telemetry"
+
+log = logging.getLogger("mlservice.requests")
+
+
+@dataclass
+class Facts:
+    """What is known about the request in flight."""
+
+    id: str
+    started: float
+    tokens: tuple[Token, Token] | None = None  # to restore the context variables at the end
+    probabilities: list[np.ndarray] | None = None  # of the predictions made, as predicted()
+    error_code: str | None = None
+
+
+_FACTS: ContextVar[Facts] = ContextVar("mlservice_request_facts")
+
+
+def request_id() -> str:
+    """The current request's id."""
+    return _FACTS.get().id
+
+
+def predicted(proba: np.ndarray) -> None:
+    """Note predictions made for this request: one row of probabilities per instance.
+
+    Only kept here; they are counted when the request ends, and only if telemetry is on.
+    """
+    facts = _FACTS.get()
+    facts.probabilities = [*(facts.probabilities or []), proba]
+
+
+def rejected(code: str) -> None:
+    """Note the error code this request is answered with."""
+    _FACTS.get().error_code = code
+
+
+def cloud_trace(header: str | None, project: str) -> dict:
+    """The fields that tie a log line to its request's trace in Cloud Logging."""
+    match = CLOUD_TRACE.fullmatch(header or "")
+    if not match:
+        return {}
+    trace, span, sampled = match.groups()
+    fields = {"logging.googleapis.com/trace": f"projects/{project}/traces/{trace.lower()}"}
+    if span is not None and int(span) < 2**64:
+        fields["logging.googleapis.com/spanId"] = f"{int(span):016x}"
+    if sampled is not None:
+        fields["logging.googleapis.com/trace_sampled"] = sampled == "1"
+    return fields
+
+
+class Telemetry:
+    """The request hooks of one app, with what does not change between its requests."""
+
+    def __init__(self, model, cloud_project: str | None, metrics=None):
+        self.model_version: str = model.version
+        self.labels: list[str] = list(CONTRACT.labels)
+        self.cloud_project = cloud_project
+        self.metrics = metrics  # mlservice.metrics.Metrics when /metrics is on
+
+    def start(self) -> None:
+        environ = request.environ  # the WSGI names: cheaper than request.headers, every request
+        sent = environ.get("HTTP_X_REQUEST_ID", "")
+        # A UUID4's randomness, without the cost of building a UUID object on every request.
+        rid = sent if SANE_ID.fullmatch(sent) else os.urandom(16).hex()
+        fields = {"request_id": rid}
+        if self.cloud_project:
+            trace = environ.get("HTTP_X_CLOUD_TRACE_CONTEXT")
+            fields.update(cloud_trace(trace, self.cloud_project))
+        facts = Facts(id=rid, started=time.perf_counter())
+        facts.tokens = (_FACTS.set(facts), logs.REQUEST_FIELDS.set(fields))
+        if self.metrics:
+            self.metrics.started()
+
+    def finish(self, response: Response) -> Response:
+        facts = _FACTS.get()
+        seconds = time.perf_counter() - facts.started
+        response.headers.add(HEADER, facts.id)  # nothing else sets it: no need to look first
+        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        logged = log.isEnabledFor(level)
+        if not (self.metrics or logged):
+            return response
+        req = request._get_current_object()
+        route = req.url_rule.rule if req.url_rule else UNMATCHED
+        status = response.status_code
+        error_code = (facts.error_code or f"http_{status}") if status >= 400 else None
+        counts = None
+        if facts.probabilities is not None:
+            chosen = facts.probabilities[0].argmax(axis=1).tolist()
+            for proba in facts.probabilities[1:]:
+                chosen += proba.argmax(axis=1).tolist()
+            counts = [chosen.count(index) for index in range(len(self.labels))]
+        if self.metrics:
+            self.metrics.answered(route, req.method, status, seconds, error_code, counts)
+        if logged:
+            log.handle(self._request_line(req, level, route, status, seconds, error_code, counts))
+        return response
+
+    def _request_line(self, req, level, route, status, seconds, error_code, counts):
+        """The request's log record. Made here rather than by log.info(), which would walk the
+        stack to find its caller on every request; the line always comes from here."""
+        # The path without its query string: a query may carry submitted values.
+        method, path = req.method, req.path
+        fields: dict = {"model_version": self.model_version}
+        if counts is not None:
+            fields["rows"] = sum(counts)
+            fields["labels"] = {label: n for label, n in zip(self.labels, counts, strict=True) if n}
+        if error_code:
+            fields["error"] = error_code
+        json_fields = {
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        if self.cloud_project:
+            # The request as Cloud Logging structures it (LogEntry.httpRequest).
+            json_fields["httpRequest"] = {
+                "requestMethod": method,
+                "requestUrl": path,
+                "status": status,
+                "latency": f"{seconds:.6f}s",
+                "protocol": req.environ.get("SERVER_PROTOCOL"),
+                "userAgent": req.user_agent.string,
+            }
+        message, args = "%s %s %s %.1f ms", (method, path, status, seconds * 1000)
+        record = log.makeRecord(log.name, level, __file__, 0, message, args, None)
+        record.fields, record.json_fields = fields, json_fields
+        return record
+
+    def end(self, _error: BaseException | None) -> None:
+        facts = _FACTS.get(None)
+        if facts is None or facts.tokens is None:  # start() did not run: nothing to undo
+            return
+        facts_token, fields_token = facts.tokens
+        logs.REQUEST_FIELDS.reset(fields_token)
+        _FACTS.reset(facts_token)
+        if self.metrics:
+            self.metrics.finished()
+
+
+def init_app(app: Flask, metrics=None) -> None:
+    """Call before registering other hooks: every other hook and view then runs inside these."""
+    model = app.extensions["mlservice.model"]
+    hooks = Telemetry(model, app.config["GOOGLE_CLOUD_PROJECT"], metrics)
+    app.extensions[EXTENSION] = hooks
+    app.before_request(hooks.start)
+    app.after_request(hooks.finish)
+    app.teardown_request(hooks.end)

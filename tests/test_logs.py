@@ -1,0 +1,181 @@
+"""Log lines: JSON objects Cloud Logging, Heroku and Lightsail read, or readable text."""
+
+import io
+import json
+import logging
+import re
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from mlservice import logs
+
+
+def record(message="%s happened", args=("it",), exc_info=None, **extra) -> logging.LogRecord:
+    logger = logging.getLogger("some.module")
+    made = logger.makeRecord("some.module", logging.WARNING, __file__, 1, message, args, exc_info)
+    made.__dict__.update(extra)
+    return made
+
+
+@pytest.fixture
+def request_fields():
+    """Pretend a request is running, as mlservice.telemetry does."""
+    token = logs.REQUEST_FIELDS.set({"request_id": "r-1234567890abcdefghij", "extra": True})
+    yield
+    logs.REQUEST_FIELDS.reset(token)
+
+
+def test_utc_times_are_rfc3339_with_microseconds():
+    assert logs._utc(0) == "1970-01-01T00:00:00.000000Z"
+    assert logs._utc(1_700_000_000.25) == "2023-11-14T22:13:20.250000Z"
+    assert logs._utc(0.9999995) == "1970-01-01T00:00:00.999999Z"  # never a seventh digit
+    assert logs._utc(1_700_000_001.5) == "2023-11-14T22:13:21.500000Z"  # the next second
+
+
+def test_json_line_has_cloud_loggings_names():
+    made = record(fields={"rows": 2}, json_fields={"status": 200})
+    line = logs.JsonFormatter().format(made)
+    assert "\n" not in line
+    assert json.loads(line) == {
+        "time": logs._utc(made.created),
+        "severity": "WARNING",
+        "logger": "some.module",
+        "pid": made.process,
+        "message": "it happened",
+        "rows": 2,
+        "status": 200,
+    }
+
+
+def test_json_line_carries_the_request_fields(request_fields):
+    entry = json.loads(logs.JsonFormatter().format(record()))
+    assert entry["request_id"] == "r-1234567890abcdefghij"
+    assert entry["extra"] is True
+
+
+def test_json_line_writes_what_json_cannot_hold_as_text():
+    entry = json.loads(logs.JsonFormatter().format(record(fields={"path": Path("/srv/a b")})))
+    assert entry["path"] == "/srv/a b"
+
+
+def raised() -> tuple:
+    try:
+        raise ValueError("broken\nacross lines")
+    except ValueError:
+        return sys.exc_info()
+
+
+def test_a_traceback_stays_inside_its_json_line():
+    line = logs.JsonFormatter().format(record(exc_info=raised()))
+    assert line.count("\n") == 0
+    entry = json.loads(line)
+    assert entry["message"] == "it happened"
+    assert entry["stack_trace"].startswith("Traceback (most recent call last):\n")
+    assert entry["stack_trace"].endswith("ValueError: broken\nacross lines")
+
+
+def test_a_stack_asked_for_goes_into_the_json_line_too():
+    entry = json.loads(logs.JsonFormatter().format(record(stack_info="Stack (most recent...)")))
+    assert entry["stack_trace"] == "Stack (most recent...)"
+
+
+def test_text_line_reads_as_a_sentence_with_its_fields(request_fields):
+    made = record(fields={"rows": 3, "labels": {"benign": 2, "malignant": 1}}, json_fields={"x": 1})
+    line = logs.TextFormatter().format(made)
+    assert re.fullmatch(
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING some\.module: it happened "
+        r"rows=3 labels=benign:2,malignant:1 request_id=r-1234567890abcdefghij",
+        line,
+    )
+
+
+def test_text_line_outside_a_request_has_no_request_id():
+    line = logs.TextFormatter().format(record())
+    assert line.endswith(" WARNING some.module: it happened")
+
+
+def test_text_traceback_follows_the_line():
+    line = logs.TextFormatter().format(record(exc_info=raised()))
+    first, rest = line.split("\n", 1)
+    assert first.endswith("WARNING some.module: it happened")
+    assert rest.startswith("Traceback (most recent call last):")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging_globals(monkeypatch):
+    # configure() changes these for the whole process.
+    monkeypatch.setattr(logging, "logThreads", logging.logThreads)
+    monkeypatch.setattr(logging, "logMultiprocessing", logging.logMultiprocessing)
+    yield
+    logging.captureWarnings(False)
+
+
+def bare_root(monkeypatch) -> logging.Logger:
+    """The root logger without handlers (pytest adds its own as a test starts, so call this in
+    the test); its handlers and level are restored afterwards."""
+    logger = logging.getLogger()
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(logger, "level", logger.level)
+    return logger
+
+
+def test_configure_installs_one_handler_and_later_calls_replace_its_format(monkeypatch):
+    root = bare_root(monkeypatch)
+    logs.configure("WARNING", "text")
+    logs.configure("ERROR", "json")
+    [handler] = root.handlers
+    assert isinstance(handler, logs.ServiceHandler)
+    assert isinstance(handler.formatter, logs.JsonFormatter)
+    assert root.level == logging.ERROR
+    stream = io.StringIO()
+    handler.setStream(stream)
+    logging.getLogger("some.module").error("kept")
+    logging.getLogger("some.module").warning("dropped")
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["kept"]
+
+
+def test_configure_writes_to_stderr_and_warnings_become_lines(monkeypatch, capsys):
+    bare_root(monkeypatch)
+    logs.configure("INFO", "json")
+    logging.getLogger("some.module").info("hello")
+    warnings.showwarning(UserWarning("careful"), UserWarning, "lib.py", 7)
+    first, second = map(json.loads, capsys.readouterr().err.splitlines())
+    assert first["message"] == "hello"
+    assert (second["logger"], second["severity"]) == ("py.warnings", "WARNING")
+    assert "lib.py:7: UserWarning: careful" in second["message"]
+
+
+def test_configure_spares_records_the_names_no_format_shows(monkeypatch):
+    bare_root(monkeypatch)
+    logs.configure("INFO", "json")
+    made = record()
+    assert made.threadName is None
+    assert made.processName is None
+    assert made.process  # the pid is shown
+
+
+def test_configure_leaves_a_root_logger_configured_elsewhere_alone(monkeypatch):
+    root = bare_root(monkeypatch)
+    theirs = logging.NullHandler()
+    root.addHandler(theirs)
+    logs.configure("DEBUG", "json")
+    assert root.handlers == [theirs]
+    assert root.level == logging.DEBUG
+
+
+def test_adopt_gives_other_loggers_handlers_the_format():
+    logger = logging.getLogger("gunicorn.like")
+    handlers = [logging.StreamHandler(io.StringIO()), logging.StreamHandler(io.StringIO())]
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        logs.adopt([logger, logging.getLogger("no.handlers")], "json")
+        assert all(isinstance(h.formatter, logs.JsonFormatter) for h in handlers)
+        logs.adopt([logger], "text")
+        assert all(isinstance(h.formatter, logs.TextFormatter) for h in handlers)
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)

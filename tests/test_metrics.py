@@ -1,0 +1,231 @@
+"""/metrics: off without METRICS_TOKEN, the token in constant time, and exact counts.
+
+These run one process (the Flask test client); tests/test_observability.py checks the sums
+across gunicorn's workers.
+"""
+
+import sys
+from collections import Counter
+from dataclasses import replace
+from importlib.metadata import version
+
+import numpy as np
+import pytest
+
+from mlservice import create_app, metrics
+from tests.conftest import ROOT
+from tests.tools import Samples, metric_samples, requests_total, sample
+from tests.values import FIRST, LABELS
+
+TOKEN = "metrics-token-for-the-tests-0123456789"  # noqa: S105
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def metered(model_path):
+    app = create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "METRICS_TOKEN": TOKEN,
+        }
+    )
+    return app.test_client()
+
+
+def scrape(client) -> Samples:
+    response = client.get("/metrics", headers=AUTH)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return metric_samples(response.get_data(as_text=True))
+
+
+def test_without_a_token_there_is_no_metrics_route_and_nothing_is_counted(app, client):
+    assert client.get("/metrics").status_code == 404
+    assert client.get("/metrics", headers=AUTH).status_code == 404
+    assert metrics.EXTENSION not in app.extensions
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        f"Basic {TOKEN}",
+        f"Bearer {TOKEN[:-1]}",
+        f"Bearer {TOKEN}x",
+        f"Bearer{TOKEN}",
+        f"Bearer {TOKEN.upper()}",
+        f"Bearer {TOKEN[:-1]}é",
+    ],
+)
+def test_metrics_refuses_anything_but_the_token(metered, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = metered.get("/metrics", headers={**headers, "Accept": "application/json"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].lower().startswith("bearer realm=")
+    assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER"])
+def test_metrics_answers_the_token_in_any_case_of_the_scheme(metered, scheme):
+    response = metered.get("/metrics", headers={"Authorization": f"{scheme} {TOKEN} "})
+    assert response.status_code == 200
+
+
+def test_the_token_is_compared_in_constant_time(monkeypatch):
+    compared = []
+
+    def compare_digest(a, b):
+        compared.append((a, b))
+        return a == b
+
+    monkeypatch.setattr(metrics.hmac, "compare_digest", compare_digest)
+    assert metrics._authorized(f"Bearer {TOKEN}", TOKEN)
+    assert not metrics._authorized("Bearer nope", TOKEN)
+    assert not metrics._authorized(f"Basic {TOKEN}", TOKEN)
+    assert compared == [(TOKEN.encode(), TOKEN.encode()), (b"nope", TOKEN.encode())]
+
+
+def test_counts_are_exact(metered, card):
+    version_ = card["version"]
+    # The card's examples: rows the model predicts right, each under its label.
+    examples = list(card["examples"].items())
+    (first, first_row), (last, last_row) = examples[0], examples[-1]
+    for _ in range(3):
+        metered.post("/api/v1/predict", json=first_row)
+    metered.post("/api/v1/predict", json={"instances": [first_row, last_row, last_row]})
+    metered.post("/api/v1/predict", json={FIRST.name: "x"})  # 422
+    metered.get("/api/v1/nowhere")  # 404
+    metered.open("/api/v1/predict", method="BREW")  # an unknown method: 405
+    metered.get("/metrics")  # 401
+    samples = scrape(metered)
+    assert requests_total(samples, "/api/v1/predict", "POST", "200") == 4
+    assert requests_total(samples, "/api/v1/predict", "POST", "422") == 1
+    assert requests_total(samples, "(unmatched)", "GET", "404") == 1
+    assert requests_total(samples, "(unmatched)", "other", "405") == 1
+    assert requests_total(samples, "/metrics", "GET", "401") == 1
+    assert requests_total(samples, "/metrics", "GET", "200") == 0  # counted once answered
+    duration = "mlservice_http_request_duration_seconds"
+    assert sample(samples, f"{duration}_count", route="/api/v1/predict") == 5
+    assert sample(samples, f"{duration}_bucket", route="/api/v1/predict", le="+Inf") == 5
+    assert 0 < sample(samples, f"{duration}_sum", route="/api/v1/predict") < 60
+
+    predictions = "mlservice_predictions_total"
+    expected = Counter([first] * 4 + [last] * 2)
+    for label in LABELS:
+        assert sample(samples, predictions, label=label, model_version=version_) == expected[label]
+    assert sample(samples, "mlservice_prediction_rows_count") == 4
+    assert sample(samples, "mlservice_prediction_rows_sum") == 6
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="1.0") == 3
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="2.0") == 3
+    assert sample(samples, "mlservice_prediction_rows_bucket", le="5.0") == 4
+
+    rejected = "mlservice_rejected_requests_total"
+    assert sample(samples, rejected, code="invalid_input") == 1
+    assert sample(samples, rejected, code="not_found") == 1
+    assert sample(samples, rejected, code="method_not_allowed") == 1
+    assert sample(samples, rejected, code="unauthorized") == 1
+    assert sample(samples, "mlservice_http_requests_in_progress") == 1  # the scrape itself
+
+    assert requests_total(scrape(metered), "/metrics", "GET", "200") == 1
+
+
+def test_the_model_info_names_the_model_and_the_libraries(metered, card):
+    [info] = [
+        labels for (name, labels), v in scrape(metered).items() if name == "mlservice_model_info"
+    ]
+    assert dict(info) == {
+        "version": card["version"],
+        "estimator": card["estimator"],
+        "serving": dict(info)["serving"],  # which one: the next test
+        "scikit_learn": version("scikit-learn"),
+        "numpy": version("numpy"),
+        "python": sys.version.split()[0],
+        "service": dict(info)["service"],
+    }
+    assert dict(info)["service"] not in ("", "unknown")
+
+
+def test_a_single_process_reports_its_own_cpu_and_memory(metered):
+    samples = scrape(metered)
+    assert sample(samples, "process_resident_memory_bytes") > 10_000_000
+    assert sample(samples, "process_cpu_seconds_total") > 0
+    assert any(name == "python_info" for name, _ in samples)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "counted"),
+    [(399, "x", False), (400, "x", True), (499, "x", True), (500, "x", False), (404, None, False)],
+)
+def test_only_4xx_answers_count_as_rejected(model_path, status, code, counted):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    meter = metrics.Metrics(load(model_path), registry)
+    meter.answered("/r", "GET", status, 0.01, code, None)
+    rejected = registry.get_sample_value("mlservice_rejected_requests_total", {"code": "x"})
+    assert (rejected or 0) == (1 if counted else 0)
+    assert registry.get_sample_value("mlservice_prediction_rows_count") == 0
+
+
+@pytest.mark.parametrize(
+    ("affine", "serving"), [(None, "sklearn-pipeline"), ((np.ones(1), 0.0), "folded-linear")]
+)
+def test_the_model_info_says_how_the_model_is_served(model_path, affine, serving):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    metrics.Metrics(replace(load(model_path), affine=affine), registry)
+    [info] = [
+        s.labels for m in registry.collect() for s in m.samples if s.name == "mlservice_model_info"
+    ]
+    assert info["serving"] == serving
+
+
+def test_a_repeated_request_reuses_its_labelled_metrics(model_path):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    meter = metrics.Metrics(load(model_path), registry)
+    for _ in range(3):
+        meter.answered("/r", "PATCH", 200, 0.002, None, [1] + [0] * (len(LABELS) - 1))
+    assert list(meter._children) == [("/r", "PATCH", 200)]
+    labels = {"route": "/r", "method": "PATCH", "status": "200"}
+    assert registry.get_sample_value("mlservice_http_requests_total", labels) == 3
+    assert registry.get_sample_value("mlservice_prediction_rows_sum") == 3
+
+
+def test_the_buckets_are_the_documented_ones(metered, card):
+    metered.post("/api/v1/predict", json=next(iter(card["examples"].values())))
+    samples = scrape(metered)
+
+    def bounds(name: str) -> list[str]:
+        return sorted(
+            (dict(labels)["le"] for n, labels in samples if n == name),
+            key=lambda le: float(le),
+        )
+
+    # docs/observability.md: latency from 1 ms to 30 s; rows from 1 to 100,000.
+    assert bounds("mlservice_http_request_duration_seconds_bucket") == [
+        *("0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5"),
+        *("1.0", "2.5", "5.0", "10.0", "30.0", "+Inf"),
+    ]
+    assert bounds("mlservice_prediction_rows_bucket") == [
+        *("1.0", "2.0", "5.0", "10.0", "20.0", "50.0", "100.0", "200.0", "500.0", "1000.0"),
+        *("2000.0", "5000.0", "10000.0", "20000.0", "50000.0", "100000.0", "+Inf"),
+    ]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_the_usual_methods_are_counted_by_name(metered, method):
+    status = metered.open("/healthz", method=method).status_code
+    route = "/healthz" if status < 400 else "(unmatched)"  # 405: no rule matched the method
+    assert requests_total(scrape(metered), route, method, str(status)) == 1

@@ -1,0 +1,334 @@
+"""Every request gets an id, answered and logged, and one log line that tells what happened
+without telling what was submitted."""
+
+import io
+import json
+import logging
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mlservice import create_app, logs, telemetry
+from tests.conftest import ROOT
+from tests.values import FIRST, LABELS, LAST, below, csv_table, marked_row, telltale, text
+
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+SUBMITTED = marked_row()
+# The submitted values a log line could not hold by chance (every float feature's).
+TELLTALE = [text(value) for value in SUBMITTED.values() if telltale(value)]
+BAD_VALUE = "13.713713x"
+
+
+@pytest.fixture
+def lines():
+    """Every log line written during the test, formatted as JSON when written (so the fields of
+    the request running at that moment are in it), parsed back."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def request_lines(parsed: list[dict]) -> list[dict]:
+    return [line for line in parsed if line["logger"] == "mlservice.requests"]
+
+
+def test_every_answer_has_a_new_request_id(client):
+    first = client.get("/healthz").headers["X-Request-ID"]
+    second = client.get("/nowhere").headers["X-Request-ID"]
+    assert GENERATED_ID.fullmatch(first)
+    assert GENERATED_ID.fullmatch(second)
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "a" * 20,  # the shortest kept
+        "b" * 200,  # the longest kept
+        "0f6a3c2e-7b1d-4e9a-8c55-3d2b1a0f9e8d",  # Heroku's router sends UUIDs
+        "AZaz09+/=-AZaz09+/=-",
+    ],
+)
+def test_a_sane_request_id_is_kept(client, sent):
+    assert client.get("/healthz", headers={"X-Request-ID": sent}).headers["X-Request-ID"] == sent
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "a" * 19,
+        "b" * 201,
+        "",
+        "has spaces in it, twenty+",
+        'quote"0123456789012345678',
+        "line\\nbreak0123456789012345",
+        "under_score_0123456789",
+        "ümlaut-0123456789012345",
+    ],
+)
+def test_another_request_id_is_replaced(client, sent):
+    answered = client.get("/healthz", headers={"X-Request-ID": sent}).headers["X-Request-ID"]
+    assert GENERATED_ID.fullmatch(answered)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/api/v1/nowhere", None, 404),
+        ("PUT", "/api/v1/predict", None, 405),
+        ("POST", "/api/v1/predict", json.dumps({FIRST.name: "x"}), 422),
+        ("POST", "/api/v1/predict", "not json", 400),
+        ("GET", "/api/v1/answers?question=none", None, 422),
+    ],
+)
+def test_every_error_body_repeats_the_request_id(client, method, path, body, status):
+    response = client.open(
+        path, method=method, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == status
+    assert response.get_json()["error"]["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_the_error_page_shows_the_request_id(client):
+    response = client.get("/nowhere", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    rid = response.headers["X-Request-ID"]
+    assert f"Request id: <code>{rid}</code>" in response.get_data(as_text=True)
+
+
+def test_a_json_prediction_logs_one_line_with_counts_but_no_values(client, card, lines):
+    batch = {"instances": [SUBMITTED, *card["examples"].values()]}
+    response = client.post("/api/v1/predict", json=batch, headers={"X-Request-ID": "c" * 24})
+    assert response.status_code == 200
+    labels = [p["label"] for p in response.get_json()["predictions"]]
+    [line] = request_lines(lines())
+    assert line == {
+        "time": line["time"],
+        "severity": "INFO",
+        "logger": "mlservice.requests",
+        "pid": line["pid"],
+        "message": f"POST /api/v1/predict 200 {line['duration_ms']:.1f} ms",
+        "request_id": "c" * 24,
+        "model_version": card["version"],
+        "rows": 1 + len(card["examples"]),
+        "labels": {label: labels.count(label) for label in LABELS if label in labels},
+        "method": "POST",
+        "path": "/api/v1/predict",
+        "route": "/api/v1/predict",
+        "status": 200,
+        "duration_ms": line["duration_ms"],
+    }
+    assert 0 < line["duration_ms"] < 60_000
+
+
+def test_a_csv_batch_counts_its_rows(client, card, lines):
+    # The card's examples are rows the model predicts right, one per label.
+    rows = list(card["examples"].values()) * 2
+    response = client.post("/api/v1/predict", data=csv_table(rows), content_type="text/csv")
+    assert response.status_code == 200
+    [line] = request_lines(lines())
+    assert (line["rows"], line["labels"]) == (len(rows), dict.fromkeys(card["examples"], 2))
+
+
+def test_a_page_prediction_is_counted_too(client, example, lines):
+    label, row = example
+    form = {name: text(value) for name, value in row.items()}
+    assert client.post("/", data=form).status_code == 200
+    [line] = request_lines(lines())
+    assert (line["route"], line["rows"], line["labels"]) == ("/", 1, {label: 1})
+
+
+def test_a_rejected_request_logs_its_error_code_and_no_counts(client, lines):
+    response = client.post("/api/v1/predict", json={**SUBMITTED, FIRST.name: BAD_VALUE})
+    assert response.status_code == 422
+    [line] = request_lines(lines())
+    assert line["error"] == "invalid_input"
+    assert line["severity"] == "INFO"
+    assert "rows" not in line
+    assert "labels" not in line
+
+
+def test_an_unmatched_path_is_logged_as_sent_with_no_route(client, lines):
+    client.get("/no/such/page")
+    [line] = request_lines(lines())
+    assert (line["path"], line["route"], line["status"]) == ("/no/such/page", "(unmatched)", 404)
+    assert line["error"] == "not_found"
+
+
+def test_a_form_refused_without_an_error_body_is_named_by_its_status(client, lines):
+    assert client.post("/", data={FIRST.name: "x"}).status_code == 400
+    [line] = request_lines(lines())
+    assert line["error"] == "http_400"
+
+
+def test_the_query_string_is_never_logged(client, lines):
+    response = client.get("/api/v1/answers?question=what-makes-lantern-moss-glow&weight=0.37&k=5")
+    assert response.status_code == 200
+    [line] = request_lines(lines())
+    assert line["path"] == "/api/v1/answers"
+    assert "0.37" not in json.dumps(line)
+
+
+def test_no_submitted_value_reaches_any_log_line(client, lines):
+    assert TELLTALE, "no submitted value to look for"
+    csv_text = csv_table([SUBMITTED])
+    client.post("/api/v1/predict", json=SUBMITTED)
+    client.post(
+        "/api/v1/predict", json={"instances": [SUBMITTED, {**SUBMITTED, LAST.name: below(LAST)}]}
+    )
+    client.post("/api/v1/predict", data=csv_text, content_type="text/csv")
+    client.post("/api/v1/predict", data=csv_text.rstrip("\n") + ",9\n")  # a cell too many
+    client.post("/", data={name: text(value) for name, value in SUBMITTED.items()})
+    written = json.dumps(lines())
+    assert len(request_lines(lines())) == 5
+    for value in TELLTALE:
+        assert value not in written
+
+
+@pytest.fixture
+def failing_client(model_path):
+    app = create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "GOOGLE_CLOUD_PROJECT": "demo-project",
+        }
+    )
+
+    @app.get("/boom")
+    def boom():
+        raise RuntimeError("the model fell over")
+
+    return app.test_client()
+
+
+def test_an_error_logs_its_traceback_in_one_line_with_the_request_id(failing_client, lines):
+    response = failing_client.get("/boom")
+    assert response.status_code == 500
+    rid = response.headers["X-Request-ID"]
+    traceback_line, request_line = lines()
+    assert traceback_line["logger"] == "mlservice.errors"
+    assert traceback_line["severity"] == "ERROR"
+    assert traceback_line["request_id"] == rid
+    assert traceback_line["stack_trace"].endswith("RuntimeError: the model fell over")
+    assert (request_line["severity"], request_line["status"]) == ("ERROR", 500)
+    assert request_line["request_id"] == rid
+
+
+def test_on_cloud_logging_every_line_of_a_request_carries_its_trace(failing_client, lines):
+    trace = "105445aa7843bc8bf206b12000100000"
+    failing_client.get(
+        "/boom",
+        headers={"X-Cloud-Trace-Context": f"{trace}/1;o=1", "User-Agent": "probe/1.0"},
+    )
+    for line in lines():
+        assert line["logging.googleapis.com/trace"] == f"projects/demo-project/traces/{trace}"
+        assert line["logging.googleapis.com/spanId"] == "0000000000000001"
+        assert line["logging.googleapis.com/trace_sampled"] is True
+    request_line = lines()[-1]
+    http_request = request_line["httpRequest"]
+    assert http_request == {
+        "requestMethod": "GET",
+        "requestUrl": "/boom",
+        "status": 500,
+        "latency": http_request["latency"],
+        "protocol": "HTTP/1.1",
+        "userAgent": "probe/1.0",
+    }
+    assert re.fullmatch(r"\d+\.\d{6}s", http_request["latency"])
+
+
+def test_without_a_trace_header_lines_carry_no_trace(failing_client, lines):
+    failing_client.get("/healthz")
+    [line] = lines()
+    assert not any(key.startswith("logging.googleapis.com/") for key in line)
+    assert line["httpRequest"]["status"] == 200
+
+
+def test_off_cloud_logging_there_is_no_http_request_field(client, lines):
+    client.get("/healthz", headers={"X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1"})
+    [line] = lines()
+    assert "httpRequest" not in line
+    assert "logging.googleapis.com/trace" not in line
+
+
+@pytest.mark.parametrize(
+    ("header", "fields"),
+    [
+        (
+            "105445AA7843BC8BF206B12000100000/4294967297;o=0",
+            {
+                "logging.googleapis.com/trace": "projects/p/traces/105445aa7843bc8bf206b12000100000",
+                "logging.googleapis.com/spanId": "0000000100000001",
+                "logging.googleapis.com/trace_sampled": False,
+            },
+        ),
+        (
+            "105445aa7843bc8bf206b12000100000",
+            {"logging.googleapis.com/trace": "projects/p/traces/105445aa7843bc8bf206b12000100000"},
+        ),
+        (
+            "105445aa7843bc8bf206b12000100000/18446744073709551616;o=1",  # 2**64: no span id
+            {
+                "logging.googleapis.com/trace": "projects/p/traces/105445aa7843bc8bf206b12000100000",
+                "logging.googleapis.com/trace_sampled": True,
+            },
+        ),
+        (
+            "105445aa7843bc8bf206b12000100000/18446744073709551615",  # 2**64 - 1: the largest
+            {
+                "logging.googleapis.com/trace": "projects/p/traces/105445aa7843bc8bf206b12000100000",
+                "logging.googleapis.com/spanId": "ffffffffffffffff",
+            },
+        ),
+        ("105445aa7843bc8bf206b1200010000", {}),  # 31 digits
+        ("105445aa7843bc8bf206b12000100000/1;o=2", {}),
+        ("x05445aa7843bc8bf206b12000100000/1", {}),
+        ("", {}),
+        (None, {}),
+    ],
+)
+def test_cloud_trace_context_header(header, fields):
+    assert telemetry.cloud_trace(header, "p") == fields
+
+
+@pytest.fixture
+def clocked_client(app, monkeypatch):
+    """The app with a clock that makes every request take exactly 12.3456 ms, and a route that
+    predicts twice in one request."""
+    ticks = iter([100.0, 100.0123456] * 10)
+    monkeypatch.setattr(telemetry, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+
+    @app.get("/twice")
+    def twice():
+        # Probabilities in the contract's label order: the first label, then the last twice
+        # and the first once.
+        one_hot = np.eye(len(LABELS))
+        telemetry.predicted(one_hot[[0]] * 0.9 + 0.01)
+        telemetry.predicted(one_hot[[-1, -1, 0]] * 0.8 + 0.05)
+        return "ok"
+
+    return app.test_client()
+
+
+def test_durations_are_logged_to_the_microsecond(clocked_client, lines):
+    clocked_client.get("/healthz")
+    [line] = request_lines(lines())
+    assert line["duration_ms"] == 12.346
+    assert line["message"] == "GET /healthz 200 12.3 ms"
+
+
+def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, lines):
+    clocked_client.get("/twice")
+    [line] = request_lines(lines())
+    assert line["rows"] == 4
+    assert line["labels"] == {LABELS[0]: 2, LABELS[-1]: 2}
