@@ -191,7 +191,8 @@ class Gcloud:
     def deploy(self, args, err: io.StringIO) -> None:
         """Create the version from app.yaml without promoting it. gcloud uploads the source
         first; this double uploads nothing (an empty manifest), and sends what the fake's rules
-        read from app.yaml: warmup requests and automatic scaling."""
+        read from app.yaml: warmup requests, automatic scaling and the environment variables
+        (gcloud sends app.yaml's env_variables as the version's envVariables)."""
         (app_yaml,) = args.deployables
         config = yaml.safe_load(Path(app_yaml).read_text())
         service = config.get("service", "default")
@@ -200,6 +201,8 @@ class Gcloud:
             body["inboundServices"] = ["INBOUND_SERVICE_WARMUP"]
         if "automatic_scaling" in config:
             body["automaticScaling"] = {"maxConcurrentRequests": 10}
+        if config.get("env_variables"):
+            body["envVariables"] = {k: str(v) for k, v in config["env_variables"].items()}
         self.call("GET", "")
         self.call("GET", "services?pageSize=100")
         err.write(
