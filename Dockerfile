@@ -51,7 +51,7 @@ RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --inexact --python pytho
     && find /opt/venv -depth -path '*/site-packages/onnxruntime/*' \
         \( -path '*/capi/libonnxruntime.so.*' -o -path '*/onnxruntime/transformers' \
         -o -path '*/onnxruntime/quantization' -o -path '*/onnxruntime/tools' \) -exec rm -rf {} + \
-    && /opt/venv/bin/python -c "import gunicorn, mlservice.api; from mlservice import model; print('serves with', model.load('models/model.skops').runtime)"
+    && /opt/venv/bin/python -c "import mlservice.api, gunicorn; from mlservice import model; print('serves with', model.load('models/model.skops').runtime)"
 
 # ---- runtime: the venv, the gunicorn settings, the model and the example data ----------------
 FROM python:3.13-slim

@@ -134,6 +134,7 @@ def test_gcloudignore_uploads_code_requirements_and_model_only(tmp_path):
         "src/mlservice/templates/index.html",
         "src/mlservice/model.toml",
         "models/model.skops",
+        "models/model.onnx",
         "models/model.json",
         "data/sample_answers.csv",
     ]

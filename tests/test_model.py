@@ -182,13 +182,20 @@ def shifted(values):
     return values + 1
 
 
+def custom_steps() -> tuple:
+    """A custom transformer skl2onnx cannot convert, and the scaler the regression needs."""
+    return (
+        ("custom", FunctionTransformer(shifted)),
+        ("scale", StandardScaler()),
+        ("classify", LogisticRegression()),
+    )
+
+
 @pytest.fixture
 def uncompiled(tmp_path, data, card):
     """A saved pipeline with a custom transformer: skl2onnx cannot compile it, skops serves it."""
     X, y = data
-    pipeline = fitted(
-        X, y, ("custom", FunctionTransformer(shifted)), ("classify", LogisticRegression())
-    )
+    pipeline = fitted(X, y, *custom_steps())
     path = tmp_path / "custom.skops"
     saved = training.save(pipeline, card, path)
     return path, pipeline, saved
@@ -682,9 +689,7 @@ def test_saving_again_removes_an_older_compile(compiled, data, monkeypatch):
     path, _, saved = compiled
     X, y = data
     trusting_shifted(monkeypatch)
-    custom = fitted(
-        X, y, ("custom", FunctionTransformer(shifted)), ("classify", LogisticRegression())
-    )
+    custom = fitted(X, y, *custom_steps())
     training.save(custom, saved, path)
     assert not path.with_suffix(".onnx").exists()
     assert model.load(path).runtime == "scikit-learn"
