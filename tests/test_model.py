@@ -9,7 +9,6 @@ data (the first label against the rest) and load it under a matching two-label c
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,6 +20,7 @@ import pytest
 import skops.io
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
@@ -29,6 +29,7 @@ from mlservice import create_app, model, training
 from mlservice.contract import CONTRACT
 from mlservice.probe import http, wait_until
 from scripts.live_server import gunicorn_server
+from tests.tools import copy_model
 from tests.values import FEATURE_NAMES, FEATURES, LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,8 +70,7 @@ def folded(tmp_path, binary):
 def artifact(tmp_path, model_path):
     """A private copy of the shipped artifact and card that a test may damage."""
     path = tmp_path / "model.skops"
-    shutil.copy(model_path, path)
-    shutil.copy(model_path.with_suffix(".json"), tmp_path / "model.json")
+    copy_model(model_path, tmp_path)
     return path
 
 
@@ -541,30 +541,35 @@ def test_every_training_candidate_can_be_served(card, data, tmp_path):
 
 # --- ONNX: compiled at training, served by onnxruntime ------------------------------------
 
-HELD_OUT = 100
+
+def split(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows, their classes and held-out rows, as training splits them (stratified)."""
+    X, y = data
+    X_train, X_held_out, y_train, _ = train_test_split(
+        X, y, test_size=training.TEST_SIZE, stratify=y, random_state=training.SEED
+    )
+    return X_train, y_train, X_held_out
 
 
 @pytest.fixture
 def compiled(tmp_path, data, card):
     """The random-forest candidate saved with its ONNX compile (served by onnxruntime)."""
-    X, y = data
-    pipeline = training.build_pipeline("random_forest", training.SEED).fit(
-        X[HELD_OUT:], y[HELD_OUT:]
-    )
+    X_train, y_train, X_held_out = split(data)
+    pipeline = training.build_pipeline("random_forest", training.SEED).fit(X_train, y_train)
     path = tmp_path / "forest.skops"
-    saved = training.save(pipeline, card, path, held_out=X[:HELD_OUT])
+    saved = training.save(pipeline, card, path, held_out=X_held_out)
     return path, pipeline, saved
 
 
-def unseen_rows(X) -> np.ndarray:
+def unseen_rows(data) -> np.ndarray:
     """Rows the compiled forest was not fitted on: its held-out ones and rows over the ranges.
 
     (A training row can sit within float32 rounding of a split threshold, where a tree compiled
     to float32 may take the other branch: docs/model.md.)"""
-    return np.vstack([X[:HELD_OUT], training.spread_rows(500)])
+    return np.vstack([split(data)[2], training.spread_rows(500)])
 
 
-def test_the_card_records_the_compile_its_checksum_opset_and_parity(compiled):
+def test_the_card_records_the_compile_its_checksum_opset_and_parity(compiled, data):
     path, _, saved = compiled
     serving = saved["serving"]
     onnx_path = path.with_suffix(".onnx")
@@ -573,7 +578,7 @@ def test_the_card_records_the_compile_its_checksum_opset_and_parity(compiled):
     assert serving["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert serving["opset"]["ai.onnx"] >= 9
     assert "ai.onnx.ml" in serving["opset"]
-    assert serving["parity"]["rows"] == f"the held-out split ({HELD_OUT} rows)"
+    assert serving["parity"]["rows"] == f"the held-out split ({len(split(data)[2])} rows)"
     assert 0 <= serving["parity"]["max_probability_difference"] <= training.PARITY_BOUND
     assert serving["parity"]["labels_identical"] is True
     assert json.loads(path.with_suffix(".json").read_text())["serving"] == serving
@@ -581,10 +586,9 @@ def test_the_card_records_the_compile_its_checksum_opset_and_parity(compiled):
 
 def test_an_onnx_model_is_served_by_onnxruntime_with_scikit_learns_answers(compiled, data):
     path, pipeline, _ = compiled
-    X, _ = data
     loaded = model.load(path)
     assert (loaded.runtime, loaded.pipeline, loaded.affine) == ("onnxruntime", None, None)
-    rows = unseen_rows(X)
+    rows = unseen_rows(data)
     expected = pipeline.predict_proba(rows)
     served = loaded.predict_proba(rows)
     assert np.max(np.abs(served - expected)) <= training.PARITY_BOUND
@@ -698,8 +702,7 @@ def test_saving_again_removes_an_older_compile(compiled, data, monkeypatch):
 def test_three_preloaded_gunicorn_workers_serve_the_onnx_model(compiled, data):
     # gunicorn.conf.py's preload: the master loads the model, three forked workers serve it.
     path, pipeline, _ = compiled
-    X, _ = data
-    rows = unseen_rows(X)[:40]
+    rows = unseen_rows(data)[:40]
     expected = pipeline.predict_proba(rows)
     body = [dict(zip(FEATURE_NAMES, map(float, row), strict=True)) for row in rows]
     with gunicorn_server({"MODEL_PATH": str(path)}, workers=3) as server:

@@ -176,7 +176,9 @@ class OnnxModel:
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         feed = {self.input: rows.astype(np.float32)}
-        return self.session().run([PROBABILITIES], feed)[0]
+        proba = self.session().run([PROBABILITIES], feed)[0].astype(float)
+        # float32 sums can miss 1 by 1e-7; the answer's probabilities add up in float64.
+        return proba / proba.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
