@@ -728,3 +728,16 @@ def test_three_preloaded_gunicorn_workers_serve_the_onnx_model(compiled, data):
             [p["probabilities"][label] for label in LABELS] for p in reply.json()["predictions"]
         ]
         assert np.max(np.abs(np.array(served) - expected)) <= training.PARITY_BOUND
+
+
+def test_an_onnx_model_without_a_probability_tensor_is_refused(compiled, data):
+    # skl2onnx's default (zipmap) answers a list of dicts per row, not the probability tensor.
+    import skl2onnx
+
+    path, pipeline, saved = compiled
+    X, _ = data
+    onnx_path = path.with_suffix(".onnx")
+    onnx_path.write_bytes(skl2onnx.to_onnx(pipeline, X[:1].astype(np.float32)).SerializeToString())
+    edit_card(path, serving={**saved["serving"], "sha256": model.file_checksum(onnx_path)})
+    with pytest.raises(model.ModelError, match=r"an output named 'probabilities' \(skl2onnx"):
+        model.load(path)
