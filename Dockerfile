@@ -3,9 +3,9 @@
 #
 #   docker build -t mlservice:local .   (or: make image)
 #
-# The model is not trained here: the image carries models/model.skops and models/model.json from
-# the build context, which is the artifact the test job tested (make image / the pipeline put it
-# there).
+# The model is not trained here: the image carries models/model.skops, its ONNX compile
+# models/model.onnx (when training made one) and models/model.json from the build context, which
+# is the artifact the test job tested (make image / the pipeline put it there).
 
 # Literal FROM lines, so Dependabot sees and updates them. Both stages use the same image, so the
 # venv's python symlink resolves in the runtime. Without Docker Hub, scripts/base-image tags a
@@ -29,18 +29,29 @@ RUN python3 -m venv /opt/uv \
 
 WORKDIR /build
 
-# Dependencies first, in their own layer: code changes do not reinstall numpy and scikit-learn.
+# Dependencies first, in their own layer: code changes do not reinstall them. Only what serving
+# needs (pyproject.toml's dependencies: numpy, onnxruntime, Flask, ...), not the training stack.
 COPY pyproject.toml uv.lock ./
 RUN /opt/uv/bin/uv sync --frozen --no-dev --no-install-project --python python3
 
+# The card decides the rest: a model training could not compile to ONNX is served with skops and
+# scikit-learn (the skops group, with SciPy); an ONNX one needs neither.
+COPY models/model.json models/
+RUN if python3 -c 'import json, sys; card = json.load(open("models/model.json")); sys.exit(card.get("serving", {}).get("runtime") == "onnxruntime")'; then         /opt/uv/bin/uv sync --frozen --no-dev --group skops --no-install-project --inexact --python python3;     fi
+
 # Then the package itself, as a wheel (not editable: /build is not copied to the runtime).
-# Test suites shipped inside the libraries are never imported by the service; drop them, then
-# check that the service's imports still work.
+# Removed, as the service never loads them: the test suites shipped inside the libraries, and
+# onnxruntime's C-API library (its Python binding links the runtime in) and its Python tools for
+# transformers and quantization. Then the image proves it can serve the card's model.
 COPY README.md ./
 COPY src/ src/
-RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --python python3 \
+COPY models/ models/
+RUN /opt/uv/bin/uv sync --frozen --no-dev --no-editable --inexact --python python3 \
     && find /opt/venv -depth -type d -path '*/site-packages/*' -name tests -exec rm -rf {} + \
-    && /opt/venv/bin/python -c "import mlservice.api, gunicorn, pandas, sklearn, skops.io"
+    && find /opt/venv -depth -path '*/site-packages/onnxruntime/*' \
+        \( -path '*/capi/libonnxruntime.so.*' -o -path '*/onnxruntime/transformers' \
+        -o -path '*/onnxruntime/quantization' -o -path '*/onnxruntime/tools' \) -exec rm -rf {} + \
+    && /opt/venv/bin/python -c "import mlservice.api, gunicorn; from mlservice import model; print('serves with', model.load('models/model.skops').runtime)"
 
 # ---- runtime: the venv, the gunicorn settings, the model and the example data ----------------
 FROM python:3.13-slim
@@ -60,7 +71,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY gunicorn.conf.py ./
-COPY models/model.skops models/model.json models/
+COPY models/ models/
 COPY data/ data/
 
 USER 10001:10001

@@ -40,9 +40,10 @@ $(BIN)/.synced: pyproject.toml uv.lock | $(UV)
 .PHONY: env
 env: $(BIN)/.synced ## Create the virtual environment from uv.lock
 
-# App Engine installs requirements.txt with pip; its "." line installs the project itself.
+# App Engine installs requirements.txt with pip; its "." line installs the project itself. It gets
+# the skops group too, so it serves any model card (docs/deploy/appengine.md).
 requirements.txt: pyproject.toml uv.lock | $(UV)
-	$(UV) export --frozen --no-dev --no-hashes --no-editable --quiet --output-file $@
+	$(UV) export --frozen --no-dev --group skops --no-hashes --no-editable --quiet --output-file $@
 
 .PHONY: requirements
 requirements: requirements.txt ## Re-export requirements.txt (App Engine) from uv.lock

@@ -2,7 +2,8 @@
 
 Never deployed. `ceiling` is what Flask and gunicorn cost with no work at all; `baseline` does what
 the original app did per request (a pickled scaler and random forest, a DataFrame built per call)
-so the table shows what the rebuild gained.
+so the table shows what the rebuild gained; `peer` is what a user might pick instead, FastAPI and
+uvicorn (served by uvicorn, not gunicorn: scripts/bench.py starts it).
 """
 
 import os
@@ -51,3 +52,40 @@ def _baseline() -> Flask:
 
 
 baseline = _baseline() if "BASELINE_DIR" in os.environ else None
+
+
+def _peer():
+    """The served model behind FastAPI + uvicorn, as FastAPI's tutorial writes an endpoint: a
+    pydantic model of the body and scikit-learn's predict_proba per request."""
+    import skops.io
+    from fastapi import FastAPI
+    from pydantic import Field, create_model
+
+    from mlservice.model import TRUSTED_TYPES
+
+    pipeline = skops.io.load(os.environ["BENCH_PEER_MODEL"], trusted=list(TRUSTED_TYPES))
+    # Python names f0, f1, ... with the features' names as aliases, as the service does.
+    fields = [f"f{index}" for index in range(len(FEATURE_NAMES))]
+    features_model = create_model(
+        "Features",
+        **{
+            field: (float, Field(alias=name))
+            for field, name in zip(fields, FEATURE_NAMES, strict=True)
+        },
+    )
+    app = FastAPI()
+    app.get("/readyz")(ready)
+
+    @app.post("/api/v1/predict")
+    def predict(features: features_model):
+        row = [[getattr(features, field) for field in fields]]
+        proba = pipeline.predict_proba(row)[0]
+        return {
+            "label": LABELS[int(proba.argmax())],
+            "probabilities": dict(zip(LABELS, proba.tolist(), strict=True)),
+        }
+
+    return app
+
+
+peer = _peer() if "BENCH_PEER_MODEL" in os.environ else None

@@ -28,7 +28,7 @@ from mlservice.contract import CONTRACT  # noqa: E402
 
 FEATURE_NAMES = CONTRACT.feature_names
 
-BUDGET_MIB = 256  # well under the 384 MB of an F1 instance, leaving room for the runtime
+BUDGET_MIB = 128  # a third of the 384 MB of an F1 instance, leaving room for the runtime
 WORKERS = 2
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import html5lib
 import jsonschema
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,7 +22,7 @@ from mlservice.answers.ranking import (
     COLUMNS,
     AnswersError,
     MissingParameter,
-    from_frame,
+    from_rows,
     load,
     parse_parameters,
     question_id,
@@ -329,7 +328,7 @@ def test_duplicate_passage_keeps_its_best_answer_and_ties_keep_table_order():
         row(passage_id="c", passage="gamma four", answer="four", score=0.5, pass_rank_score=0.5),
         row(passage_id="a", passage="alpha one two", answer="two", score=0.9, pass_rank_score=0.1),
     ]
-    table = from_frame(pd.DataFrame(rows), "test")
+    table = from_rows(rows, "test")
     [qid] = [q.id for q in table.questions]
     at_score = table.rank(qid, 1.0, 5)
     assert [(r["passage_id"], r["answer"]) for r in at_score] == [
@@ -400,14 +399,14 @@ def normalised(expected: list[tuple]) -> list[tuple]:
     return [(p, a, f"{float(s):g}", f"{float(r):g}") for p, a, s, r in expected]
 
 
-# Building a table goes through pandas; a loaded CI runner can take longer than the 200 ms default.
+# A loaded CI runner can take longer than hypothesis' 200 ms default to build a table.
 RELAXED = settings(deadline=None)
 
 
 @RELAXED
 @given(rows=tables(), weight=WEIGHTS, k=st.sampled_from([1, 2, 3, *ALLOWED_K]))
 def test_ranking_properties(rows, weight, k):
-    table = from_frame(pd.DataFrame(rows), "generated")
+    table = from_rows(rows, "generated")
     for question in table.questions:
         answers = table.rank(question.id, weight, k)
         finals = [a["final_score"] for a in answers]
@@ -425,12 +424,12 @@ def test_ranking_properties(rows, weight, k):
 @RELAXED
 @given(rows=tables(), k=KS, other=st.lists(SCORES, min_size=30, max_size=30))
 def test_weight_one_ranks_by_score_alone_and_zero_by_pass_rank_score(rows, k, other):
-    table = from_frame(pd.DataFrame(rows), "generated")
+    table = from_rows(rows, "generated")
     # Replace the other score with unrelated values: the ranking must not move.
     new_pass_rank = [r | {"pass_rank_score": v} for r, v in zip(rows, other, strict=False)]
     new_score = [r | {"score": v} for r, v in zip(rows, other, strict=False)]
-    pass_rank_changed = from_frame(pd.DataFrame(new_pass_rank), "generated")
-    score_changed = from_frame(pd.DataFrame(new_score), "generated")
+    pass_rank_changed = from_rows(new_pass_rank, "generated")
+    score_changed = from_rows(new_score, "generated")
     for question in table.questions:
         by_score = table.rank(question.id, 1.0, k)
         assert [a["final_score"] for a in by_score] == [a["score"] for a in by_score]

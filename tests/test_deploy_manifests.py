@@ -135,6 +135,7 @@ def test_gcloudignore_uploads_code_requirements_and_model_only(tmp_path):
         "src/mlservice/templates/index.html",
         "src/mlservice/model.toml",
         "models/model.skops",
+        "models/model.onnx",
         "models/model.json",
         "data/sample_answers.csv",
     ]
@@ -171,7 +172,16 @@ def test_requirements_txt_is_the_lock_exported():
             pytest.fail("uv is missing (make env bootstraps it)")
         pytest.skip("uv is missing")
     exported = subprocess.run(
-        [uv, "export", "--frozen", "--no-dev", "--no-hashes", "--no-editable", "--quiet"],
+        [
+            uv,
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--group=skops",
+            "--no-hashes",
+            "--no-editable",
+            "-q",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -185,6 +195,9 @@ def test_requirements_install_the_project_and_its_server():
     lines = requirement_lines((ROOT / "requirements.txt").read_text())
     assert "." in lines  # App Engine installs the project itself from the uploaded source
     assert any(line.startswith("gunicorn==") for line in lines)  # app.yaml's entrypoint
+    # Any card: onnxruntime for an ONNX compile, scikit-learn and skops for the fallback.
+    for name in ("onnxruntime==", "scikit-learn==", "skops=="):
+        assert any(line.startswith(name) for line in lines), name
 
 
 def platform_start_commands():

@@ -173,7 +173,7 @@ def test_only_4xx_answers_count_as_rejected(model_path, status, code, counted):
 
 
 @pytest.mark.parametrize(
-    ("affine", "serving"), [(None, "sklearn-pipeline"), ((np.ones(1), 0.0), "folded-linear")]
+    ("affine", "serving"), [(None, "scikit-learn"), ((np.ones(1), 0.0), "folded arrays (numpy)")]
 )
 def test_the_model_info_says_how_the_model_is_served(model_path, affine, serving):
     from prometheus_client import CollectorRegistry
@@ -186,6 +186,20 @@ def test_the_model_info_says_how_the_model_is_served(model_path, affine, serving
         s.labels for m in registry.collect() for s in m.samples if s.name == "mlservice_model_info"
     ]
     assert info["serving"] == serving
+
+
+def test_the_model_info_says_none_for_an_image_without_scikit_learn(model_path, monkeypatch):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    monkeypatch.setattr(metrics, "installed_version", lambda name: None)
+    registry = CollectorRegistry()
+    metrics.Metrics(load(model_path), registry)
+    [info] = [
+        s.labels for m in registry.collect() for s in m.samples if s.name == "mlservice_model_info"
+    ]
+    assert info["scikit_learn"] == "none"
 
 
 def test_a_repeated_request_reuses_its_labelled_metrics(model_path):

@@ -9,10 +9,10 @@ data (the first label against the rest) and load it under a matching two-label c
 import hashlib
 import io
 import json
-import shutil
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +20,16 @@ import pytest
 import skops.io
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 
 from mlservice import create_app, model, training
 from mlservice.contract import CONTRACT
+from mlservice.probe import http, wait_until
+from scripts.live_server import gunicorn_server
+from tests.tools import copy_model
 from tests.values import FEATURE_NAMES, FEATURES, LABELS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +70,7 @@ def folded(tmp_path, binary):
 def artifact(tmp_path, model_path):
     """A private copy of the shipped artifact and card that a test may damage."""
     path = tmp_path / "model.skops"
-    shutil.copy(model_path, path)
-    shutil.copy(model_path.with_suffix(".json"), tmp_path / "model.json")
+    copy_model(model_path, tmp_path)
     return path
 
 
@@ -89,7 +92,8 @@ def test_save_and_load_round_trip(model_path, card, data, tmp_path):
     )
     loaded = model.load(tmp_path / "m.skops")
     assert loaded.version == saved["artifact"]["sha256"][:12]
-    assert np.allclose(loaded.predict_proba(X), pipeline.predict_proba(X), atol=1e-12)
+    atol = 1e-12 if loaded.affine is not None else training.PARITY_BOUND  # ONNX: float32
+    assert np.allclose(loaded.predict_proba(X), pipeline.predict_proba(X), atol=atol)
 
 
 def test_the_shipped_model_gives_one_probability_per_label_in_the_contracts_order(model_path, data):
@@ -174,16 +178,63 @@ def test_checksum_mismatch(artifact):
         model.load(artifact)
 
 
-def test_scikit_learn_version_mismatch(artifact):
-    edit_card(artifact, scikit_learn_version="0.19.1")
+def shifted(values):
+    return values + 1
+
+
+def custom_steps() -> tuple:
+    """A custom transformer skl2onnx cannot convert, and the scaler the regression needs."""
+    return (
+        ("custom", FunctionTransformer(shifted)),
+        ("scale", StandardScaler()),
+        ("classify", LogisticRegression()),
+    )
+
+
+@pytest.fixture
+def uncompiled(tmp_path, data, card):
+    """A saved pipeline with a custom transformer: skl2onnx cannot compile it, skops serves it."""
+    X, y = data
+    pipeline = fitted(X, y, *custom_steps())
+    path = tmp_path / "custom.skops"
+    saved = training.save(pipeline, card, path)
+    return path, pipeline, saved
+
+
+def trusting_shifted(monkeypatch):
+    monkeypatch.setattr(model, "TRUSTED_TYPES", (*model.TRUSTED_TYPES, "tests.test_model.shifted"))
+
+
+def test_scikit_learn_version_mismatch(uncompiled):
+    path, _, _ = uncompiled
+    edit_card(path, scikit_learn_version="0.19.1")
     with pytest.raises(
         model.ModelError, match=r"trained with scikit-learn 0\.19\.1 but .* installed"
     ):
-        model.load(artifact)
+        model.load(path)
 
 
-def shifted(values):
-    return values + 1
+def test_a_pipeline_skl2onnx_cannot_convert_is_served_by_scikit_learn(
+    uncompiled, data, monkeypatch
+):
+    path, pipeline, saved = uncompiled
+    X, _ = data
+    assert saved["serving"]["runtime"] == "scikit-learn"
+    assert saved["serving"]["reason"].startswith("skl2onnx cannot convert it: ")
+    assert "FunctionTransformer" in saved["serving"]["reason"]
+    assert not path.with_suffix(".onnx").exists()
+    trusting_shifted(monkeypatch)
+    loaded = model.load(path)
+    assert loaded.runtime == "scikit-learn"
+    assert loaded.onnx is None
+    assert np.allclose(loaded.predict_proba(X), pipeline.predict_proba(X), atol=1e-12)
+
+
+def test_without_scikit_learn_the_skops_path_says_what_to_install(uncompiled, monkeypatch):
+    path, _, _ = uncompiled
+    monkeypatch.setattr(model, "installed_version", lambda name: None)
+    with pytest.raises(model.ModelError, match=r"but no scikit-learn is installed; .* skops"):
+        model.load(path)
 
 
 def square(values):
@@ -217,7 +268,11 @@ def test_every_untrusted_type_is_named(card, data, tmp_path):
 
 def test_unreadable_archive(artifact):
     artifact.write_bytes(b"this is not a zip archive")
-    edit_card(artifact, artifact={"file": artifact.name, "sha256": model.file_checksum(artifact)})
+    edit_card(
+        artifact,
+        artifact={"file": artifact.name, "sha256": model.file_checksum(artifact)},
+        serving={"runtime": "scikit-learn", "reason": "not compiled"},
+    )
     with pytest.raises(model.ModelError, match="is not a readable skops file"):
         model.load(artifact)
 
@@ -359,7 +414,9 @@ def test_a_folded_binary_model_is_refused_for_more_labels(folded, card):
     path, _, contract = folded
     three = contract.model_copy(update={"labels": [*contract.labels, "third"]})
     edit_card(path, labels=three.labels)
-    with pytest.raises(model.ModelError, match=r"predicts the classes \[0, 1\], but the contract"):
+    with pytest.raises(
+        model.ModelError, match=r"gives 2 probabilities a row, but the contract has 3"
+    ):
         model.load(path, three)
 
 
@@ -431,36 +488,23 @@ def test_a_pickled_array_in_the_archive_is_not_read(folded):
     assert model._read_affine(path, len(FEATURES)) is None
 
 
-def test_other_pipelines_are_loaded_by_skops(binary, tmp_path):
+@pytest.mark.parametrize("scaler", [StandardScaler(with_mean=False), MinMaxScaler()])
+def test_other_linear_pipelines_are_served_by_onnxruntime(binary, tmp_path, scaler):
     contract, card, X, y = binary
-    for pipeline, folds in (
-        # Read by skops, then still folded into one dot product.
-        (
-            fitted(
-                X, y, ("scale", StandardScaler(with_mean=False)), ("classify", LogisticRegression())
-            ),
-            True,
-        ),
-        (fitted(X, y, ("scale", MinMaxScaler()), ("classify", LogisticRegression())), False),
-    ):
-        path = tmp_path / "other.skops"
-        saved = training.save(pipeline, card, path)
-        loaded = model.load(path, contract)
-        assert loaded.pipeline is not None
-        assert (loaded.affine is not None) is folds
-        assert loaded.version == saved["artifact"]["sha256"][:12]
-        assert np.allclose(loaded.predict_proba(X), pipeline.predict_proba(X), atol=1e-12)
+    pipeline = fitted(X, y, ("scale", scaler), ("classify", LogisticRegression()))
+    path = tmp_path / "other.skops"
+    saved = training.save(pipeline, card, path)
+    loaded = model.load(path, contract)
+    assert (loaded.runtime, loaded.pipeline, loaded.affine) == ("onnxruntime", None, None)
+    assert loaded.version == saved["artifact"]["sha256"][:12]
+    assert np.allclose(loaded.predict_proba(X), pipeline.predict_proba(X), atol=1e-5)
 
 
-def test_a_fallback_pipeline_is_served_by_scikit_learn(card, data, tmp_path):
-    X, y = data
-    # Another scaler is not the folded pair, so the pipeline's own predict_proba serves it.
-    unscaled = fitted(X, y, ("scale", MinMaxScaler()), ("classify", LogisticRegression()))
-    path = tmp_path / "unscaled.skops"
-    training.save(unscaled, card, path)
-    loaded = model.load(path)
-    assert loaded.affine is None
-    expected = unscaled.predict_proba(X[:3])
+def test_a_fallback_pipeline_is_served_by_scikit_learn(uncompiled, data, monkeypatch):
+    X, _ = data
+    path, pipeline, _ = uncompiled
+    trusting_shifted(monkeypatch)
+    expected = pipeline.predict_proba(X[:3])
     app = create_app(
         {
             "TESTING": True,
@@ -486,4 +530,214 @@ def test_every_training_candidate_can_be_served(card, data, tmp_path):
         path = tmp_path / f"{name}.skops"
         training.save(pipeline, card, path)
         loaded = model.load(path)
-        assert np.allclose(loaded.predict_proba(X[:20]), pipeline.predict_proba(X[:20]), atol=1e-12)
+        assert loaded.runtime in ("folded arrays (numpy)", "onnxruntime")
+        rows = training.spread_rows(500)
+        served = loaded.predict_proba(rows)
+        assert np.allclose(served, pipeline.predict_proba(rows), atol=training.PARITY_BOUND)
+        assert model.labels_of(loaded.predict_proba(X)) == model.labels_of(
+            pipeline.predict_proba(X)
+        )
+
+
+# --- ONNX: compiled at training, served by onnxruntime ------------------------------------
+
+
+def split(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Training rows, their classes and held-out rows, as training splits them (stratified)."""
+    X, y = data
+    X_train, X_held_out, y_train, _ = train_test_split(
+        X, y, test_size=training.TEST_SIZE, stratify=y, random_state=training.SEED
+    )
+    return X_train, y_train, X_held_out
+
+
+@pytest.fixture
+def compiled(tmp_path, data, card):
+    """The random-forest candidate saved with its ONNX compile (served by onnxruntime)."""
+    X_train, y_train, X_held_out = split(data)
+    pipeline = training.build_pipeline("random_forest", training.SEED).fit(X_train, y_train)
+    path = tmp_path / "forest.skops"
+    saved = training.save(pipeline, card, path, held_out=X_held_out)
+    return path, pipeline, saved
+
+
+def unseen_rows(data) -> np.ndarray:
+    """Rows the compiled forest was not fitted on: its held-out ones and rows over the ranges.
+
+    (A training row can sit within float32 rounding of a split threshold, where a tree compiled
+    to float32 may take the other branch: docs/model.md.)"""
+    return np.vstack([split(data)[2], training.spread_rows(500)])
+
+
+def test_the_card_records_the_compile_its_checksum_opset_and_parity(compiled, data):
+    path, _, saved = compiled
+    serving = saved["serving"]
+    onnx_path = path.with_suffix(".onnx")
+    assert serving["runtime"] == "onnxruntime"
+    assert serving["file"] == onnx_path.name
+    assert serving["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    assert serving["opset"]["ai.onnx"] >= 9
+    assert "ai.onnx.ml" in serving["opset"]
+    assert serving["parity"]["rows"] == f"the held-out split ({len(split(data)[2])} rows)"
+    assert 0 <= serving["parity"]["max_probability_difference"] <= training.PARITY_BOUND
+    assert serving["parity"]["labels_identical"] is True
+    assert json.loads(path.with_suffix(".json").read_text())["serving"] == serving
+
+
+def test_an_onnx_model_is_served_by_onnxruntime_with_scikit_learns_answers(compiled, data):
+    path, pipeline, _ = compiled
+    loaded = model.load(path)
+    assert (loaded.runtime, loaded.pipeline, loaded.affine) == ("onnxruntime", None, None)
+    rows = unseen_rows(data)
+    expected = pipeline.predict_proba(rows)
+    served = loaded.predict_proba(rows)
+    assert np.max(np.abs(served - expected)) <= training.PARITY_BOUND
+    assert model.labels_of(served) == model.labels_of(expected)
+
+
+def test_an_onnx_model_is_served_without_scikit_learn(compiled):
+    path, _, _ = compiled
+    code = (
+        "import sys; from mlservice import model; "
+        f"loaded = model.load({str(path)!r}); "
+        "print(loaded.runtime, "
+        "sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'skops', 'scipy'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["onnxruntime", "[]"]
+
+
+def test_a_forked_process_runs_its_own_session_with_the_same_answers(compiled):
+    # What gunicorn's preload does: load in the parent, predict in forked children.
+    path, _, _ = compiled
+    code = f"""
+import os, sys
+import numpy as np
+from mlservice import model, training
+loaded = model.load({str(path)!r})
+rows = training.spread_rows(200)
+expected = loaded.predict_proba(rows)
+parent = loaded.onnx.session()
+children = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        ok = loaded.onnx.session() is not parent and np.array_equal(loaded.predict_proba(rows), expected)
+        os._exit(0 if ok else 1)
+    children.append(pid)
+print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
+print(loaded.onnx.session() is parent)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split("\n")[:2] == ["[0, 0, 0]", "True"]
+
+
+def test_onnx_checksum_mismatch(compiled):
+    path, _, _ = compiled
+    with path.with_suffix(".onnx").open("ab") as file:
+        file.write(b"tampered")
+    with pytest.raises(model.ModelError, match=r"ONNX model .*forest\.onnx does not match"):
+        model.load(path)
+
+
+def test_a_missing_onnx_model_is_named(compiled):
+    path, _, _ = compiled
+    path.with_suffix(".onnx").unlink()
+    with pytest.raises(model.ModelError, match=r"ONNX model .*forest\.onnx not found next to"):
+        model.load(path)
+
+
+def test_an_onnx_model_onnxruntime_cannot_run_is_refused_in_one_sentence(compiled):
+    path, _, saved = compiled
+    onnx_path = path.with_suffix(".onnx")
+    onnx_path.write_bytes(b"not an ONNX graph")
+    serving = {**saved["serving"], "sha256": model.file_checksum(onnx_path)}
+    edit_card(path, serving=serving)
+    with pytest.raises(model.ModelError) as raised:
+        model.load(path)
+    message = str(raised.value)
+    assert message.startswith(
+        f"ONNX model {onnx_path} (opset {serving['opset']}) cannot be served by onnxruntime "
+    )
+    assert message.endswith("; retrain with `make model`.")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("drop", ["file", "sha256", "opset"])
+def test_an_onnx_card_without_its_fields_is_invalid(compiled, drop):
+    path, _, saved = compiled
+    edit_card(path, serving={k: v for k, v in saved["serving"].items() if k != drop})
+    with pytest.raises(model.ModelError, match="is not a valid model card"):
+        model.load(path)
+
+
+def test_a_compile_that_differs_from_scikit_learn_is_a_training_error(
+    data, card, tmp_path, monkeypatch
+):
+    X, y = data
+    monkeypatch.setattr(training, "PARITY_BOUND", 0.0)  # float32 never matches exactly
+    with pytest.raises(model.ModelError) as raised:
+        training.save(fitted(X, y), card, tmp_path / "m.skops", held_out=X)
+    assert str(raised.value).startswith(
+        f"The ONNX compile of the pipeline differs from scikit-learn on the held-out split "
+        f"({len(X)} rows): largest probability difference "
+    )
+    assert "(bound 0), 0 label(s) differ" in str(raised.value)
+
+
+def test_saving_again_removes_an_older_compile(compiled, data, monkeypatch):
+    path, _, saved = compiled
+    X, y = data
+    trusting_shifted(monkeypatch)
+    custom = fitted(X, y, *custom_steps())
+    training.save(custom, saved, path)
+    assert not path.with_suffix(".onnx").exists()
+    assert model.load(path).runtime == "scikit-learn"
+
+
+def test_three_preloaded_gunicorn_workers_serve_the_onnx_model(compiled, data):
+    # gunicorn.conf.py's preload: the master loads the model, three forked workers serve it.
+    path, pipeline, _ = compiled
+    rows = unseen_rows(data)[:40]
+    expected = pipeline.predict_proba(rows)
+    body = [dict(zip(FEATURE_NAMES, map(float, row), strict=True)) for row in rows]
+    with gunicorn_server({"MODEL_PATH": str(path)}, workers=3) as server:
+        wait_until(
+            lambda: len(server.worker_pids()) == 3, timeout=60, interval=0.1, what="3 workers"
+        )
+
+        def predict(_):
+            return http(
+                "POST",
+                f"{server.url}/api/v1/predict",
+                body=json.dumps({"instances": body}).encode(),
+                headers={"Content-Type": "application/json"},
+                timeout=60,
+            )
+
+        # More concurrent requests than workers, so every worker answers some.
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            replies = list(pool.map(predict, range(30)))
+    for reply in replies:
+        assert reply.status == 200, reply.body[:300]
+        served = [
+            [p["probabilities"][label] for label in LABELS] for p in reply.json()["predictions"]
+        ]
+        assert np.max(np.abs(np.array(served) - expected)) <= training.PARITY_BOUND
+
+
+def test_an_onnx_model_without_a_probability_tensor_is_refused(compiled, data):
+    # skl2onnx's default (zipmap) answers a list of dicts per row, not the probability tensor.
+    import skl2onnx
+
+    path, pipeline, saved = compiled
+    X, _ = data
+    onnx_path = path.with_suffix(".onnx")
+    onnx_path.write_bytes(skl2onnx.to_onnx(pipeline, X[:1].astype(np.float32)).SerializeToString())
+    edit_card(path, serving={**saved["serving"], "sha256": model.file_checksum(onnx_path)})
+    with pytest.raises(model.ModelError, match=r"an output named 'probabilities' \(skl2onnx"):
+        model.load(path)

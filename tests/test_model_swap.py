@@ -138,6 +138,22 @@ sys.exit(1 if problems or not examples else 0)
 """
 
 
+# How the trained model is served: the card's ONNX compile, run by onnxruntime, against what the
+# service serves (the compile itself for a multi-class model; the folded arrays for a binary
+# StandardScaler + LogisticRegression) on rows spread over the contract's ranges.
+CHECK_SERVING = """
+from pathlib import Path
+import numpy as np
+from mlservice import model, training
+loaded = model.load("models/model.skops")
+serving = loaded.card["serving"]
+compiled = model.OnnxModel(Path("models", serving["file"]).read_bytes())
+rows = training.spread_rows(1000)
+difference = np.max(np.abs(compiled.predict_proba(rows) - loaded.predict_proba(rows)))
+print(serving["runtime"], loaded.runtime, difference <= training.PARITY_BOUND, sep="\\n")
+"""
+
+
 def wine_csv() -> str:
     wine = load_wine(as_frame=True)
     columns = ["alcohol", "malic_acid", "ash", "magnesium", "flavanoids", "proline"]
@@ -250,6 +266,16 @@ def test_another_model_takes_only_the_listed_files_and_passes_the_machinery_test
     trained = run([*MAKE, "model"], copy, timeout=600)
     assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
     assert "wrote models/model.skops" in trained.stdout
+    served = run([".venv/bin/python", "-c", CHECK_SERVING], copy, timeout=120)
+    assert served.returncode == 0, served.stdout + served.stderr
+    compiled, runtime, same = served.stdout.splitlines()
+    assert compiled == "onnxruntime"
+    if len(drawn) > 1:  # more than two classes: nothing to fold, onnxruntime serves it
+        assert runtime == "onnxruntime"
+    else:
+        assert runtime in ("onnxruntime", "folded arrays (numpy)")
+    assert same == "True"
+    assert f"served with {runtime}; ONNX compile" in trained.stdout
 
     tests = run(
         [".venv/bin/pytest", "-q", "-p", "no:cacheprovider", "--no-cov", "-n", "0",

@@ -367,8 +367,8 @@ def test_the_lock_and_requirements_are_what_uv_writes_under_the_new_name(renamed
     uv = find_uv()
     renamed_requirements = (copy / "requirements.txt").read_text()
     env = os.environ | {"UV_OFFLINE": "1", "UV_PYTHON_DOWNLOADS": "never"}
-    for args in (["lock", "--check"], ["export", "--frozen", "--no-dev", "--no-hashes",
-                 "--no-editable", "--quiet", "--output-file", "requirements.txt"]):  # fmt: skip
+    for args in (["lock", "--check"], ["export", "--frozen", "--no-dev", "--group", "skops",
+                 "--no-hashes", "--no-editable", "--quiet", "--output-file", "requirements.txt"]):  # fmt: skip
         done = subprocess.run(
             [uv, *args], cwd=copy, env=env, capture_output=True, text=True, timeout=120
         )

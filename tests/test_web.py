@@ -2,13 +2,13 @@ import dataclasses
 import html
 import json
 import re
-import shutil
 
 import html5lib
 import pytest
 
 from mlservice import create_app
 from mlservice.contract import CONTRACT, label_key, show
+from tests.tools import copy_model
 from tests.values import FEATURE_NAMES, FEATURES, FIRST, LABELS, below, text
 
 MIDDLE = FEATURES[len(FEATURES) // 2]
@@ -265,7 +265,7 @@ def test_model_card_page_shows_what_an_older_card_has(tmp_path, model_path, card
     del older["metrics"]["held_out"]["confusion_matrix"]
     del older["metrics"]["held_out"]["curves"]
     del older["schema_version"], older["selection"], older["metrics"]["cross_validation"]
-    shutil.copy(model_path, tmp_path / "model.skops")
+    copy_model(model_path, tmp_path)
     (tmp_path / "model.json").write_text(json.dumps(older))
     app = create_app({"TESTING": True, "MODEL_PATH": str(tmp_path / "model.skops")})
     response = app.test_client().get("/model")

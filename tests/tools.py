@@ -214,3 +214,11 @@ def answers_as_shown(client, request: dict, shown: str) -> str | None:
     if not pattern(shown.removeprefix(status[0]) if status else shown).fullmatch(body):
         return f"{request['path']} answered {body[:300]!r}, not as shown: {shown!r}"
     return None
+
+
+def copy_model(model_path: Path, folder: Path) -> Path:
+    """Copy the model artifact, its card and its ONNX compile (when there is one) into folder."""
+    for path in (model_path, model_path.with_suffix(".json"), model_path.with_suffix(".onnx")):
+        if path.exists():
+            shutil.copy(path, folder)
+    return folder / model_path.name

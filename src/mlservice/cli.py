@@ -62,9 +62,9 @@ def train(output: Path, seed: int | None) -> None:
     except ContractError as error:
         raise click.ClickException(str(error)) from None
     try:
-        pipeline, card = training.train(training.SEED if seed is None else seed)
-        card = training.save(pipeline, card, output)
-        model.load(output)  # as the service will at start-up: a model it cannot serve fails here
+        pipeline, card, held_out = training.train(training.SEED if seed is None else seed)
+        card = training.save(pipeline, card, output, held_out)
+        served = model.load(output)  # as the service will: a model it cannot serve fails here
     except model.ModelError as error:
         raise click.ClickException(str(error)) from None
     held_out = card["metrics"]["held_out"]
@@ -74,6 +74,7 @@ def train(output: Path, seed: int | None) -> None:
         f"{card['metrics']['cross_validation']['folds']}-fold ROC-AUC "
         f"{card['metrics']['cross_validation']['roc_auc_mean']}"
     )
+    click.echo(f"served with {served.runtime}; {model.serving_note(card['serving'])}")
 
 
 @main.command("smoke")

@@ -35,6 +35,7 @@ from werkzeug.exceptions import Unauthorized
 
 from mlservice.cli import package_version
 from mlservice.contract import CONTRACT
+from mlservice.model import installed_version
 
 EXTENSION = "mlservice.metrics"
 # Seconds. Predictions take about a millisecond; a 100,000-row batch about one second.
@@ -117,9 +118,9 @@ class Metrics:
         info.labels(
             version=model.version,
             estimator=model.card.get("estimator", "unknown"),
-            # The folded dot product (mlservice.model) or the scikit-learn pipeline itself.
-            serving="folded-linear" if model.affine is not None else "sklearn-pipeline",
-            scikit_learn=version("scikit-learn"),
+            serving=model.runtime,  # folded arrays, onnxruntime or scikit-learn
+            # An ONNX model's image has no scikit-learn.
+            scikit_learn=installed_version("scikit-learn") or "none",
             numpy=version("numpy"),
             python=sys.version.split()[0],
             service=package_version(),

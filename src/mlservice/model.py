@@ -1,16 +1,21 @@
-"""The served model: loading a skops artifact safely, and predicting with it.
+"""The served model: loading it safely, and predicting with it.
 
-scikit-learn, scipy and skops are imported only when the artifact is not the linear pipeline
-the service folds into one dot product: importing them is most of a cold start (about 1.3 s of
-2 s in the image, docs/performance.md), and that pipeline needs only its arrays.
+Training writes the pipeline as a skops artifact and, when skl2onnx can convert it, compiled to
+ONNX next to it; the card says which serves (docs/model.md). Three ways to serve, fastest first:
+a StandardScaler + binary LogisticRegression is folded into one dot product read from the skops
+archive's arrays; an ONNX model runs with onnxruntime; anything else is loaded with skops and
+predicts with scikit-learn. scikit-learn, scipy and skops are imported only on that last path:
+importing them is most of a cold start (about 1.3 s of 2 s in the image, docs/performance.md),
+and the serving image has them only when the card needs them.
 """
 
 import hashlib
 import io
 import json
+import os
 import zipfile
 from dataclasses import dataclass
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -127,18 +132,77 @@ def _read_affine(path: Path, features: int) -> tuple[np.ndarray, float] | None:
     return _fold(mean, scale, coef[0], intercept[0])
 
 
+# The ONNX graph's output of class probabilities, one column per class (skl2onnx with
+# zipmap=False names it so); its input is the features as float32, in the contract's order.
+PROBABILITIES = "probabilities"
+
+
+def onnx_session(content: bytes) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    # One thread per worker: the workers already use every core, and a pool per worker would
+    # only compete for them (as the BLAS pools, gunicorn.conf.py). No pool threads also means
+    # nothing of a session runs outside the calling thread.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(content, options, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """An ONNX model run by onnxruntime, with a session of its own in each process.
+
+    gunicorn loads the model in its master and forks the workers (preload_app). onnxruntime does
+    not promise that a session survives a fork, so a process that did not build the session it
+    holds builds its own from the checked bytes at its first prediction (a few milliseconds).
+    """
+
+    def __init__(self, content: bytes):
+        self.content = content
+        self._session, self._pid = onnx_session(content), os.getpid()
+        inputs = self._session.get_inputs()
+        outputs = [output.name for output in self._session.get_outputs()]
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or PROBABILITIES not in outputs:
+            raise ValueError(
+                f"expected one float input and an output named {PROBABILITIES!r} "
+                "(skl2onnx with zipmap=False)"
+            )
+        self.input = inputs[0].name
+
+    def session(self) -> Any:
+        if self._pid != os.getpid():  # forked: the session came from the parent
+            self._session, self._pid = onnx_session(self.content), os.getpid()
+        return self._session
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        feed = {self.input: rows.astype(np.float32)}
+        proba = self.session().run([PROBABILITIES], feed)[0].astype(float)
+        # float32 sums can miss 1 by 1e-7; the answer's probabilities add up in float64.
+        return proba / proba.sum(axis=1, keepdims=True)
+
+
 @dataclass(frozen=True)
 class Model:
-    pipeline: Any  # the scikit-learn Pipeline; None when the folded map was read directly
+    pipeline: Any  # the scikit-learn Pipeline; None when served folded or by onnxruntime
     card: dict
     affine: tuple[np.ndarray, float] | None = None
+    onnx: OnnxModel | None = None
 
     @property
     def version(self) -> str:
         return self.card["version"]
 
+    @property
+    def runtime(self) -> str:
+        """How the model is served: its folded arrays, onnxruntime or scikit-learn."""
+        if self.affine is not None:
+            return "folded arrays (numpy)"
+        return "onnxruntime" if self.onnx is not None else "scikit-learn"
+
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probabilities per row, columns in the contract's label order; rows are validated."""
+        if self.onnx is not None:
+            return self.onnx.predict_proba(rows)
         if self.affine is not None:
             weights, bias = self.affine
             # The logistic function as exp(-log(1 + e^-z)): no overflow for any z. The second
@@ -210,16 +274,20 @@ def load(model_path: str | Path, contract: Contract | None = None) -> Model:
         )
     if file_checksum(path) != expected:
         raise ModelError(f"Model file {path} does not match the checksum in {card_path.name}.")
-    installed = version("scikit-learn")  # sklearn.__version__, without importing it
-    if trained_with != installed:
-        raise ModelError(
-            f"Model {path} was trained with scikit-learn {trained_with} but "
-            f"{installed} is installed; retrain it with `make model`."
-        )
     codes = list(range(len(contract.labels)))
     affine = _read_affine(path, len(contract.features))
     if affine is not None and codes == [0, 1]:
         return Model(pipeline=None, card=card, affine=affine)
+    serving = card.get("serving") or {}
+    if serving.get("runtime") == "onnxruntime":
+        return Model(pipeline=None, card=card, onnx=_load_onnx(path, serving, contract))
+    installed = installed_version("scikit-learn")  # sklearn.__version__, without importing it
+    if trained_with != installed:
+        raise ModelError(
+            f"Model {path} was trained with scikit-learn {trained_with} but "
+            f"{installed or 'no scikit-learn'} is installed; retrain it with `make model`"
+            + ("." if installed else ", or install the skops dependency group.")
+        )
     import skops.io
 
     try:
@@ -242,6 +310,61 @@ def load(model_path: str | Path, contract: Contract | None = None) -> Model:
             f"{len(codes)} labels are coded {codes}; retrain with `make model`."
         )
     return Model(pipeline=pipeline, card=card, affine=_affine_form(pipeline))
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
+def _load_onnx(path: Path, serving: dict, contract: Contract) -> OnnxModel:
+    """The ONNX model the card names, checked against its checksum and run once."""
+    try:
+        onnx_path = path.with_name(serving["file"])
+        expected, opset = serving["sha256"], serving["opset"]
+    except (KeyError, TypeError):
+        raise ModelError(
+            f"Model card {path.with_suffix('.json')} is not a valid model card."
+        ) from None
+    if not onnx_path.is_file():
+        raise ModelError(
+            f"ONNX model {onnx_path} not found next to {path}; retrain with `make model`."
+        )
+    content = onnx_path.read_bytes()
+    if hashlib.sha256(content).hexdigest() != expected:
+        raise ModelError(f"ONNX model {onnx_path} does not match the checksum in its card.")
+    try:
+        compiled = OnnxModel(content)
+        lowest = np.array([[feature.min for feature in contract.features]])
+        width = compiled.predict_proba(lowest).shape
+    except Exception as error:  # onnxruntime raises its own kinds for a model it cannot run
+        reason = " ".join(str(error).split())[:300]
+        raise ModelError(
+            f"ONNX model {onnx_path} (opset {opset}) cannot be served by onnxruntime "
+            f"{installed_version('onnxruntime')}: {reason}; retrain with `make model`."
+        ) from None
+    if width != (1, len(contract.labels)):
+        raise ModelError(
+            f"ONNX model {onnx_path} gives {width[-1]} probabilities a row, but the contract has "
+            f"{len(contract.labels)} labels; retrain with `make model`."
+        )
+    return compiled
+
+
+def serving_note(serving: dict) -> str:
+    """How the card says the model is served, in one line (`mlservice train`, the model page)."""
+    if not serving:
+        return "not recorded (a card from before ONNX compiles)"
+    if serving["runtime"] != "onnxruntime":
+        return f"not compiled to ONNX: {serving['reason']}"
+    parity = serving["parity"]
+    return (
+        f"ONNX compile (opset {serving['opset'].get('ai.onnx')}) checked against scikit-learn: "
+        f"largest probability difference {parity['max_probability_difference']:.2g} on "
+        f"{parity['rows']}, same labels"
+    )
 
 
 def init_app(app: Flask) -> None:

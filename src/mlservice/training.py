@@ -35,7 +35,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlservice.contract import CONTRACT, probability_column
-from mlservice.model import ModelError, file_checksum
+from mlservice.model import PROBABILITIES, ModelError, OnnxModel, file_checksum
 from mlservice.validation import InputError, numbers_from_cells
 
 SEED = 42
@@ -48,10 +48,15 @@ ROC_AUC_TOLERANCE = 0.01
 CARD_SCHEMA = 3
 # Points kept per curve: enough to draw it, few enough to keep the card small.
 CURVE_POINTS = 40
+# The largest difference from scikit-learn's probabilities an ONNX compile may show on the
+# held-out split (onnxruntime computes in float32, about 7 significant digits); its labels must
+# be the same. A compile outside it is a training error, not a silently different model.
+PARITY_BOUND = 1e-5
 
 # Candidates, cheapest to serve first: a linear model costs one multiply-add per feature and
 # class a row, a forest walks 100 trees of depth 4. Any scikit-learn classifier with
-# predict_proba fits here; the scaler in front of it is fitted on the training split only.
+# predict_proba fits here; the scaler in front of it (UNSCALED: none) is fitted on the training
+# split only.
 CANDIDATES = {
     "logistic_regression": lambda seed: LogisticRegression(max_iter=1000),
     "random_forest": lambda seed: RandomForestClassifier(max_depth=4, random_state=seed),
@@ -117,9 +122,15 @@ def load_training_data(path: Path | None = None) -> tuple[pd.DataFrame, np.ndarr
     return pd.DataFrame(values, columns=CONTRACT.feature_names), y
 
 
+# Trees split on thresholds and need no scaling. A scaler in front of them would change nothing
+# but the ONNX compile, whose float32 scaler moves a value near a split threshold across it.
+UNSCALED = {"random_forest"}
+
+
 def build_pipeline(name: str, seed: int) -> Pipeline:
     # Scaling lives inside the pipeline so it is fitted on training rows only (no leakage).
-    return Pipeline([("scale", StandardScaler()), ("classify", CANDIDATES[name](seed))])
+    scale = [] if name in UNSCALED else [("scale", StandardScaler())]
+    return Pipeline([*scale, ("classify", CANDIDATES[name](seed))])
 
 
 def check_candidate(name: str, estimator) -> None:
@@ -283,8 +294,9 @@ def _selection(cv_scores: dict, chosen: str) -> dict:
     }
 
 
-def train(seed: int = SEED, data: Path | None = None) -> tuple[Pipeline, dict]:
-    """Fit the chosen pipeline on a stratified split; return it with its model card."""
+def train(seed: int = SEED, data: Path | None = None) -> tuple[Pipeline, dict, np.ndarray]:
+    """Fit the chosen pipeline on a stratified split; return it, its model card and the held-out
+    rows (save() checks the ONNX compile against scikit-learn on them)."""
     path = CONTRACT.training_data if data is None else data
     X, y = load_training_data(path)
     if len(np.unique(y)) < len(CONTRACT.labels):
@@ -330,7 +342,7 @@ def train(seed: int = SEED, data: Path | None = None) -> tuple[Pipeline, dict]:
         "name": CONTRACT.name,
         "description": CONTRACT.description,
         "intended_use": CONTRACT.disclaimer,
-        "estimator": f"StandardScaler + {type(pipeline[-1]).__name__}",
+        "estimator": " + ".join(type(step).__name__ for _, step in pipeline.steps),
         "selection": _selection(cv_scores, chosen),
         "features": [
             {
@@ -374,14 +386,93 @@ def train(seed: int = SEED, data: Path | None = None) -> tuple[Pipeline, dict]:
         "git_commit": _git_commit(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    return pipeline, card
+    return pipeline, card, X_test.to_numpy()
 
 
-def save(pipeline: Pipeline, card: dict, model_path: Path) -> dict:
-    """Write the skops artifact and, next to it, the model card with the artifact's checksum."""
+def spread_rows(count: int = 1000, seed: int = SEED) -> np.ndarray:
+    """Rows spread evenly at random over the contract's ranges, integer features whole."""
+    rng = np.random.default_rng(seed)
+    columns = [
+        np.round(column) if feature.integer else column
+        for feature in CONTRACT.features
+        for column in [rng.uniform(feature.min, feature.max, count)]
+    ]
+    return np.column_stack(columns)
+
+
+def compile_onnx(pipeline: Pipeline, rows: np.ndarray, where: str) -> tuple[bytes | None, dict]:
+    """The pipeline compiled to ONNX, checked against scikit-learn on rows; and how it is served.
+
+    A pipeline skl2onnx cannot convert (a custom transformer, say) is served with scikit-learn:
+    the returned section says why. A compile whose probabilities differ by more than PARITY_BOUND
+    or whose labels differ is a ModelError.
+    """
+    import onnxruntime
+    import skl2onnx
+
+    if not (is_classifier(pipeline) and hasattr(pipeline, "predict_proba")):
+        # The service refuses it at load, with its own message (model.load).
+        return None, {"runtime": "scikit-learn", "reason": "it gives no class probabilities"}
+    final = pipeline[-1] if isinstance(pipeline, Pipeline) else pipeline
+    try:
+        compiled = skl2onnx.to_onnx(
+            pipeline, rows[:1].astype(np.float32), options={id(final): {"zipmap": False}}
+        )
+    except Exception as error:  # the converter raises many kinds for what it cannot convert
+        reason = " ".join(str(error).split())[:300] or type(error).__name__
+        return None, {"runtime": "scikit-learn", "reason": f"skl2onnx cannot convert it: {reason}"}
+    content = compiled.SerializeToString()
+    expected = pipeline.predict_proba(rows)
+    served = OnnxModel(content).predict_proba(rows)
+    difference = float(np.max(np.abs(served - expected)))
+    differ = int(np.sum(served.argmax(axis=1) != expected.argmax(axis=1)))
+    if not difference <= PARITY_BOUND or differ:  # NaN fails too
+        raise ModelError(
+            f"The ONNX compile of the pipeline differs from scikit-learn on {where}: largest "
+            f"probability difference {difference:.2g} (bound {PARITY_BOUND:g}), {differ} label(s) "
+            "differ; the pipeline cannot be served as trained."
+        )
+    return content, {
+        "runtime": "onnxruntime",
+        "opset": {entry.domain or "ai.onnx": entry.version for entry in compiled.opset_import},
+        "output": PROBABILITIES,
+        "skl2onnx_version": skl2onnx.__version__,
+        "onnxruntime_version": onnxruntime.__version__,
+        "parity": {
+            "rows": where,
+            "max_probability_difference": float(f"{difference:.3g}"),
+            "bound": PARITY_BOUND,
+            "labels_identical": True,
+        },
+    }
+
+
+def save(
+    pipeline: Pipeline, card: dict, model_path: Path, held_out: np.ndarray | None = None
+) -> dict:
+    """Write the skops artifact, its ONNX compile when there is one, and the model card.
+
+    The compile is checked on the held-out rows when given, else on rows spread over the
+    contract's ranges. The card records both files' checksums and how the model is served.
+    """
     model_path.parent.mkdir(parents=True, exist_ok=True)
+    if held_out is None:
+        rows, where = spread_rows(), "1000 rows spread over the contract's ranges"
+    else:
+        rows, where = held_out, f"the held-out split ({len(held_out)} rows)"
+    content, serving = compile_onnx(pipeline, rows, where)
+    onnx_path = model_path.with_suffix(".onnx")
+    onnx_path.unlink(missing_ok=True)  # never leave an older compile beside a new artifact
+    if content is not None:
+        onnx_path.write_bytes(content)
+        serving = {"file": onnx_path.name, "sha256": file_checksum(onnx_path), **serving}
     skops.io.dump(pipeline, model_path)
     digest = file_checksum(model_path)
-    card = {**card, "version": digest[:12], "artifact": {"file": model_path.name, "sha256": digest}}
+    card = {
+        **card,
+        "version": digest[:12],
+        "artifact": {"file": model_path.name, "sha256": digest},
+        "serving": serving,
+    }
     model_path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, render_template, request
 from mlservice import telemetry
 from mlservice.cards import figures, held_out
 from mlservice.contract import CONTRACT, plain, show
-from mlservice.model import Model, current_model, labels_of
+from mlservice.model import Model, current_model, labels_of, serving_note
 from mlservice.validation import row_from_form
 
 bp = Blueprint("web", __name__)
@@ -46,8 +46,16 @@ def index():
 
 @bp.get("/model")
 def model_card():
-    card = current_model().card
-    return render_template("model.html", card=card, held_out=held_out(card), figures=figures(card))
+    model = current_model()
+    card, serving = model.card, serving_note(model.card.get("serving"))
+    return render_template(
+        "model.html",
+        card=card,
+        held_out=held_out(card),
+        figures=figures(card),
+        model=model,
+        serving=serving,
+    )
 
 
 def _result(model: Model, row: np.ndarray) -> dict:

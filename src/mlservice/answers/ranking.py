@@ -5,12 +5,13 @@ found in, the answer span `passage[start:end]`, and two scores. It is read once;
 rows become a few NumPy arrays, so a query ranks only its own rows and never scans the table.
 """
 
+import csv
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from werkzeug.datastructures import MultiDict
 
 from mlservice.config import ConfigError
@@ -129,60 +130,88 @@ def question_id(text: str) -> str:
 
 
 def load(path: str) -> AnswerTable:
-    """Read and check the CSV at `path`; raise AnswersError naming what is wrong and where."""
+    """Read and check the CSV at `path`; raise AnswersError naming what is wrong and where.
+
+    Read with the csv module (blank lines are no rows); every row must have at most the header's
+    fields, and a shorter one is filled with empty cells, as a spreadsheet shows it.
+    """
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        with open(path, encoding="utf-8", newline="") as file:
+            lines = list(csv.reader(file, strict=True))
     except OSError as error:
         raise AnswersError(f"Cannot read the answers table {path}: {error.strerror}.") from None
     except UnicodeDecodeError:
         raise AnswersError(f"The answers table {path} is not UTF-8 text.") from None
-    except pd.errors.EmptyDataError:
-        raise AnswersError(f"The answers table {path} is empty.") from None
-    except pd.errors.ParserError as error:
-        reason = " ".join(str(error).split())  # pandas' message may span lines
-        raise AnswersError(f"The answers table {path} is not valid CSV: {reason}") from None
-    return from_frame(frame, path)
+    except csv.Error as error:
+        raise AnswersError(f"The answers table {path} is not valid CSV: {error}.") from None
+    lines = [cells for cells in lines if any(cell.strip() for cell in cells)]
+    if not lines:
+        raise AnswersError(f"The answers table {path} is empty.")
+    header, *rows = lines
+    for line, cells in enumerate(rows, start=2):
+        if len(cells) > len(header):
+            raise AnswersError(
+                f"The answers table {path} is not valid CSV: Expected {len(header)} fields in "
+                f"line {line}, saw {len(cells)}."
+            )
+    padded = [cells + [""] * (len(header) - len(cells)) for cells in rows]
+    return from_cells(header, padded, path)
 
 
-def from_frame(frame: pd.DataFrame, source: str) -> AnswerTable:
+def from_rows(rows: list[dict], source: str) -> AnswerTable:
+    """from_cells for a table given as one mapping of column to value per row."""
+    header = list(dict.fromkeys(column for row in rows for column in row))
+    return from_cells(header, [[str(row.get(c, "")) for c in header] for row in rows], source)
+
+
+def from_cells(header: list[str], rows: list[list[str]], source: str) -> AnswerTable:
     """Check a table of text cells (as read from CSV) and index it by question."""
-    frame = frame.rename(columns=lambda column: str(column).strip())
-    missing = [column for column in COLUMNS if column not in frame.columns]
+    names = [str(column).strip() for column in header]
+    missing = [column for column in COLUMNS if column not in names]
     if missing:
         raise AnswersError(
             f"The answers table {source}, header row: missing column(s) {', '.join(missing)}."
         )
-    if frame.empty:
+    if not rows:
         raise AnswersError(f"The answers table {source} has a header but no rows.")
-    frame = frame[list(COLUMNS)].astype(str)
-    problems = _problems(frame)
+    # One list of text cells per column, in table order (the first of two equal names counts).
+    table = {column: [cells[names.index(column)] for cells in rows] for column in COLUMNS}
+    problems = _problems(table)
     if problems:
         row, column, message = min(problems, key=lambda problem: problem[0])
         more = f" ({len(problems) - 1} more problem(s) after it)" if len(problems) > 1 else ""
         raise AnswersError(
             f"The answers table {source}, row {row + 1}, column {column}: {message}{more}."
         )
-    return _index(frame, source)
+    return _index(table, source)
 
 
-def _problems(frame: pd.DataFrame) -> list[tuple[int, str, str]]:
+def _number(text: str) -> float:
+    try:
+        return float(text.strip()) if "_" not in text else math.nan
+    except ValueError:
+        return math.nan
+
+
+def _problems(table: dict[str, list[str]]) -> list[tuple[int, str, str]]:
     """(row position, column, message) for every bad cell; rows count from 0 after the header."""
     problems = []
     for column in NOT_EMPTY:
-        for row in np.flatnonzero(frame[column].str.strip() == ""):
-            problems.append((row, column, "the cell is empty"))
+        for row, cell in enumerate(table[column]):
+            if not cell.strip():
+                problems.append((row, column, "the cell is empty"))
     for column in NUMBERS:
-        values = pd.to_numeric(frame[column].str.strip(), errors="coerce").to_numpy(dtype=float)
-        for row in np.flatnonzero(~np.isfinite(values)):
-            problems.append((row, column, f"{frame[column].iat[row]!r} is not a finite number"))
+        for row, cell in enumerate(table[column]):
+            if not math.isfinite(_number(cell)):
+                problems.append((row, column, f"{cell!r} is not a finite number"))
     for column in OFFSETS:
-        whole = frame[column].str.strip().str.fullmatch(WHOLE_NUMBER.pattern)
-        for row in np.flatnonzero(~whole):
-            problems.append((row, column, f"{frame[column].iat[row]!r} is not a whole number"))
+        for row, cell in enumerate(table[column]):
+            if not WHOLE_NUMBER.fullmatch(cell.strip()):
+                problems.append((row, column, f"{cell!r} is not a whole number"))
     if problems:
         return problems  # spans and answers are only checked once the offsets are numbers
 
-    spans = zip(frame["passage"], frame["start"], frame["end"], frame["answer"], strict=True)
+    spans = zip(table["passage"], table["start"], table["end"], table["answer"], strict=True)
     for row, (passage, start_text, end_text, answer) in enumerate(spans):
         start, end = int(start_text), int(end_text)
         if start < 0:
@@ -196,22 +225,25 @@ def _problems(frame: pd.DataFrame) -> list[tuple[int, str, str]]:
                 (row, "answer", f"{answer!r} is not passage[{start}:{end}] {passage[start:end]!r}")
             )
     first_task: dict[str, str] = {}
-    for row, (query, task) in enumerate(zip(frame["query"], frame["task"], strict=True)):
+    for row, (query, task) in enumerate(zip(table["query"], table["task"], strict=True)):
         expected = first_task.setdefault(query, task)
         if task != expected:
             problems.append((row, "task", f"{task!r} differs from this question's {expected!r}"))
     return problems
 
 
-def _index(frame: pd.DataFrame, source: str) -> AnswerTable:
-    frame = frame.assign(
-        score=frame["score"].astype(float),
-        pass_rank_score=frame["pass_rank_score"].astype(float),
-        start=frame["start"].astype(int),
-        end=frame["end"].astype(int),
-    )
+def _index(table: dict[str, list[str]], source: str) -> AnswerTable:
+    values = {
+        **table,
+        "score": [float(cell) for cell in table["score"]],
+        "pass_rank_score": [float(cell) for cell in table["pass_rank_score"]],
+        "start": [int(cell) for cell in table["start"]],
+        "end": [int(cell) for cell in table["end"]],
+    }
+    rows_by_text: dict[str, list[int]] = {}
+    for row, text in enumerate(table["query"]):
+        rows_by_text.setdefault(text, []).append(row)
     questions: dict[str, Question] = {}
-    rows_by_text = frame.groupby("query", sort=False).indices
     for text, rows in rows_by_text.items():
         slug = question_id(text)
         if not slug or slug in questions:
@@ -221,17 +253,19 @@ def _index(frame: pd.DataFrame, source: str) -> AnswerTable:
                 f"gives the id {slug!r}{other}; question ids are the question's words as a "
                 "slug, so reword it."
             )
-        questions[slug] = Question(slug, text, frame["task"].iat[rows[0]])
+        questions[slug] = Question(slug, text, table["task"][rows[0]])
 
     candidates = {}
     for question in questions.values():
-        rows = frame.iloc[rows_by_text[question.text]]
+        rows = rows_by_text[question.text]
+        passages: dict[str, int] = {}  # a small integer per distinct passage_id, first seen first
         candidates[question.id] = _Candidates(
-            # to_dict gives Python numbers, not NumPy scalars: ready for JSON and the page.
-            records=tuple(rows[list(REPORTED)].to_dict("records")),
-            score=rows["score"].to_numpy(),
-            pass_rank_score=rows["pass_rank_score"].to_numpy(),
-            passage=pd.factorize(rows["passage_id"])[0],
+            records=tuple({name: values[name][row] for name in REPORTED} for row in rows),
+            score=np.array([values["score"][row] for row in rows]),
+            pass_rank_score=np.array([values["pass_rank_score"][row] for row in rows]),
+            passage=np.array(
+                [passages.setdefault(table["passage_id"][row], len(passages)) for row in rows]
+            ),
         )
     tasks = list(dict.fromkeys(question.task for question in questions.values()))
     ordered = sorted(questions.values(), key=lambda question: tasks.index(question.task))
