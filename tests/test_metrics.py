@@ -173,15 +173,20 @@ def test_only_4xx_answers_count_as_rejected(model_path, status, code, counted):
 
 
 @pytest.mark.parametrize(
-    ("affine", "serving"), [(None, "scikit-learn"), ((np.ones(1), 0.0), "folded arrays (numpy)")]
+    ("affine", "onnx", "serving"),
+    [
+        (None, None, "scikit-learn"),
+        ((np.ones(1), 0.0), None, "folded arrays (numpy)"),
+        (None, "an ONNX session", "onnxruntime"),
+    ],
 )
-def test_the_model_info_says_how_the_model_is_served(model_path, affine, serving):
+def test_the_model_info_says_how_the_model_is_served(model_path, affine, onnx, serving):
     from prometheus_client import CollectorRegistry
 
     from mlservice.model import load
 
     registry = CollectorRegistry()
-    metrics.Metrics(replace(load(model_path), affine=affine), registry)
+    metrics.Metrics(replace(load(model_path), affine=affine, onnx=onnx), registry)
     [info] = [
         s.labels for m in registry.collect() for s in m.samples if s.name == "mlservice_model_info"
     ]
