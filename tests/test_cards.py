@@ -449,3 +449,74 @@ def test_figures_leave_out_what_a_card_lacks():
     del nameless["positive_label"]
     [roc, _] = cards.figures(with_curves([nameless]))
     assert roc["title"] == "ROC curve for the positive class"
+
+
+# The gate's whole comment, as the pull request shows it, for the three shapes it takes.
+NEW_METRICS = """\
+| Accuracy | 0.9000 |
+| ROC-AUC | 0.9700 |
+| malignant: precision | 0.8000 |
+| malignant: recall | 0.7500 |
+| malignant: F1 | 0.7742 |
+| benign: precision | 0.9000 |
+| benign: recall | 0.9500 |
+| benign: F1 | 0.9243 |
+| 5-fold ROC-AUC (training split) | 0.9700 |
+"""
+
+
+def test_the_whole_comment_without_a_baseline():
+    comparison = cards.compare(None, card(0.97), tolerance=0.01, floor=0.95)
+    assert comparison.markdown == (
+        "| Held-out metric | This model |\n|---|---:|\n"
+        + NEW_METRICS
+        + "\nNo baseline yet: nothing to compare with.\n"
+        + "\n**Quality gate: passed** (floor 0.95, tolerance 0.01).\n"
+    )
+
+
+def test_the_whole_comment_of_a_failed_comparison():
+    old = card(0.99)
+    del old["version"]
+    comparison = cards.compare(old, card(0.9), tolerance=0.01, floor=0.95)
+    assert comparison.markdown == (
+        "| Held-out metric | Baseline (`?`) | This model | Change |\n"
+        "|---|---:|---:|---|\n"
+        "| Accuracy | 0.9000 | 0.9000 | unchanged |\n"
+        "| ROC-AUC | 0.9900 | 0.9000 | -0.0900 worse |\n"
+        "| malignant: precision | 0.8000 | 0.8000 | unchanged |\n"
+        "| malignant: recall | 0.7500 | 0.7500 | unchanged |\n"
+        "| malignant: F1 | 0.7742 | 0.7742 | unchanged |\n"
+        "| benign: precision | 0.9000 | 0.9000 | unchanged |\n"
+        "| benign: recall | 0.9500 | 0.9500 | unchanged |\n"
+        "| benign: F1 | 0.9243 | 0.9243 | unchanged |\n"
+        "| 5-fold ROC-AUC (training split) | 0.9700 | 0.9700 | unchanged |\n"
+        "\n"
+        "**Quality gate: failed.** Held-out ROC-AUC 0.9000 is below the floor of 0.95. "
+        "Held-out ROC-AUC fell from 0.9900 to 0.9000 (0.0900), more than the tolerance of 0.01.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "note"),
+    [
+        (
+            card(0.99, features=[{"name": "income"}]),
+            "The baseline was trained on other features, so its metrics are not comparable; "
+            "only the floor applies.",
+        ),
+        (
+            {"version": "old", "features": FEATURES, "metrics": {"accuracy": 0.99}},
+            "The baseline card is from an older schema without held-out metrics; "
+            "no comparison, only the floor applies.",
+        ),
+    ],
+)
+def test_the_whole_comment_when_the_baseline_is_not_comparable(old, note):
+    comparison = cards.compare(old, card(0.97), tolerance=0.01, floor=0.95)
+    assert comparison.markdown == (
+        "| Held-out metric | This model |\n|---|---:|\n"
+        + NEW_METRICS
+        + f"\n{note}\n"
+        + "\n**Quality gate: passed** (floor 0.95, tolerance 0.01).\n"
+    )

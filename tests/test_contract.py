@@ -74,6 +74,11 @@ def test_a_valid_contract_is_read_as_written():
     assert str(parsed.training_data) == "data/training/loans.csv"
 
 
+def test_feature_names_may_have_capitals_underscores_and_digits():
+    parsed = parse(edited('name = "income"', 'name = "_Annual_Income2"'))
+    assert parsed.feature_names == ["_Annual_Income2", "age"]
+
+
 @pytest.mark.parametrize(
     ("label", "column"),
     [
