@@ -331,6 +331,16 @@ def test_durations_are_logged_to_the_microsecond(clocked_client, lines):
     assert line["message"] == "GET /healthz 200 12.3 ms"
 
 
+def test_the_message_reads_the_logged_duration(app, monkeypatch, lines):
+    # 0.6496 ms is logged as 0.65; the message must say 0.7 as that field does, not 0.6.
+    ticks = iter([100.0, 100.0006496])
+    monkeypatch.setattr(telemetry, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    app.test_client().get("/healthz")
+    [line] = request_lines(lines())
+    assert line["duration_ms"] == 0.65
+    assert line["message"] == "GET /healthz 200 0.7 ms"
+
+
 def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, lines):
     clocked_client.get("/twice")
     [line] = request_lines(lines())

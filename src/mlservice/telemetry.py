@@ -144,12 +144,14 @@ class Telemetry:
             fields["labels"] = {label: n for label, n in zip(self.labels, counts, strict=True) if n}
         if error_code:
             fields["error"] = error_code
+        # One rounding for the field and the message, so the two always read the same.
+        milliseconds = round(seconds * 1000, 3)
         json_fields = {
             "method": method,
             "path": path,
             "route": route,
             "status": status,
-            "duration_ms": round(seconds * 1000, 3),
+            "duration_ms": milliseconds,
         }
         if self.cloud_project:
             # The request as Cloud Logging structures it (LogEntry.httpRequest).
@@ -161,7 +163,7 @@ class Telemetry:
                 "protocol": req.environ.get("SERVER_PROTOCOL"),
                 "userAgent": req.user_agent.string,
             }
-        message, args = "%s %s %s %.1f ms", (method, path, status, seconds * 1000)
+        message, args = "%s %s %s %.1f ms", (method, path, status, milliseconds)
         record = log.makeRecord(log.name, level, __file__, 0, message, args, None)
         record.fields, record.json_fields = fields, json_fields
         return record
