@@ -1,11 +1,13 @@
 """The value rules (a finite number within the feature's range, whole for an integer feature),
 shared by JSON fields, CSV cells and the page's fields, and the page agreeing with CSV."""
 
+import numpy as np
 import pytest
 
+from mlservice import validation
 from mlservice.contract import Feature
-from mlservice.validation import NumberError, form_message, to_number
-from tests.values import FEATURE_NAMES, FIRST, csv_table
+from mlservice.validation import NumberError, form_message, table_from_csv, to_number
+from tests.values import FEATURE_NAMES, FEATURES, FIRST, csv_table
 
 WIDE = Feature(name="wide", label="Wide", description="Any size.", min=0, max=1e9)
 WHOLE = Feature(
@@ -91,3 +93,43 @@ def test_page_and_csv_refuse_the_same_text(client, row, value):
     )
     assert scored.status_code == 422
     assert f"{value!r} is not a number" in scored.get_json()["error"]["message"]
+
+
+def bounds_table() -> str:
+    """A plain CSV table (no quotes, no CR): a row at every feature's minimum, one at its maximum."""
+    return csv_table(
+        [{f.name: f.min for f in FEATURES}, {f.name: f.max for f in FEATURES}],
+        columns=list(reversed(FEATURE_NAMES)),
+    )
+
+
+def test_a_plain_table_is_read_whole_and_kept_line_by_line():
+    text = bounds_table()
+    table = table_from_csv(text, max_rows=2)
+    assert table.header == list(reversed(FEATURE_NAMES))
+    assert table.lines == text.splitlines()[1:]
+    assert table.rows is None
+    assert table.numbers.tolist() == [[f.min for f in FEATURES], [f.max for f in FEATURES]]
+    # Laid out as JSON rows are, so that a model's sums, and so its answers, are the same bits.
+    assert table.numbers.flags["C_CONTIGUOUS"]
+
+
+def test_a_quoted_table_is_read_cell_by_cell():
+    plain = bounds_table().splitlines()
+    text = "".join('"' + line.replace(",", '","') + '"\n' for line in plain)
+    table = table_from_csv(text, max_rows=2)
+    assert table.lines is None
+    assert table.rows == [line.split(",") for line in plain[1:]]
+    assert table.numbers.tolist() == [[f.min for f in FEATURES], [f.max for f in FEATURES]]
+
+
+def test_the_plain_reader_checks_integer_columns_for_whole_numbers(monkeypatch):
+    # As if every feature were an integer one from -10 to 10: the last row's 2.5 is not whole.
+    count = len(FEATURES)
+    monkeypatch.setattr(validation, "_INTEGER_FEATURES", np.ones(count, dtype=bool))
+    monkeypatch.setattr(validation, "_MINIMA", np.full(count, -10.0))
+    monkeypatch.setattr(validation, "_MAXIMA", np.full(count, 10.0))
+    whole = np.full((2, count), 3.0)
+    assert validation._all_within_rules(whole)
+    whole[-1, -1] = 2.5
+    assert not validation._all_within_rules(whole)

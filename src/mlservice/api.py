@@ -14,7 +14,7 @@ from mlservice.contract import CONTRACT, LABEL_COLUMN
 from mlservice.errors import ApiError
 from mlservice.model import ModelError, current_model, labels_of
 from mlservice.responses import ModelCard, PredictResponse, json_response
-from mlservice.validation import parse_json, rows_from_json, table_from_csv
+from mlservice.validation import CsvTable, parse_json, rows_from_json, table_from_csv
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 CARD = "mlservice.api.card"
@@ -71,22 +71,40 @@ def _predictions(proba: np.ndarray) -> list[dict]:
     ]
 
 
-def _scored_csv(header: list[str], rows: list[list[str]], proba: np.ndarray) -> str:
+def _csv_line(cells: list, quoting: int = csv.QUOTE_MINIMAL) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n", quoting=quoting).writerow(cells)
+    return out.getvalue()
+
+
+# Each label as a CSV cell, quoted if it has to be.
+_LABEL_CELLS = {label: _csv_line([label])[:-1] for label in CONTRACT.labels}
+
+
+def _scored_csv(table: CsvTable, proba: np.ndarray) -> str:
     """The table as sent, cell for cell, with the label and one probability per label appended.
 
     The probability columns are named by contract.probability_column, in the labels' order.
     """
-    out = io.StringIO()
+    labels = labels_of(proba)
+    if table.lines is not None:
+        # A plain table: each line as sent, then the label and repr() of each probability, as
+        # the csv module writes them, without splitting and rejoining the cells.
+        header = _csv_line([*table.header, LABEL_COLUMN, *CONTRACT.probability_columns])
+        probabilities = [map(float.__repr__, column) for column in proba.T.tolist()]
+        cells = zip(table.lines, map(_LABEL_CELLS.__getitem__, labels), *probabilities)
+        return header + "\n".join(map(",".join, cells)) + "\n"
     quoting = csv.QUOTE_MINIMAL
-    if "\r" in "".join(itertools.chain(header, *rows)):
+    if "\r" in "".join(itertools.chain(table.header, *table.rows)):
         # float() reads a quoted "1.5\r" as a number; the csv module quotes only the characters
         # of its line end, so without this the CR would be written bare and split the row.
         quoting = csv.QUOTE_NONNUMERIC
+    out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n", quoting=quoting)
-    writer.writerow([*header, LABEL_COLUMN, *CONTRACT.probability_columns])
+    writer.writerow([*table.header, LABEL_COLUMN, *CONTRACT.probability_columns])
     writer.writerows(
         [*cells, label, *probabilities]
-        for cells, label, probabilities in zip(rows, labels_of(proba), proba.tolist(), strict=True)
+        for cells, label, probabilities in zip(table.rows, labels, proba.tolist(), strict=True)
     )
     return out.getvalue()
 
@@ -103,11 +121,11 @@ def predict():
         return json_response(body)
 
     if request.mimetype == "text/csv":
-        header, cells, rows = table_from_csv(_body_text(), max_rows)
-        proba = model.predict_proba(rows)
+        table = table_from_csv(_body_text(), max_rows)
+        proba = model.predict_proba(table.numbers)
         telemetry.predicted(proba)
         return Response(
-            _scored_csv(header, cells, proba),
+            _scored_csv(table, proba),
             mimetype="text/csv",
             headers={"X-Model-Version": model.version},
         )
