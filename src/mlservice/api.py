@@ -92,7 +92,7 @@ def _scored_csv(table: CsvTable, proba: np.ndarray) -> str:
         # the csv module writes them, without splitting and rejoining the cells.
         header = _csv_line([*table.header, LABEL_COLUMN, *CONTRACT.probability_columns])
         probabilities = [map(float.__repr__, column) for column in proba.T.tolist()]
-        cells = zip(table.lines, map(_LABEL_CELLS.__getitem__, labels), *probabilities)
+        cells = zip(table.lines, map(_LABEL_CELLS.__getitem__, labels), *probabilities, strict=True)
         return header + "\n".join(map(",".join, cells)) + "\n"
     quoting = csv.QUOTE_MINIMAL
     if "\r" in "".join(itertools.chain(table.header, *table.rows)):
