@@ -3,6 +3,7 @@
 import io
 import json
 import logging
+import os
 import re
 import sys
 import warnings
@@ -154,7 +155,8 @@ def test_configure_spares_records_the_names_no_format_shows(monkeypatch):
     made = record()
     assert made.threadName is None
     assert made.processName is None
-    assert made.process  # the pid is shown
+    assert made.process is None  # a system call: the JSON line's pid comes from mlservice.process
+    assert json.loads(logs.JsonFormatter().format(made))["pid"] == os.getpid()
 
 
 def test_configure_leaves_a_root_logger_configured_elsewhere_alone(monkeypatch):

@@ -54,6 +54,18 @@ def test_every_response_carries_the_security_headers(client):
         assert response.headers.get("Referrer-Policy") == "no-referrer", url
 
 
+def test_a_response_that_sets_a_security_header_keeps_its_own(app):
+    @app.get("/framed")
+    def framed():
+        return "", 204, {"x-frame-options": "SAMEORIGIN"}
+
+    response = app.test_client().get("/framed")
+    assert response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert response.headers.getlist("Referrer-Policy") == ["no-referrer"]
+    assert len(response.headers.getlist("Content-Security-Policy")) == 1
+
+
 def test_html_pages_have_no_inline_code_the_policy_would_block(client):
     pages = [(url, r) for url, r in responses(client) if r.mimetype == "text/html"]
     assert len(pages) >= 4  # the page, an example, a form error, the 404 page

@@ -18,6 +18,8 @@ from contextvars import ContextVar
 
 import orjson
 
+from mlservice import process
+
 # The fields every line written during the current request carries; None outside requests.
 REQUEST_FIELDS: ContextVar[dict | None] = ContextVar("mlservice_request_fields", default=None)
 
@@ -50,7 +52,7 @@ class JsonFormatter(logging.Formatter):
             "time": _utc(record.created),
             "severity": record.levelname,  # Python's level names are Cloud Logging's severities
             "logger": record.name,
-            "pid": record.process,
+            "pid": process.pid(),  # this process's: the record's is not looked up (configure)
             "message": record.getMessage(),
             **(REQUEST_FIELDS.get() or {}),
             **getattr(record, "fields", {}),
@@ -107,9 +109,10 @@ def configure(level: str, log_format: str) -> None:
         handler = ServiceHandler(sys.stderr)
         root.addHandler(handler)
         logging.captureWarnings(True)
-        # Neither format shows the thread or the multiprocessing process name: skip finding them
-        # for every record (the logging HOWTO's "Optimization").
-        logging.logThreads = logging.logMultiprocessing = False
+        # Neither format shows the thread or the multiprocessing process name, and JSON takes the
+        # process id from mlservice.process: skip finding them for every record (the logging
+        # HOWTO's "Optimization"; the id is a system call).
+        logging.logThreads = logging.logMultiprocessing = logging.logProcesses = False
     handler.setFormatter(FORMATTERS[log_format]())
 
 

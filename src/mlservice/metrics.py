@@ -33,9 +33,16 @@ from prometheus_client.core import Metric
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
+from mlservice import process
 from mlservice.cli import package_version
 from mlservice.contract import CONTRACT
 from mlservice.model import installed_version
+
+if values.ValueClass._multiprocess:
+    # Every write checks for a fork by asking for the process id (prometheus_client's
+    # MultiProcessValue): ask mlservice.process, which knows it without a system call. The
+    # files stay named by the real pid, which child_exit marks dead.
+    values.ValueClass = values.MultiProcessValue(process_identifier=process.pid)
 
 EXTENSION = "mlservice.metrics"
 # Seconds. Predictions take about a millisecond; a 100,000-row batch about one second.

@@ -12,7 +12,6 @@ and the serving image has them only when the card needs them.
 import hashlib
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -23,6 +22,7 @@ import numpy as np
 from flask import Flask, current_app
 
 from mlservice import contract as contracts
+from mlservice import process
 from mlservice.contract import Contract
 
 
@@ -159,7 +159,7 @@ class OnnxModel:
 
     def __init__(self, content: bytes):
         self.content = content
-        self._session, self._pid = onnx_session(content), os.getpid()
+        self._session, self._pid = onnx_session(content), process.pid()
         inputs = self._session.get_inputs()
         outputs = [output.name for output in self._session.get_outputs()]
         if len(inputs) != 1 or inputs[0].type != "tensor(float)" or PROBABILITIES not in outputs:
@@ -170,8 +170,8 @@ class OnnxModel:
         self.input = inputs[0].name
 
     def session(self) -> Any:
-        if self._pid != os.getpid():  # forked: the session came from the parent
-            self._session, self._pid = onnx_session(self.content), os.getpid()
+        if self._pid != process.pid():  # forked: the session came from the parent
+            self._session, self._pid = onnx_session(self.content), process.pid()
         return self._session
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
@@ -218,7 +218,8 @@ class Model:
 
 def labels_of(proba: np.ndarray) -> list[str]:
     """The label of each row of predict_proba's output: its most probable class."""
-    return np.take(contracts.CONTRACT.labels, proba.argmax(axis=1)).tolist()
+    labels = contracts.CONTRACT.labels
+    return [labels[index] for index in proba.argmax(axis=1).tolist()]
 
 
 def _contract_of(card: dict) -> tuple:

@@ -14,7 +14,7 @@ made once.
 """
 
 import logging
-import os
+import random
 import re
 import time
 from contextvars import ContextVar, Token
@@ -98,8 +98,10 @@ class Telemetry:
     def start(self) -> None:
         environ = request.environ  # the WSGI names: cheaper than request.headers, every request
         sent = environ.get("HTTP_X_REQUEST_ID", "")
-        # A UUID4's randomness, without the cost of building a UUID object on every request.
-        rid = sent if SANE_ID.fullmatch(sent) else os.urandom(16).hex()
+        # 128 random bits, as a UUID4 has, from the random module rather than os.urandom (a
+        # system call per request): an id needs to be unique, not secret, and the random module
+        # reseeds itself in each forked worker.
+        rid = sent if SANE_ID.fullmatch(sent) else f"{random.getrandbits(128):032x}"
         fields = {"request_id": rid}
         if self.cloud_project:
             trace = environ.get("HTTP_X_CLOUD_TRACE_CONTEXT")
