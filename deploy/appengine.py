@@ -69,8 +69,18 @@ def descriptor(d: common.Deployer, token: str | None) -> Iterator[Path]:
         path.unlink(missing_ok=True)
 
 
+def served_files() -> list[str]:
+    """UPLOADED, and the ONNX compile the model card says the service runs, when it has one."""
+    try:
+        card = json.loads((common.ROOT / "models" / "model.json").read_text())
+        compiled = card["serving"]["file"]
+    except (OSError, ValueError, TypeError, KeyError):  # no card (reported missing), no compile
+        return list(UPLOADED)
+    return [*UPLOADED, f"models/{compiled}"]
+
+
 def check_source(d: common.Deployer, service: str) -> None:
-    for name in UPLOADED:
+    for name in served_files():
         if (common.ROOT / name).is_file():
             continue
         missing = f"{name} is missing (the deploy job brings the tested model; locally: make model)"

@@ -437,6 +437,20 @@ def test_each_uploaded_file_must_be_there(harness, cloud, tmp_path, monkeypatch,
     assert cloud.requests == []
 
 
+def test_the_compiled_model_the_card_names_must_be_there(harness, cloud, tmp_path, monkeypatch):
+    clone = tmp_path / "clone"
+    for present in appengine.UPLOADED:
+        (clone / present).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / present, clone / present)
+    card = json.loads((clone / "models" / "model.json").read_text())
+    card["serving"] = {**card.get("serving", {}), "file": "compiled.onnx"}
+    (clone / "models" / "model.json").write_text(json.dumps(card))
+    monkeypatch.setattr(common, "ROOT", clone)
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, "models/compiled.onnx is missing")
+    assert cloud.requests == []
+
+
 def test_the_metrics_token_reaches_env_variables_but_no_uploaded_file(harness, cloud, metered_url):
     cloud.code_url = metered_url  # the app as it runs with METRICS_TOKEN set
     harness.set(METRICS_TOKEN=METRICS_TOKEN)
