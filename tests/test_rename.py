@@ -809,7 +809,7 @@ def test_the_readme_steps_end_in_a_green_make_test(tmp_path, repository):
     }
     uv = Path(find_uv()).parent
     env |= {"PATH": f"{uv}:{env['PATH']}", "UV_OFFLINE": "1", "GITHUB_REPOSITORY_OWNER": "octo"}
-    # The copy's own .ci/run would install the image-store tools (scripts/install-docker-stores);
+    # The copy's own .ci/run would install the image-store tools (.ci/install-docker-stores);
     # this checkout's, when installed, stand in for that download.
     if (ROOT / ".tools" / "docker").is_dir():
         (copy / ".tools").mkdir(exist_ok=True)
