@@ -336,7 +336,8 @@ def test_workflow_files_are_never_rewritten(renamed):
 
 def test_the_renamed_copy_is_lint_clean(renamed):
     copy, _ = renamed
-    scripts = [str(p) for p in [*copy.glob("scripts/*"), *copy.glob("deploy/*")] if p.is_file()]
+    folders = ("scripts", "deploy", ".ci")
+    scripts = [str(p) for folder in folders for p in copy.glob(f"{folder}/*") if p.is_file()]
     python = [p for p in scripts if re.match(r"#!.*python", Path(p).read_text().split("\n")[0])]
     shell = [p for p in scripts if re.match(r"#!.*\b(ba)?sh$", Path(p).read_text().split("\n")[0])]
     for command in (
