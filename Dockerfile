@@ -8,7 +8,7 @@
 # is the artifact the test job tested (make image / the pipeline put it there).
 
 # Literal FROM lines, so Dependabot sees and updates them. Both stages use the same image, so the
-# venv's python symlink resolves in the runtime. Without Docker Hub, scripts/base-image tags a
+# venv's python symlink resolves in the runtime. Without Docker Hub, .ci/base-image tags a
 # Debian stand-in locally as python:3.13-slim (make image does this).
 
 # ---- build: the locked dependencies and the package, installed into /opt/venv ----------------

@@ -72,7 +72,7 @@ format: $(BIN)/.synced ## Rewrite code in the project's style
 	$(BIN)/ruff format --quiet . $(PY_SCRIPTS)
 
 # Executables without an extension, told apart by their shebang, so ruff and shellcheck see them.
-SCRIPTS := $(filter-out %.py %.json %.md,$(wildcard .ci/run scripts/* deploy/*))
+SCRIPTS := $(filter-out %.py %.json %.md,$(wildcard .ci/* scripts/* deploy/*))
 SH_SCRIPTS = $(shell grep -lsE '^#!.*[/ ](ba)?sh$$' $(SCRIPTS))
 PY_SCRIPTS = $(shell grep -lsE '^#!.*[/ ]python3?$$' $(SCRIPTS))
 
@@ -134,10 +134,10 @@ audit: $(BIN)/.synced ## Known vulnerabilities in the locked dependencies (pip-a
 		--requirement $(VENV)/audit-requirements.txt
 
 # --- Container image (docs/container.md) ----------------------------------------------------
-# Base image: the Dockerfile's literal python:3.13-slim. Offline, scripts/base-image tags the Debian
+# Base image: the Dockerfile's literal python:3.13-slim. Offline, .ci/base-image tags the Debian
 # stand-in (or $(BASE_IMAGE) if set) locally under that name, and the build uses the local image.
 # The classic builder is used when buildx is missing.
-# --network host: a dockerd started with --iptables=false (scripts/ensure-docker) gives bridged
+# --network host: a dockerd started with --iptables=false (.ci/ensure-docker) gives bridged
 # build containers no route out; set DOCKER_BUILD_FLAGS= where the default network works.
 DOCKER_BUILD_FLAGS ?= --network host
 export DOCKER_BUILDKIT ?= $(shell docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)
@@ -150,7 +150,7 @@ IMAGE_VERSION = $(shell git describe --tags --exact-match 2>/dev/null \
 
 .PHONY: image
 image: $(MODEL) ## Build the container image $(IMAGE) around the model in models/
-	base="$$(scripts/base-image)"; \
+	base="$$(.ci/base-image)"; \
 	docker build $(DOCKER_BUILD_FLAGS) \
 		--build-arg BASE_IMAGE="$$base" \
 		--build-arg UV_VERSION=$(UV_VERSION) \

@@ -9,7 +9,7 @@ A test asks for a store and gets the machine's daemon when that is its store, el
 started here: its own --data-root, --exec-root, --pidfile, unix socket and containerd namespace
 under a temporary directory, its own bridge and no iptables rules, so the machine's daemon (which
 the other tests and builds use) is never touched. It is stopped by its pid afterwards.
-scripts/install-docker-stores provides the dockerd (25+) and buildx (0.15+) where the machine's
+.ci/install-docker-stores provides the dockerd (25+) and buildx (0.15+) where the machine's
 are older. Without them, or without root (or `sudo -n`), the tests skip; under CI=true they fail.
 """
 
@@ -29,10 +29,10 @@ import pytest
 from mlservice.probe import WaitTimeout, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = ROOT / ".tools" / "docker"  # scripts/install-docker-stores
+TOOLS = ROOT / ".tools" / "docker"  # .ci/install-docker-stores
 STORES = ("classic", "containerd")
 CONTAINERD_DRIVER = "io.containerd.snapshotter.v1"  # `docker info`'s driver-type of that store
-HOW = "scripts/install-docker-stores; scripts/ensure-docker"
+HOW = ".ci/install-docker-stores; .ci/ensure-docker"
 
 
 def unavailable(message: str) -> None:
@@ -115,7 +115,7 @@ def as_root() -> list[str]:
 def docker_with_store(store: str) -> Iterator[dict[str, str]]:
     """The environment (DOCKER_HOST) of a daemon whose image store is `store`."""
     if store_of(dict(os.environ)) is None:
-        unavailable("no docker daemon answers (scripts/ensure-docker starts one)")
+        unavailable("no docker daemon answers (.ci/ensure-docker starts one)")
     if store_of(dict(os.environ)) == store:
         yield dict(os.environ)
         return

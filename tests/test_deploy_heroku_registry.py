@@ -39,7 +39,7 @@ def front(tmp_path_factory):
     binary = require("docker-registry")
     require("docker")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        unavailable("no docker daemon answers (scripts/ensure-docker starts one)")
+        unavailable("no docker daemon answers (.ci/ensure-docker starts one)")
     tmp = tmp_path_factory.mktemp("registry")
     hashed = bcrypt.hashpw(KEY.encode(), bcrypt.gensalt()).decode()
     (tmp / "htpasswd").write_text(f"_:{hashed}\n")

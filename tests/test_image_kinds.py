@@ -31,11 +31,11 @@ CHECK = (
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
-    require("docker", "scripts/ensure-docker installs it")
+    require("docker", ".ci/ensure-docker installs it")
     if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode:
-        unavailable("no docker daemon answers (scripts/ensure-docker starts one)")
+        unavailable("no docker daemon answers (.ci/ensure-docker starts one)")
     done = subprocess.run(
-        [str(ROOT / "scripts" / "base-image")], capture_output=True, text=True, check=False
+        [str(ROOT / ".ci" / "base-image")], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

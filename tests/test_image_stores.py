@@ -157,7 +157,7 @@ def test_a_second_daemon_leaves_the_machines_bridge_alone():
         return {path.name for path in Path("/sys/class/net").iterdir()}
 
     if "docker0" not in interfaces():
-        unavailable("the machine's daemon has no docker0 bridge (scripts/ensure-docker)")
+        unavailable("the machine's daemon has no docker0 bridge (.ci/ensure-docker)")
     other = next(store for store in STORES if store != store_of(dict(os.environ)))
     with docker_with_store(other) as env:
         assert store_of(env) == other
@@ -169,9 +169,9 @@ def test_install_docker_stores_fails_with_one_line_when_debian_cannot_be_reached
     # In a copy of the tree, with a machine whose Docker is too old (dockerd 20.10, no buildx):
     # it must fetch, the archive refuses, and nothing is left half-installed.
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        unavailable("scripts/install-docker-stores needs apt-get and dpkg-deb")
-    (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "install-docker-stores", tmp_path / "scripts")
+        unavailable(".ci/install-docker-stores needs apt-get and dpkg-deb")
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(ROOT / ".ci" / "install-docker-stores", tmp_path / ".ci")
     old = tmp_path / "old-docker"
     old.mkdir()
     (old / "dockerd").write_text("#!/bin/sh\necho 'Docker version 20.10.24+dfsg1, build 5d6db84'\n")
@@ -183,7 +183,7 @@ def test_install_docker_stores_fails_with_one_line_when_debian_cannot_be_reached
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     done = subprocess.run(
-        [tmp_path / "scripts" / "install-docker-stores"],
+        [tmp_path / ".ci" / "install-docker-stores"],
         env={
             **os.environ,
             "PATH": f"{old}:{os.environ['PATH']}",

@@ -336,7 +336,8 @@ def test_workflow_files_are_never_rewritten(renamed):
 
 def test_the_renamed_copy_is_lint_clean(renamed):
     copy, _ = renamed
-    scripts = [str(p) for p in [*copy.glob("scripts/*"), *copy.glob("deploy/*")] if p.is_file()]
+    folders = ("scripts", "deploy", ".ci")
+    scripts = [str(p) for folder in folders for p in copy.glob(f"{folder}/*") if p.is_file()]
     python = [p for p in scripts if re.match(r"#!.*python", Path(p).read_text().split("\n")[0])]
     shell = [p for p in scripts if re.match(r"#!.*\b(ba)?sh$", Path(p).read_text().split("\n")[0])]
     for command in (
@@ -809,7 +810,7 @@ def test_the_readme_steps_end_in_a_green_make_test(tmp_path, repository):
     }
     uv = Path(find_uv()).parent
     env |= {"PATH": f"{uv}:{env['PATH']}", "UV_OFFLINE": "1", "GITHUB_REPOSITORY_OWNER": "octo"}
-    # The copy's own .ci/run would install the image-store tools (scripts/install-docker-stores);
+    # The copy's own .ci/run would install the image-store tools (.ci/install-docker-stores);
     # this checkout's, when installed, stand in for that download.
     if (ROOT / ".tools" / "docker").is_dir():
         (copy / ".tools").mkdir(exist_ok=True)
