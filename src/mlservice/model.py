@@ -207,8 +207,10 @@ class Model:
             weights, bias = self.affine
             # The logistic function as exp(-log(1 + e^-z)): no overflow for any z. The second
             # label is the class coded 1.
-            second = np.exp(-np.logaddexp(0.0, -(rows @ weights + bias)))
-            return np.column_stack([1 - second, second])
+            proba = np.empty((len(rows), 2))
+            proba[:, 1] = np.exp(-np.logaddexp(0.0, -(rows @ weights + bias)))
+            proba[:, 0] = 1 - proba[:, 1]
+            return proba
         import sklearn
 
         # Inputs are checked finite before they get here, so skip scikit-learn's re-check.
