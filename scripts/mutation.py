@@ -28,6 +28,8 @@ MODULES = {
     "validation": "mlservice.validation",
     "api": "mlservice.api",
     "cards": "mlservice.cards",
+    "security": "mlservice.security",
+    "process": "mlservice.process",
     "answers": "mlservice.answers",
     "logs": "mlservice.logs",
     "telemetry": "mlservice.telemetry",
