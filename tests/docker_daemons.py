@@ -130,7 +130,9 @@ def docker_with_store(store: str) -> Iterator[dict[str, str]]:
     # calls removeDefaultBridgeInterface when the bridge is disabled).
     bridge = home.name
     subprocess.run([*root, "ip", "link", "add", bridge, "type", "bridge"], check=True)
-    namespace = f"mlservice-test-{home.name}"
+    # containerd refuses a namespace with two separators in a row ("mlsd-_x": its identifiers
+    # match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$), and mkdtemp's names may have an "_".
+    namespace = "mlservice-test-" + re.sub(r"[^A-Za-z0-9]", "", home.name)
     (home / "daemon.json").write_text(
         json.dumps({"features": {"containerd-snapshotter": store == "containerd"}})
     )
