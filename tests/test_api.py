@@ -496,6 +496,27 @@ def test_csv_trailing_blank_lines_and_crlf_are_read_as_a_spreadsheet_would(clien
     response = post_csv(client, text)
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_data(as_text=True).count("\n") == 3
+    assert "\r" not in response.get_data(as_text=True)  # the cells as read, not the line ends
+
+
+def test_a_quoted_table_is_answered_cell_for_cell_one_line_feed_a_row(client, row):
+    plain = csv_of([row, row]).splitlines()
+    text = "".join('"' + line.replace(",", '","') + '"\n' for line in plain)
+    answer = post_csv(client, text).get_data(as_text=True)
+    lines = answer.split("\n")
+    assert len(lines) == 4
+    assert lines[-1] == ""
+    assert "\r" not in answer
+    assert [line.split(",")[: len(FEATURE_NAMES)] for line in lines[1:3]] == [
+        plain[1].split(",")
+    ] * 2
+
+
+def test_a_hash_in_a_plain_table_is_not_read_as_a_comment(client, row):
+    # numpy's reader would drop "#1" as a comment by default and score the row.
+    text = csv_of([row]).rstrip("\n") + "#1\n"
+    error = assert_json_error(post_csv(client, text), 422, "invalid_input")
+    assert "#1' is not a number" in error["message"]
 
 
 def test_csv_line_count_is_checked_before_parsing(client, row):

@@ -21,3 +21,10 @@ def test_a_forked_child_knows_its_own_id():
     os.close(reader)
     os.waitpid(child, 0)
     assert int(told) == child != os.getpid()
+
+
+def test_the_fork_hook_reads_the_id_again(monkeypatch):
+    monkeypatch.setattr(process.os, "getpid", lambda: 4242)
+    monkeypatch.setattr(process, "_pid", process._pid)  # restored after the test
+    process._forked()
+    assert process.pid() == 4242

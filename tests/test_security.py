@@ -6,6 +6,7 @@ import urllib.request
 import html5lib
 import pytest
 
+from mlservice.security import HEADERS, SecurityHeaders
 from scripts.live_server import running_server
 from tests.values import FEATURE_NAMES
 
@@ -64,6 +65,22 @@ def test_a_response_that_sets_a_security_header_keeps_its_own(app):
     assert response.headers.getlist("X-Content-Type-Options") == ["nosniff"]
     assert response.headers.getlist("Referrer-Policy") == ["no-referrer"]
     assert len(response.headers.getlist("Content-Security-Policy")) == 1
+
+
+def test_the_middleware_passes_start_response_on_as_called():
+    # PEP 3333: an application reporting an error passes exc_info, which the server needs.
+    error = (ValueError, ValueError("x"), None)
+    calls = []
+
+    def app(environ, start_response):
+        start_response("500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")], error)
+        return [b"x"]
+
+    body = SecurityHeaders(app)({}, lambda *args: calls.append(args))
+    assert body == [b"x"]
+    [(status, headers, exc_info)] = calls
+    assert (status, exc_info) == ("500 INTERNAL SERVER ERROR", error)
+    assert headers == [("Content-Type", "text/plain"), *HEADERS.items()]
 
 
 def test_html_pages_have_no_inline_code_the_policy_would_block(client):

@@ -72,9 +72,9 @@ def _predictions(proba: np.ndarray) -> list[dict]:
     ]
 
 
-def _csv_line(cells: list, quoting: int = csv.QUOTE_MINIMAL) -> str:
+def _csv_line(cells: list) -> str:
     out = io.StringIO()
-    csv.writer(out, lineterminator="\n", quoting=quoting).writerow(cells)
+    csv.writer(out, lineterminator="\n").writerow(cells)
     return out.getvalue()
 
 

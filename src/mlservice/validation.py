@@ -327,7 +327,7 @@ def _plain_table(text: str) -> CsvTable | None:
     columns = _feature_columns(header.split(","))
     lines = body.split("\n")
     try:
-        numbers = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2, dtype=float)
+        numbers = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2)
     except ValueError:  # a cell that is not a number, a row with other fields than the header
         return None
     # Row by row in memory (C order), as the other readers build it: a matrix product sums in
