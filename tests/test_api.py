@@ -289,6 +289,20 @@ def test_csv_with_byte_order_mark(client, row):
         PREDICT, data=b"\xef\xbb\xbf" + csv_of([row]).encode(), content_type="text/csv"
     )
     assert response.status_code == 200
+    assert response.get_data(as_text=True).startswith(",".join(FEATURE_NAMES[:2]))
+
+
+def test_json_with_byte_order_mark(client, row):
+    body = b"\xef\xbb\xbf" + json.dumps(row).encode()
+    response = client.post(PREDICT, data=body, content_type="application/json")
+    assert response.status_code == 200
+    assert response.get_json() == post_json(client, row).get_json()
+
+
+def test_only_the_first_byte_order_mark_is_dropped(client, row):
+    body = b"\xef\xbb\xbf" * 2 + json.dumps(row).encode()
+    response = client.post(PREDICT, data=body, content_type="application/json")
+    assert_json_error(response, 400, "invalid_json")
 
 
 def test_csv_missing_and_extra_columns(client, row):

@@ -181,3 +181,114 @@ def test_adopt_gives_other_loggers_handlers_the_format():
     finally:
         for handler in handlers:
             logger.removeHandler(handler)
+
+
+REQUESTS = logging.getLogger("mlservice.requests")
+
+
+def service_handler(monkeypatch, log_format="json") -> tuple[logs.ServiceHandler, io.StringIO]:
+    """The root logger as configure() leaves it in production, writing to a string."""
+    bare_root(monkeypatch)
+    logs.configure("INFO", log_format)
+    [handler] = logging.getLogger().handlers
+    stream = io.StringIO()
+    handler.setStream(stream)
+    return handler, stream
+
+
+def no_records(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("a LogRecord was made")
+
+    monkeypatch.setattr(REQUESTS, "makeRecord", refuse)
+
+
+def test_a_line_for_the_service_handler_alone_is_written_as_a_record_would_be(
+    monkeypatch, request_fields
+):
+    _, stream = service_handler(monkeypatch)
+    fields, json_fields = {"rows": 2, "labels": {"a": 2}}, {"status": 200, "path": "/p%s"}
+    logs.log_line(REQUESTS, logging.INFO, "GET /p%s 200", fields, json_fields)
+    # Another handler: the same line now goes through logging as a record, to both.
+    theirs = io.StringIO()
+    other = logging.StreamHandler(theirs)
+    other.setFormatter(logs.JsonFormatter())
+    logging.getLogger().addHandler(other)
+    logs.log_line(REQUESTS, logging.INFO, "GET /p%s 200", fields, json_fields)
+    direct, as_record = map(json.loads, stream.getvalue().splitlines())
+    assert json.loads(theirs.getvalue()) == as_record
+    assert direct.pop("time") <= as_record.pop("time")
+    assert (
+        direct
+        == as_record
+        == {
+            "severity": "INFO",
+            "logger": "mlservice.requests",
+            "pid": os.getpid(),
+            "message": "GET /p%s 200",
+            "request_id": "r-1234567890abcdefghij",
+            "extra": True,
+            "rows": 2,
+            "labels": {"a": 2},
+            "status": 200,
+            "path": "/p%s",
+        }
+    )
+
+
+def test_the_service_handler_alone_gets_the_line_without_a_record(monkeypatch):
+    _, stream = service_handler(monkeypatch)
+    no_records(monkeypatch)
+    logs.log_line(REQUESTS, logging.ERROR, "boom", {}, {"status": 500})
+    [line] = map(json.loads, stream.getvalue().splitlines())
+    assert (line["severity"], line["message"], line["status"]) == ("ERROR", "boom", 500)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "another root handler",
+        "a handler of the logger's own",
+        "a parent logger between",
+        "the text format",
+        "another kind of handler",
+    ],
+)
+def test_any_other_set_up_gets_the_line_through_logging(monkeypatch, change):
+    handler, stream = service_handler(
+        monkeypatch, "text" if change == "the text format" else "json"
+    )
+    logger, theirs = REQUESTS, io.StringIO()
+    if change == "another root handler":
+        logging.getLogger().addHandler(logging.StreamHandler(theirs))
+    elif change == "a handler of the logger's own":
+        monkeypatch.setattr(REQUESTS, "handlers", [logging.StreamHandler(theirs)])
+    elif change == "a parent logger between":
+        logger = logging.getLogger("some.package.requests")
+        logging.getLogger("some.package")  # now a logger, no longer a placeholder
+    elif change == "another kind of handler":
+        swapped = logging.StreamHandler(stream)
+        swapped.setFormatter(handler.formatter)
+        monkeypatch.setattr(logging.getLogger(), "handlers", [swapped])
+    made = []
+    monkeypatch.setattr(
+        logger, "makeRecord", lambda *args: made.append(logging.LogRecord(*args)) or made[-1]
+    )
+    logs.log_line(logger, logging.INFO, "hello", {"rows": 1}, {})
+    assert len(made) == 1
+    assert "hello" in stream.getvalue()
+
+
+def test_a_line_the_stream_refuses_does_not_fail_the_caller(monkeypatch):
+    handler, _ = service_handler(monkeypatch)
+
+    class Closed(io.StringIO):
+        def write(self, text):
+            raise OSError("the pipe is closed")
+
+    handler.setStream(Closed())
+    refused = []
+    monkeypatch.setattr(handler, "handleError", refused.append)
+    logs.log_line(REQUESTS, logging.INFO, "lost", {}, {})
+    [record] = refused
+    assert json.loads(record.msg)["message"] == "lost"

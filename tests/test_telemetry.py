@@ -346,3 +346,53 @@ def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, l
     [line] = request_lines(lines())
     assert line["rows"] == 4
     assert line["labels"] == {LABELS[0]: 2, LABELS[-1]: 2}
+
+
+def test_a_request_flask_fails_before_its_hooks_is_logged_from_the_environ(app, lines):
+    # A URL value preprocessor runs before every before_request hook, telemetry's included.
+    @app.url_value_preprocessor
+    def fail(endpoint, values):
+        raise RuntimeError("before the hooks")
+
+    response = app.test_client().get("/healthz?secret=1")
+    assert response.status_code == 500
+    [line] = request_lines(lines())
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 500)
+    assert line["route"] == telemetry.UNMATCHED
+    assert line["severity"] == "ERROR"
+    assert line["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_what_flask_lets_through_is_logged_and_counted_as_500(model_path, lines):
+    from tests.test_metrics import TOKEN, scrape
+
+    app = create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "METRICS_TOKEN": TOKEN,
+        }
+    )
+
+    @app.get("/through")
+    def through():
+        # As gunicorn's sync worker does in a request past its timeout (handle_abort).
+        raise SystemExit(1)
+
+    client = app.test_client()
+    with pytest.raises(SystemExit):
+        client.get("/through")
+    [line] = request_lines(lines())
+    assert (line["route"], line["status"], line["severity"]) == ("/through", 500, "ERROR")
+    assert line["error"] == "http_500"
+    with pytest.raises(LookupError):  # the request's context is gone with it
+        telemetry.request_id()
+    samples = scrape(client)
+    labels = {"route": "/through", "method": "GET", "status": "500"}
+    assert samples[("mlservice_http_requests_total", frozenset(labels.items()))] == 1
+    assert samples[("mlservice_http_requests_in_progress", frozenset())] == 1  # the scrape
+
+
+def test_the_request_id_header_is_answered_once(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "c" * 32})
+    assert response.headers.getlist("X-Request-ID") == ["c" * 32]

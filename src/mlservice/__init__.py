@@ -3,14 +3,12 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from flask import Flask
+    from mlservice.service import Service
 
 
-def create_app(test_config: dict | None = None) -> "Flask":
+def create_app(test_config: dict | None = None) -> "Service":
     """Build the app; raise ConfigError or ModelError rather than start half-alive."""
     # Imported here so that `mlservice smoke` and the settings check load neither Flask nor numpy.
-    from flask import Flask
-
     from mlservice import (
         api,
         config,
@@ -24,18 +22,19 @@ def create_app(test_config: dict | None = None) -> "Flask":
         telemetry,
         web,
     )
+    from mlservice.service import Service
 
-    app = Flask(__name__)
+    app = Service(__name__)
     app.config.from_mapping(config.from_environ())
     if test_config:
         app.config.update(test_config)
     logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
     model.init_app(app)
-    # First of the request hooks: every other hook and view runs inside the request's telemetry.
-    telemetry.init_app(app, metrics.init_app(app))
     errors.init_app(app)
     security.init_app(app)
+    # The outermost WSGI middleware: everything the app does runs inside the request's telemetry.
+    telemetry.init_app(app, metrics.init_app(app))
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(web.bp)

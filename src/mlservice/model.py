@@ -370,10 +370,13 @@ def serving_note(serving: dict) -> str:
     )
 
 
+EXTENSION = "mlservice.model"  # the app's loaded Model, in app.extensions
+
+
 def init_app(app: Flask) -> None:
     """Load the model once, at start-up; gunicorn's preload shares it with every worker."""
-    app.extensions["mlservice.model"] = load(app.config["MODEL_PATH"])
+    app.extensions[EXTENSION] = load(app.config["MODEL_PATH"])
 
 
 def current_model() -> Model:
-    return current_app.extensions["mlservice.model"]
+    return current_app.extensions[EXTENSION]

@@ -29,7 +29,9 @@ HEADERS = {
 }
 
 
-_NAMES = {name.lower() for name in HEADERS}
+# Lowered once: HTTP header names are compared without case.
+_LOWERED = {name.lower(): (name, value) for name, value in HEADERS.items()}
+_ALL = list(HEADERS.items())
 
 
 class SecurityHeaders:
@@ -40,8 +42,10 @@ class SecurityHeaders:
 
     def __call__(self, environ, start_response):
         def start(status, headers, exc_info=None):
-            present = _NAMES.intersection(name.lower() for name, _ in headers)
-            missing = [item for item in HEADERS.items() if item[0].lower() not in present]
+            present = {name.lower() for name, _ in headers}
+            if present.isdisjoint(_LOWERED):  # as almost every response
+                return start_response(status, headers + _ALL, exc_info)
+            missing = [item for name, item in _LOWERED.items() if name not in present]
             return start_response(status, [*headers, *missing], exc_info)
 
         return self.wsgi_app(environ, start)

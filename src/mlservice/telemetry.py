@@ -17,11 +17,11 @@ import logging
 import random
 import re
 import time
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
-from flask import Flask, Response, request
+from flask import Flask, Request, request
 
 from mlservice import logs
 from mlservice.contract import CONTRACT
@@ -34,7 +34,6 @@ SANE_ID = re.compile(r"[A-Za-z0-9+=/-]{20,200}")
 # App Engine's X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
 CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?")
 UNMATCHED = "(unmatched)"  # the route of a request no URL rule matched (404, 405)
-EXTENSION = "mlservice.telemetry"
 
 log = logging.getLogger("mlservice.requests")
 
@@ -45,7 +44,8 @@ class Facts:
 
     id: str
     started: float
-    tokens: tuple[Token, Token] | None = None  # to restore the context variables at the end
+    status: int = 0  # the answer's, once it has started
+    request: Request | None = None  # Flask's, with the URL rule it matched
     probabilities: list[np.ndarray] | None = None  # of the predictions made, as predicted()
     error_code: str | None = None
 
@@ -87,16 +87,22 @@ def cloud_trace(header: str | None, project: str) -> dict:
 
 
 class Telemetry:
-    """The request hooks of one app, with what does not change between its requests."""
+    """WSGI middleware around the Flask app: a request id, the request's fields for every log
+    line, and the line and metrics once the app has answered.
 
-    def __init__(self, model, cloud_project: str | None, metrics=None):
+    Around the app rather than in its request hooks: one call per request instead of three
+    dispatches of Flask hooks, and the id and fields are set before Flask makes its request
+    context, so every line the app writes, from any hook or error handler, carries them.
+    """
+
+    def __init__(self, wsgi_app, model, cloud_project: str | None, metrics=None):
+        self.wsgi_app = wsgi_app
         self.model_version: str = model.version
         self.labels: list[str] = list(CONTRACT.labels)
         self.cloud_project = cloud_project
         self.metrics = metrics  # mlservice.metrics.Metrics when /metrics is on
 
-    def start(self) -> None:
-        environ = request.environ  # the WSGI names: cheaper than request.headers, every request
+    def __call__(self, environ, start_response):
         sent = environ.get("HTTP_X_REQUEST_ID", "")
         # 128 random bits, as a UUID4 has, from the random module rather than os.urandom (a
         # system call per request): an id needs to be unique, not secret, and the random module
@@ -107,21 +113,41 @@ class Telemetry:
             trace = environ.get("HTTP_X_CLOUD_TRACE_CONTEXT")
             fields.update(cloud_trace(trace, self.cloud_project))
         facts = Facts(id=rid, started=time.perf_counter())
-        facts.tokens = (_FACTS.set(facts), logs.REQUEST_FIELDS.set(fields))
+        facts_token, fields_token = _FACTS.set(facts), logs.REQUEST_FIELDS.set(fields)
+
+        def start(status: str, headers: list, exc_info=None):
+            facts.status = int(status[:3])  # "200 OK"
+            return start_response(status, [*headers, (HEADER, rid)], exc_info)
+
         if self.metrics:
             self.metrics.started()
+        try:
+            answer = self.wsgi_app(environ, start)
+        except BaseException:
+            # Flask answers every Exception (errors.py); what gets through is a BaseException,
+            # such as the SystemExit gunicorn raises in a request past its timeout.
+            self._answered(environ, facts, 500)
+            raise
+        else:
+            self._answered(environ, facts, facts.status)
+            return answer
+        finally:
+            if self.metrics:
+                self.metrics.finished()
+            logs.REQUEST_FIELDS.reset(fields_token)
+            _FACTS.reset(facts_token)
 
-    def finish(self, response: Response) -> Response:
-        facts = _FACTS.get()
+    def _answered(self, environ: dict, facts: Facts, status: int) -> None:
+        """Log and count the request, whose answer has started with this status."""
         seconds = time.perf_counter() - facts.started
-        response.headers.add(HEADER, facts.id)  # nothing else sets it: no need to look first
-        level = logging.ERROR if response.status_code >= 500 else logging.INFO
+        level = logging.ERROR if status >= 500 else logging.INFO
         logged = log.isEnabledFor(level)
         if not (self.metrics or logged):
-            return response
-        req = request._get_current_object()
+            return
+        req = facts.request
+        if req is None:  # Flask failed before its request hooks: what the environ says
+            req = Request(environ, populate_request=False)
         route = req.url_rule.rule if req.url_rule else UNMATCHED
-        status = response.status_code
         error_code = (facts.error_code or f"http_{status}") if status >= 400 else None
         counts = None
         if facts.probabilities is not None:
@@ -132,12 +158,9 @@ class Telemetry:
         if self.metrics:
             self.metrics.answered(route, req.method, status, seconds, error_code, counts)
         if logged:
-            log.handle(self._request_line(req, level, route, status, seconds, error_code, counts))
-        return response
+            self._log_line(req, level, route, status, seconds, error_code, counts)
 
-    def _request_line(self, req, level, route, status, seconds, error_code, counts):
-        """The request's log record. Made here rather than by log.info(), which would walk the
-        stack to find its caller on every request; the line always comes from here."""
+    def _log_line(self, req, level, route, status, seconds, error_code, counts) -> None:
         # The path without its query string: a query may carry submitted values.
         method, path = req.method, req.path
         fields: dict = {"model_version": self.model_version}
@@ -165,27 +188,18 @@ class Telemetry:
                 "protocol": req.environ.get("SERVER_PROTOCOL"),
                 "userAgent": req.user_agent.string,
             }
-        message, args = "%s %s %s %.1f ms", (method, path, status, milliseconds)
-        record = log.makeRecord(log.name, level, __file__, 0, message, args, None)
-        record.fields, record.json_fields = fields, json_fields
-        return record
+        message = f"{method} {path} {status} {milliseconds:.1f} ms"
+        logs.log_line(log, level, message, fields, json_fields)
 
-    def end(self, _error: BaseException | None) -> None:
-        facts = _FACTS.get(None)
-        if facts is None or facts.tokens is None:  # start() did not run: nothing to undo
-            return
-        facts_token, fields_token = facts.tokens
-        logs.REQUEST_FIELDS.reset(fields_token)
-        _FACTS.reset(facts_token)
-        if self.metrics:
-            self.metrics.finished()
+
+def _keep_request() -> None:
+    # The one request hook: the line and the metrics need the URL rule Flask matched, and Flask
+    # lets go of its request before the middleware has the answer.
+    _FACTS.get().request = request._get_current_object()
 
 
 def init_app(app: Flask, metrics=None) -> None:
-    """Call before registering other hooks: every other hook and view then runs inside these."""
+    """Wrap the app's WSGI callable; call it last, so the telemetry is around everything else."""
     model = app.extensions["mlservice.model"]
-    hooks = Telemetry(model, app.config["GOOGLE_CLOUD_PROJECT"], metrics)
-    app.extensions[EXTENSION] = hooks
-    app.before_request(hooks.start)
-    app.after_request(hooks.finish)
-    app.teardown_request(hooks.end)
+    app.wsgi_app = Telemetry(app.wsgi_app, model, app.config["GOOGLE_CLOUD_PROJECT"], metrics)
+    app.before_request_funcs.setdefault(None, []).insert(0, _keep_request)

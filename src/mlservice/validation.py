@@ -190,7 +190,7 @@ def parse_json(text: str, max_rows: int) -> object:
             code="too_many_rows",
         )
     try:
-        return json.loads(text, object_pairs_hook=_object_without_duplicates)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as error:
         raise UnreadableInput(f"The body is not valid JSON: {error}.") from None
     except ValueError:  # Python's guard against quadratic-time conversion of huge integers
@@ -209,6 +209,10 @@ def _object_without_duplicates(pairs: list[tuple[str, object]]) -> dict:
         twice = next(key for key, _ in pairs if key in seen or seen.add(key))
         raise InputError(f"The field {twice!r} appears more than once in one object.")
     return result
+
+
+# Made once: json.loads(text, object_pairs_hook=...) builds a decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
 
 
 class NumberError(ValueError):
