@@ -6,10 +6,14 @@ worker starts: there is never a half-alive server.
 
 import gc
 
-from mlservice import create_app
-from mlservice.config import ConfigError
-from mlservice.contract import ContractError
-from mlservice.model import ModelError
+# No garbage collection while the app is built (part of the cold start): building only adds
+# objects, and a collection's passes over them would find next to nothing to free.
+gc.disable()
+
+from mlservice import create_app  # noqa: E402
+from mlservice.config import ConfigError  # noqa: E402
+from mlservice.contract import ContractError  # noqa: E402
+from mlservice.model import ModelError  # noqa: E402
 
 try:
     app = create_app()
@@ -21,3 +25,4 @@ except (ConfigError, ContractError, ModelError) as error:
 # them and so copy the model's and the libraries' shared pages into each worker (about 60 MiB a
 # worker after one large batch).
 gc.freeze()
+gc.enable()
