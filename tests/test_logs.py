@@ -110,6 +110,7 @@ def _restore_logging_globals(monkeypatch):
     # configure() changes these for the whole process.
     monkeypatch.setattr(logging, "logThreads", logging.logThreads)
     monkeypatch.setattr(logging, "logMultiprocessing", logging.logMultiprocessing)
+    monkeypatch.setattr(logging, "logProcesses", logging.logProcesses)
     yield
     logging.captureWarnings(False)
 
