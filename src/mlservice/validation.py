@@ -325,10 +325,11 @@ def _plain_table(text: str) -> CsvTable | None:
     """A table without quotes or CRs, read by numpy's C parser: one row per line, fields split at
     commas, each read as float() reads it (but "1_4", which to_number refuses too). None when a
     row or value is not as the rules want; the csv module's reader then says what is wrong."""
-    header, _, body = text.partition("\n")
+    first, _, body = text.partition("\n")
     if not body:
         return None
-    columns = _feature_columns(header.split(","))
+    header = first.split(",")
+    columns = _feature_columns(header)
     lines = body.split("\n")
     try:
         numbers = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2)
@@ -340,7 +341,7 @@ def _plain_table(text: str) -> CsvTable | None:
     # numpy skips blank lines, which the csv module's reader refuses.
     if len(numbers) != len(lines) or not _all_within_rules(numbers):
         return None
-    return CsvTable(header.split(","), lines, None, numbers)
+    return CsvTable(header, lines, None, numbers)
 
 
 def _all_within_rules(numbers: np.ndarray) -> bool:
