@@ -67,20 +67,31 @@ def test_a_response_that_sets_a_security_header_keeps_its_own(app):
     assert len(response.headers.getlist("Content-Security-Policy")) == 1
 
 
-def test_the_middleware_passes_start_response_on_as_called():
+@pytest.mark.parametrize(
+    ("own", "added"),
+    [
+        ([], list(HEADERS.items())),
+        (
+            [("x-frame-options", "SAMEORIGIN")],
+            [h for h in HEADERS.items() if h[0] != "X-Frame-Options"],
+        ),
+    ],
+    ids=["none of its own", "one of its own"],
+)
+def test_the_middleware_passes_start_response_on_as_called(own, added):
     # PEP 3333: an application reporting an error passes exc_info, which the server needs.
     error = (ValueError, ValueError("x"), None)
     calls = []
 
     def app(environ, start_response):
-        start_response("500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")], error)
+        start_response("500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain"), *own], error)
         return [b"x"]
 
     body = SecurityHeaders(app)({}, lambda *args: calls.append(args))
     assert body == [b"x"]
     [(status, headers, exc_info)] = calls
     assert (status, exc_info) == ("500 INTERNAL SERVER ERROR", error)
-    assert headers == [("Content-Type", "text/plain"), *HEADERS.items()]
+    assert headers == [("Content-Type", "text/plain"), *own, *added]
 
 
 def test_html_pages_have_no_inline_code_the_policy_would_block(client):

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from flask import Flask, abort
+from werkzeug.test import EnvironBuilder
 
 from mlservice import create_app, logs, telemetry
 from tests.conftest import ROOT
@@ -348,19 +350,71 @@ def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, l
     assert line["labels"] == {LABELS[0]: 2, LABELS[-1]: 2}
 
 
-def test_a_request_flask_fails_before_its_hooks_is_logged_from_the_environ(app, lines):
+@pytest.mark.parametrize(
+    ("raised", "answered"),
+    [(RuntimeError, True), (SystemExit, False)],
+    ids=["answered", "let through"],
+)
+def test_a_request_flask_fails_before_its_hooks_is_logged_from_the_environ(
+    app, lines, raised, answered
+):
     # A URL value preprocessor runs before every before_request hook, telemetry's included.
     @app.url_value_preprocessor
     def fail(endpoint, values):
-        raise RuntimeError("before the hooks")
+        raise raised("before the hooks")
 
-    response = app.test_client().get("/healthz?secret=1")
-    assert response.status_code == 500
+    environ = EnvironBuilder("/healthz", query_string="secret=1").get_environ()
+    started = []
+    if answered:  # Flask answers it with a 500 page
+        app.wsgi_app(environ, lambda *args: started.append(args))
+        [(status, headers, _)] = started
+        assert status.startswith("500")
+        assert ("X-Request-ID", lines()[-1]["request_id"]) in headers
+    else:
+        with pytest.raises(raised):
+            app.wsgi_app(environ, lambda *args: started.append(args))
     [line] = request_lines(lines())
     assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 500)
     assert line["route"] == telemetry.UNMATCHED
     assert line["severity"] == "ERROR"
-    assert line["request_id"] == response.headers["X-Request-ID"]
+    # Read from the environ without putting a request back into it (Flask cleared its own).
+    assert environ["werkzeug.request"] is None
+
+
+def test_the_hook_that_keeps_the_request_runs_before_the_apps_own(lines):
+    app = Flask("guarded")
+    app.config["GOOGLE_CLOUD_PROJECT"] = None
+    app.extensions["mlservice.model"] = SimpleNamespace(version="v1")
+
+    @app.before_request
+    def refuse():
+        abort(403)
+
+    @app.get("/guarded")
+    def guarded():
+        return "never"
+
+    telemetry.init_app(app)
+    assert app.test_client().get("/guarded").status_code == 403
+    [line] = request_lines(lines())
+    assert (line["route"], line["status"], line["model_version"]) == ("/guarded", 403, "v1")
+
+
+def test_the_middleware_passes_start_response_on_with_the_request_id():
+    # PEP 3333: an application reporting an error passes exc_info, which the server needs.
+    error = (ValueError, ValueError("x"), None)
+    calls = []
+
+    def inner(environ, start_response):
+        start_response("500 INTERNAL SERVER ERROR", [("Content-Type", "text/plain")], error)
+        return [b"x"]
+
+    middleware = telemetry.Telemetry(inner, SimpleNamespace(version="v1"), None)
+    environ = EnvironBuilder("/x", headers={"X-Request-ID": "d" * 24}).get_environ()
+    assert middleware(environ, lambda *args: calls.append(args)) == [b"x"]
+    [(status, headers, exc_info)] = calls
+    assert (status, exc_info) == ("500 INTERNAL SERVER ERROR", error)
+    assert headers == [("Content-Type", "text/plain"), ("X-Request-ID", "d" * 24)]
 
 
 def test_what_flask_lets_through_is_logged_and_counted_as_500(model_path, lines):

@@ -140,8 +140,16 @@ def log_line(logger: logging.Logger, level: int, message: str, fields: dict, jso
     if handler is not None:
         handler.write_json(level, logger.name, message, fields, json_fields)
         return
-    record = logger.makeRecord(logger.name, level, "", 0, message, (), None)
-    record.fields, record.json_fields = fields, json_fields
+    record = logging.makeLogRecord(
+        {
+            "name": logger.name,
+            "levelno": level,
+            "levelname": logging.getLevelName(level),
+            "msg": message,
+            "fields": fields,
+            "json_fields": json_fields,
+        }
+    )
     logger.handle(record)
 
 
