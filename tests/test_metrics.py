@@ -4,13 +4,17 @@ These run one process (the Flask test client); tests/test_observability.py check
 across gunicorn's workers.
 """
 
+import os
 import sys
+import time
 from collections import Counter
 from dataclasses import replace
 from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.core import Metric
 
 from mlservice import create_app, metrics
 from tests.conftest import ROOT
@@ -145,7 +149,126 @@ def test_the_model_info_names_the_model_and_the_libraries(metered, card):
         "python": sys.version.split()[0],
         "service": dict(info)["service"],
     }
-    assert dict(info)["service"] not in ("", "unknown")
+    assert dict(info)["service"] == version("mlservice")
+    assert scrape(metered)[("mlservice_model_info", info)] == 1
+
+
+def test_the_model_info_says_unknown_for_a_card_without_its_estimator(model_path):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    model = load(model_path)
+    card = {key: value for key, value in model.card.items() if key != "estimator"}
+    registry = CollectorRegistry()
+    metrics.Metrics(replace(model, card=card), registry)
+    [info] = [
+        s.labels for m in registry.collect() for s in m.samples if s.name == "mlservice_model_info"
+    ]
+    assert info["estimator"] == "unknown"
+
+
+def test_every_metric_says_what_it_counts(metered):
+    text = metered.get("/metrics", headers=AUTH).get_data(as_text=True)
+    helps = dict(
+        line.removeprefix("# HELP ").split(" ", 1)
+        for line in text.splitlines()
+        if line.startswith("# HELP mlservice_") and "_created " not in line
+    )
+    # docs/observability.md's table says the same.
+    assert helps == {
+        "mlservice_http_requests_total": "Requests answered, by route (the URL rule), method and "
+        "status.",
+        "mlservice_http_request_duration_seconds": "Time from the request's arrival in the app "
+        "to its answer, by route.",
+        "mlservice_http_requests_in_progress": "Requests being answered now, across the workers.",
+        "mlservice_rejected_requests_total": "Requests refused with a 4xx status, by error code "
+        "(the one in the error body).",
+        "mlservice_predictions_total": "Instances predicted, by predicted label and model version.",
+        "mlservice_prediction_rows": "Instances in one prediction request.",
+        "mlservice_model_info": "The served model (always 1): version, estimator, how it is "
+        "served, library versions.",
+    }
+
+
+def test_child_pids_are_the_live_children(tmp_path):
+    import subprocess
+
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        ended_pid = ended.pid
+        # Ended but not yet waited for: a zombie, which is no worker any more.
+        for _ in range(500):
+            if (Path("/proc") / str(ended_pid) / "stat").read_text().split(")")[1].split()[
+                0
+            ] == "Z":
+                break
+            time.sleep(0.01)
+        children = metrics.child_pids(os.getpid())
+        assert running.pid in children
+        assert ended_pid not in children
+        assert metrics.child_pids(running.pid) == set()
+    finally:
+        running.kill()
+        running.wait()
+        ended.wait()
+
+
+def test_the_server_processes_are_each_labelled_by_pid_and_role(monkeypatch):
+    master, workers = 4242, [4243, 4244]
+    monkeypatch.setattr(metrics.os, "getppid", lambda: master)
+    monkeypatch.setattr(
+        metrics, "child_pids", lambda parent: set(workers) if parent == master else set()
+    )
+    read = []
+
+    class Collector:
+        def __init__(self, pid, registry):
+            assert registry is None
+            self.pid = pid()
+            read.append(self.pid)
+
+        def collect(self):
+            family = Metric("process_cpu_seconds", "Total user and system CPU time.", "counter")
+            family.add_sample("process_cpu_seconds_total", {}, self.pid / 1000)
+            return [family]
+
+    monkeypatch.setattr(metrics, "ProcessCollector", Collector)
+    [family] = metrics.ServerProcesses().collect()
+    assert (family.name, family.documentation, family.type) == (
+        "process_cpu_seconds",
+        "Total user and system CPU time.",
+        "counter",
+    )
+    assert read == [master, *workers]
+    assert [(s.name, s.labels, s.value) for s in family.samples] == [
+        ("process_cpu_seconds_total", {"pid": "4242", "process": "master"}, 4.242),
+        ("process_cpu_seconds_total", {"pid": "4243", "process": "worker"}, 4.243),
+        ("process_cpu_seconds_total", {"pid": "4244", "process": "worker"}, 4.244),
+    ]
+
+
+def test_in_multiprocess_mode_a_scrape_adds_up_the_files_and_every_process(
+    metered, monkeypatch, tmp_path
+):
+    from prometheus_client import Counter, values
+
+    # What a worker of another server start left behind, counted in its own file.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda: 77))
+    Counter("elsewhere", "Counted by another process.", registry=None).inc(3)
+    monkeypatch.setattr(metrics, "multiprocessing", lambda: True)
+    samples = scrape(metered)
+    assert sample(samples, "elsewhere_total") == 3
+    assert any(name == "python_info" for name, _ in samples)
+    master = str(os.getppid())
+    assert sample(samples, "process_resident_memory_bytes", pid=master, process="master") > 0
+    assert all(
+        dict(labels)["process"] in ("master", "worker")
+        for name, labels in samples
+        if name.startswith("process_")
+    )
 
 
 def test_a_single_process_reports_its_own_cpu_and_memory(metered):
