@@ -194,7 +194,10 @@ def test_every_metric_says_what_it_counts(metered):
 def test_child_pids_are_the_live_children(tmp_path):
     import subprocess
 
-    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    # A command name may hold ") ", as this one does (prctl PR_SET_NAME): /proc/PID/stat's
+    # fields are read after its last ")".
+    named = "import ctypes, time; ctypes.CDLL(None).prctl(15, b'a) S 1 b', 0, 0, 0); time.sleep(30)"
+    running = subprocess.Popen([sys.executable, "-c", named])
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     try:
         ended_pid = ended.pid
@@ -203,6 +206,11 @@ def test_child_pids_are_the_live_children(tmp_path):
             if (Path("/proc") / str(ended_pid) / "stat").read_text().split(")")[1].split()[
                 0
             ] == "Z":
+                break
+            time.sleep(0.01)
+        stat = Path("/proc") / str(running.pid) / "stat"
+        for _ in range(500):
+            if "(a) S 1 b)" in stat.read_text():
                 break
             time.sleep(0.01)
         children = metrics.child_pids(os.getpid())
@@ -232,10 +240,13 @@ def test_the_server_processes_are_each_labelled_by_pid_and_role(monkeypatch):
         def collect(self):
             family = Metric("process_cpu_seconds", "Total user and system CPU time.", "counter")
             family.add_sample("process_cpu_seconds_total", {}, self.pid / 1000)
-            return [family]
+            fds = Metric("process_open_fds", "Number of open file descriptors.", "gauge")
+            fds.add_sample("process_open_fds", {}, 7)
+            return [family, fds]
 
     monkeypatch.setattr(metrics, "ProcessCollector", Collector)
-    [family] = metrics.ServerProcesses().collect()
+    family, fds = metrics.ServerProcesses().collect()
+    assert [s.labels["pid"] for s in fds.samples] == ["4242", "4243", "4244"]
     assert (family.name, family.documentation, family.type) == (
         "process_cpu_seconds",
         "Total user and system CPU time.",
@@ -371,3 +382,31 @@ def test_the_usual_methods_are_counted_by_name(metered, method):
     status = metered.open("/healthz", method=method).status_code
     route = "/healthz" if status < 400 else "(unmatched)"  # 405: no rule matched the method
     assert requests_total(scrape(metered), route, method, str(status)) == 1
+
+
+def test_in_multiprocess_mode_the_gauges_add_up_across_processes_as_documented(
+    model_path, monkeypatch, tmp_path
+):
+    from prometheus_client import values
+
+    # The app counting in files, as under gunicorn: in-progress summed over the live workers,
+    # the model info the highest any process set (1).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue(lambda: 78))
+    monkeypatch.setattr(metrics, "multiprocessing", lambda: True)
+    app = create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "METRICS_TOKEN": TOKEN,
+        }
+    )
+    samples = scrape(app.test_client())
+    in_progress = [labels for name, labels in samples if name.endswith("requests_in_progress")]
+    assert in_progress == [frozenset()]  # one sum, not one series per process
+    assert sample(samples, "mlservice_http_requests_in_progress") == 1  # the scrape itself
+    [(labels, value)] = [
+        (dict(ls), v) for (n, ls), v in samples.items() if n == "mlservice_model_info"
+    ]
+    assert "pid" not in labels  # one series, not one per process
+    assert value == 1
