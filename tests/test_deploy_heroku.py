@@ -315,3 +315,14 @@ def test_a_dry_run_masks_the_metrics_token(harness, setup, live_url):
     assert fake.requests == []
     assert '"METRICS_TOKEN": "***"' in done.out  # the config-vars PATCH it would send
     assert METRICS_TOKEN not in done.out + done.err
+
+
+def test_main_runs_the_heroku_deployment(harness, setup, live_url):
+    """`deploy/heroku` itself: main() with the command line."""
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        image = "x@sha256:" + "a" * 64
+        code = heroku.main(["--image", image, "--version", "v1.2.3", "--dry-run"])
+    out = harness.capfd.readouterr().out
+    assert code == common.DEPLOYED
+    assert "deploy/heroku: dry run complete: would deploy v1.2.3" in out
+    assert fake.requests == []
