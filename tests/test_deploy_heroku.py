@@ -326,3 +326,155 @@ def test_main_runs_the_heroku_deployment(harness, setup, live_url):
     assert code == common.DEPLOYED
     assert "deploy/heroku: dry run complete: would deploy v1.2.3" in out
     assert fake.requests == []
+
+
+def test_a_dry_run_shows_the_defaults_and_what_it_would_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        for name in ("HEROKU_API_URL", "HEROKU_REGISTRY", "HEROKU_REGISTRY_INSECURE"):
+            harness.monkeypatch.delenv(name)
+        done = harness.deploy(heroku, "--dry-run")
+    assert done.code == common.DEPLOYED
+    out = done.out.splitlines()
+    assert "+ GET https://api.heroku.com/apps/demo (Accept: " + heroku.API + ", " in done.out
+    assert (
+        "+ GET https://registry.heroku.com/v2/demo/web/manifests/latest "
+        f"(Accept: {heroku.MANIFEST_V2}, Authorization: Basic _:***)"
+    ) in out
+    assert "docker tag x@sha256:" not in done.out  # the image is the harness's
+    assert '"docker_image": "sha256:<config digest>"' in done.out
+    # Nothing was read: the app is taken for a new one, whose first release cannot be undone.
+    assert (
+        "deploy/heroku: on a failure from here: restore nothing (the app's first release) "
+        "(heroku ps:scale web=0 -a demo)"
+    ) in out
+    assert (
+        "deploy/heroku: then poll GET /releases/<id> until it is no longer pending, and GET /dynos"
+    ) in out
+    assert "deploy/heroku: until the release's web dynos are up" in out
+    assert "smoke https://demo.herokuapp.com/ " in done.out
+    assert "deploy/heroku: basic dynos (512 MB): WEB_CONCURRENCY=2" in out
+    assert "deploy/heroku: config vars changed: WEB_CONCURRENCY" in out  # shown, not read
+
+
+def test_an_api_url_with_a_trailing_slash_and_insecure_true(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        harness.set(HEROKU_API_URL=fake.url + "/", HEROKU_REGISTRY_INSECURE="true")
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert not [r for r in fake.requests if "//apps" in r["path"]]
+
+
+def test_the_registry_token_limits_and_pushes(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    limits = [limit for _, limit in done.deployer.ledger]
+    assert 3 * common.HTTP_TIMEOUT in limits  # the manifest, with the token exchange
+    assert limits.count(common.UPLOAD_TIMEOUT) == 2  # docker pull, docker push
+    assert f"latest: digest: sha256:{'d' * 64} size: 528" in done.out  # the push, echoed
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [("WWW-Authenticate", "token"), ("Www-Authenticate", "access_token")],
+)
+def test_the_registry_challenge_and_token_in_either_spelling(
+    harness, setup, live_url, header, field
+):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.challenge_header, fake.token_field = header, field
+        done = harness.deploy(heroku)
+        new = fake.current()
+    assert done.code == common.DEPLOYED
+    assert new["image"] == DIGEST
+
+
+def test_a_refused_registry_token_stops_it_before_the_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant("GET", "/token", "error")
+        done = harness.deploy(heroku)
+    done.failed(common.UNCHANGED, "registry token request answered 503", "release v7 still")
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+
+
+def test_a_registry_without_the_image_stops_it_before_the_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant("GET", "/v2/demo/web/manifests/latest", "error", after=1)
+        done = harness.deploy(heroku)
+    done.failed(
+        common.UNCHANGED,
+        f"GET {fake.url}/v2/demo/web/manifests/latest answered 503: "
+        + repr(b'{"id": "unavailable", "message": "planted"}'),
+    )
+
+
+def test_the_oci_manifest_message_names_what_the_registry_holds(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+        done = harness.deploy(heroku)
+    done.failed(
+        common.UNCHANGED,
+        "the registry holds a application/vnd.oci.image.manifest.v1+json manifest; Heroku needs "
+        "a Docker v2 image manifest (build with provenance: false, sbom: false)",
+    )
+
+
+def test_a_deployment_says_how_its_release_goes(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, pending_looks=2, starting_looks=2)):
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    out = done.out.splitlines()
+    assert "deploy/heroku: release v8 is pending (its release phase runs)" in out
+    assert "deploy/heroku: release v8: web dynos ['starting']" in out
+    assert "deploy/heroku: basic dynos (512 MB): WEB_CONCURRENCY=2" in out
+
+
+def test_both_config_vars_changed_are_named(harness, setup, metered_url):
+    with setup(FakeHeroku("demo", KEY, metered_url), concurrency=None):
+        harness.set(METRICS_TOKEN=METRICS_TOKEN)
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert "deploy/heroku: config vars changed: WEB_CONCURRENCY, METRICS_TOKEN" in done.out
+
+
+def test_an_unknown_dyno_size_without_a_token_reads_no_config_vars(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, size="Fir-1X")) as fake:
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert (
+        "::warning::deploy/heroku: unknown dyno size 'Fir-1X': WEB_CONCURRENCY unchanged"
+        in done.out.splitlines()
+    )
+    assert not [r for r in fake.requests if r["path"].endswith("/config-vars")]
+
+
+def test_a_smoke_failure_names_the_url_and_release(harness, setup, dead_url):
+    with setup(FakeHeroku("demo", KEY, dead_url)):
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, f"FAILED: smoke test failed on {dead_url} (release v8);")
+
+
+def test_a_crashed_dyno_names_its_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, dynos="crashed")):
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, "FAILED: a web dyno of release v8 crashed;")
+
+
+def test_a_new_app_whose_first_release_serves_cannot_be_taken_back(harness, setup, dead_url):
+    with setup(FakeHeroku("demo", KEY, dead_url, size=None), concurrency=None):
+        done = harness.deploy(heroku)
+    done.failed(
+        common.NOT_RESTORED,
+        "restoring nothing (the app's first release) failed",
+        "the app served nothing before its first release, which stays",
+    )
+
+
+def test_an_app_without_web_dynos_says_how_to_scale_it(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, quantity=0)):
+        done = harness.deploy(heroku)
+    done.failed(
+        common.CONFIG,
+        "HEROKU_APP=demo runs no web dynos (formation quantity 0): "
+        "scale it up first (heroku ps:scale web=1)",
+    )
