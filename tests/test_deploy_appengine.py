@@ -660,11 +660,12 @@ def test_main_runs_the_app_engine_deployment(harness, cloud):
     assert "gcloud app deploy" in out
 
 
-def test_a_prune_gets_the_time_a_traffic_change_gets(harness, cloud):
+def test_the_upload_and_the_prune_get_their_time_limits(harness, cloud):
     done = harness.deploy(appengine)
     assert done.code == common.DEPLOYED
-    deletes = [limit for call, limit in done.deployer.ledger if call.endswith("versions delete")]
-    assert deletes == [common.TRAFFIC_TIMEOUT]
+    limits = {call: limit for call, limit in done.deployer.ledger}
+    assert limits["gcloud app deploy " + str(ROOT / "app.yaml")] == common.BUILD_TIMEOUT
+    assert limits["gcloud app versions delete"] == common.TRAFFIC_TIMEOUT
 
 
 def test_settings_join_app_yamls_env_variables_in_their_order():
@@ -710,3 +711,16 @@ def test_a_dry_run_without_the_model_notes_it_and_goes_on(harness, cloud, tmp_pa
         "deploy/appengine: note: models/model.skops is missing (the deploy job brings the tested "
         "model; locally: make model)\n" in done.out
     )
+
+
+def test_the_service_url_is_reported_not_the_versions(harness, cloud, monkeypatch):
+    """App Engine gives the version's own URL; once it has all the traffic, the service's is
+    the one to report."""
+    cloud.code_url = "https://v1-2-3-42-1-dot-demo.ew.r.appspot.com/"  # as Google answers
+    smoked = []
+    monkeypatch.setattr(common.Deployer, "smoke", lambda d, url: smoked.append(url) or True)
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    assert smoked == ["https://v1-2-3-42-1-dot-demo.ew.r.appspot.com/"]
+    assert harness.output() == "url=https://demo.ew.r.appspot.com/\n"
+    assert done.lines() == []
