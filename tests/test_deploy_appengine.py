@@ -539,7 +539,6 @@ def test_a_failed_prune_only_warns_and_the_deployment_stands(harness, cloud, liv
         "::warning::deploy/appengine: pruning old versions failed: "
         "`gcloud app versions ...` exited 1: "
     )
-    assert {"v0-1-0", "v0-2-0"} <= set(cloud.version_ids())
     assert harness.output() == f"url={live_url}\n"
 
 
