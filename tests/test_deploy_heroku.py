@@ -266,6 +266,9 @@ def test_a_release_pending_at_a_signal_is_waited_for_before_anything_is_rolled_b
     done.failed(common.UNCHANGED, "SIGTERM", "release v7 still serves")
     assert fake.releases[-1]["status"] == "failed"
     assert requests(fake, "POST") == []
+    out = done.out.splitlines()
+    assert "deploy/heroku: release v8 is pending" in out  # waited for, then
+    assert "deploy/heroku: release v8 is failed" in out
 
 
 def test_the_metrics_token_becomes_a_config_var_once_and_the_smoke_test_asks_metrics_with_it(

@@ -46,8 +46,13 @@ def cloud(harness, tmp_path, live_url):
         fake.add_deployment(PREVIOUS, ENDPOINT)
         (tmp_path / "docker.json").write_text(json.dumps({"local_images": []}))
         install_plugin(tmp_path / "tools")
+        # aws-cli v2 prints timestamps in ISO 8601; v1, which runs here, as the API sent them
+        # unless told to (its cli_timestamp_format setting).
+        config = tmp_path / "aws-config"
+        config.write_text("[default]\ncli_timestamp_format = iso8601\n")
         harness.set(
             **fake.environment(),
+            AWS_CONFIG_FILE=str(config),
             LIGHTSAIL_SERVICE="mlservice",
             LIGHTSAILCTL_DIR=str(tmp_path / "tools"),
             STANDIN_STATE=str(tmp_path / "docker.json"),
@@ -563,15 +568,21 @@ def test_the_message_when_a_deployment_is_in_flight(harness, cloud):
     )
 
 
-def test_a_first_deployment_that_serves_cannot_be_taken_back(harness, cloud, dead_url):
+@pytest.mark.parametrize("outcome", ["active", "stuck"])
+def test_a_first_deployment_that_serves_or_may_cannot_be_taken_back(
+    harness, cloud, dead_url, outcome
+):
+    """It failed its smoke test, or is still activating when the wait ends."""
     cloud.deployments.clear()
     cloud.current = None
     cloud.code_url = dead_url
+    cloud.outcomes = [outcome]
+    harness.set(DEPLOY_TIMEOUT="1")
     done = harness.deploy(lightsail)
-    done.failed(
-        common.NOT_RESTORED,
-        "restoring nothing (the first deployment) failed",
-        "no deployment served before this one, and this one serves",
+    assert done.code == common.NOT_RESTORED
+    assert done.lines()[-2].endswith(
+        "restoring nothing (the first deployment) failed: "
+        "no deployment served before this one, and this one serves"
     )
 
 
@@ -647,3 +658,24 @@ def test_a_push_that_names_no_image_stops_before_the_deployment(harness, cloud, 
     done = harness.deploy(lightsail)
     done.failed(common.UNCHANGED, "push-container-image printed no 'Refer to this image as' line")
     assert created(cloud) == []
+
+
+def test_a_deployment_lightsail_does_not_list_is_reported_so(harness, cloud):
+    d = common.Deployer("lightsail")
+    ls = lightsail.Lightsail(d, "mlservice", cloud.region)
+    assert ls.settled(5, ls.get()) is False
+    assert "deploy/lightsail: deployment 5 is not listed" in harness.capfd.readouterr().out
+
+
+def test_an_image_listed_without_its_time_counts_as_the_oldest(harness, cloud):
+    """createdAt is not a required member of a ContainerImage in the API model."""
+    del cloud.add_image("v1-0-2")["createdAt"]
+    cloud.add_image("v1-0-3")
+    harness.set(LIGHTSAIL_KEEP_IMAGES="2")
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    assert "::warning::" not in done.out
+    deleted = [
+        r["params"]["image"] for r in cloud.requests if r["operation"] == "DeleteContainerImage"
+    ]
+    assert deleted == [":mlservice.v1-0-2.1"]
