@@ -9,6 +9,7 @@ request to the lightsailctl stand-in, which logs in to the service's registry, p
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -679,3 +680,14 @@ def test_an_image_listed_without_its_time_counts_as_the_oldest(harness, cloud):
         r["params"]["image"] for r in cloud.requests if r["operation"] == "DeleteContainerImage"
     ]
     assert deleted == [":mlservice.v1-0-2.1"]
+
+
+def test_log_events_without_a_time_or_a_message_print_without_it(harness, cloud):
+    cloud.outcomes = ["failed"]
+    cloud.log = [{"message": "no time"}, {"createdAt": 1_764_000_000}]
+    done = harness.deploy(lightsail)
+    done.failed(common.UNCHANGED, "deployment 2 FAILED")
+    out = done.out.splitlines()
+    start = out.index("--- last 2 lines of the web container log ---")
+    assert out[start + 1] == " no time"
+    assert re.fullmatch(r"2025-11-24T\S+ ", out[start + 2])

@@ -236,7 +236,12 @@ class FakeLightsail(FakeServer):
             return {}
         if operation == "GetContainerLog":
             self.log_fetched = True
-            events = [{"createdAt": self.clock, "message": line} for line in self.log]
+            # A line of `log` is a message; a dict is an event as it is (the API model
+            # requires neither createdAt nor message).
+            events = [
+                line if isinstance(line, dict) else {"createdAt": self.clock, "message": line}
+                for line in self.log
+            ]
             return {"logEvents": events}
         raise ServiceError("InvalidInputException", f"{operation} is not part of this fake")
 
