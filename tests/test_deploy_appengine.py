@@ -549,8 +549,10 @@ def test_a_failure_after_a_first_deployment_moved_traffic_cannot_be_taken_back(h
     done = harness.deploy(appengine)
     assert done.code == common.NOT_RESTORED
     assert "the traffic split no traffic (first deployment)" in done.out
-    report = "\n".join(done.lines())
-    assert "no version served traffic before this deployment" in report
+    assert done.lines()[-2].endswith(
+        "restoring the traffic split no traffic (first deployment) failed: "
+        "no version served traffic before this deployment"
+    )
     assert done.lines()[-1] == (
         "deploy/appengine: restore it by hand: gcloud app services describe default --project demo"
     )

@@ -657,7 +657,10 @@ def test_a_push_that_names_no_image_stops_before_the_deployment(harness, cloud, 
     plugin = tmp_path / "tools" / "lightsailctl"
     plugin.write_text('#!/bin/sh\n[ "$1" = --version ] && echo v1.0.8\nexit 0\n')
     done = harness.deploy(lightsail)
-    done.failed(common.UNCHANGED, "push-container-image printed no 'Refer to this image as' line")
+    done.failed(
+        common.UNCHANGED,
+        "FAILED: push-container-image printed no 'Refer to this image as' line; nothing",
+    )
     assert created(cloud) == []
 
 
