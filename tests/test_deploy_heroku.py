@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from deploy import common, heroku
-from tests.deploy_harness import METRICS_TOKEN
+from tests.deploy_harness import IMAGE, METRICS_TOKEN
 from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
 
 KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
@@ -481,4 +481,52 @@ def test_an_app_without_web_dynos_says_how_to_scale_it(harness, setup, live_url)
         common.CONFIG,
         "HEROKU_APP=demo runs no web dynos (formation quantity 0): "
         "scale it up first (heroku ps:scale web=1)",
+    )
+
+
+def test_a_registry_that_takes_the_key_directly_needs_no_token(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.token_auth = False
+        done = harness.deploy(heroku)
+        new = fake.current()
+    assert done.code == common.DEPLOYED
+    assert new["image"] == DIGEST
+    assert not [r for r in fake.requests if r["path"].startswith("/token")]
+
+
+def test_docker_logs_in_as_heroku_says_tags_and_pushes_the_apps_web_image(
+    harness, setup, live_url, tmp_path
+):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        done = harness.deploy(heroku)
+        registry = fake.url.removeprefix("http://")
+    assert done.code == common.DEPLOYED
+    calls = [c["argv"] for c in docker_calls(tmp_path) if c["argv"][0] in ("login", "tag", "push")]
+    assert calls == [
+        ["login", registry, "--username", "_", "--password-stdin"],  # Heroku's user name: _
+        ["tag", IMAGE, f"{registry}/demo/web"],
+        ["push", f"{registry}/demo/web"],
+    ]
+
+
+def test_a_dry_run_shows_each_api_calls_headers(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        done = harness.deploy(heroku, "--dry-run")
+    assert (
+        f"/formation (Accept: {DOCKER_RELEASES}, Authorization: Bearer ***, "
+        'Content-Type: application/json) {"updates": [{"type": "web", '
+    ) in done.out
+
+
+def test_a_release_that_stays_pending_times_out_and_its_wait_is_named(
+    harness, setup, live_url, monkeypatch
+):
+    monkeypatch.setattr(common, "WAIT_LIMIT", 2)  # the restore's wait, instead of minutes
+    with setup(FakeHeroku("demo", KEY, live_url, pending_looks=10**6)):
+        harness.set(DEPLOY_TIMEOUT="1")
+        done = harness.deploy(heroku)
+    done.failed(
+        common.NOT_RESTORED,
+        "timed out after 1 s waiting for the release's web dynos to serve;",
+        "timed out after 2 s waiting for release v7 to serve again",
     )

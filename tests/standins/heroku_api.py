@@ -78,6 +78,7 @@ class FakeHeroku(FakeServer):
         # The token answer's field: "token", or OAuth 2's "access_token", which the Docker
         # token specification (distribution/docs/spec/auth/token.md) lets a server send instead.
         self.token_field = "token"  # noqa: S105 (a field name)
+        self.token_auth = True  # False: a registry that takes the Basic credentials directly
         super().__init__(self._handler())
 
     def current(self) -> dict:
@@ -212,7 +213,9 @@ class FakeHeroku(FakeServer):
             if path != wanted or headers.get("Authorization") != basic:
                 return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
             return 200, {self.token_field: "registry-token"}
-        if headers.get("Authorization") != "Bearer registry-token" or self.manifest is None:
+        basic = "Basic " + base64.b64encode(f"_:{self.key}".encode()).decode()
+        granted = "Bearer registry-token" if self.token_auth else basic
+        if headers.get("Authorization") != granted or self.manifest is None:
             return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
         return 200, self.manifest
 
@@ -249,7 +252,7 @@ class FakeHeroku(FakeServer):
                 data = b"<html>" if planted == "garbage" else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                if status == 401 and path.startswith("/v2/"):
+                if status == 401 and path.startswith("/v2/") and fake.token_auth:
                     scope = f"repository:{fake.app}/web:pull"
                     challenge = (
                         f'Bearer realm="{fake.url}/token",service="registry",scope="{scope}"'
