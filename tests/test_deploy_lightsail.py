@@ -209,14 +209,22 @@ def test_a_deployment_that_never_settles_leaves_the_command_to_run_by_hand(
     assert current(cloud)["version"] == 3
 
 
+@pytest.mark.parametrize("outcome", ["active", "stuck"])
 def test_first_deployment_that_fails_its_smoke_test_says_how_to_disable_it(
-    harness, cloud, dead_url
+    harness, cloud, dead_url, outcome
 ):
+    """It failed its smoke test, or is still activating when the wait ends: it serves, or may."""
     cloud.deployments.clear()
     cloud.current = None
     cloud.code_url = dead_url
+    cloud.outcomes = [outcome]
+    harness.set(DEPLOY_TIMEOUT="1")
     done = harness.deploy(lightsail)
     assert done.code == common.NOT_RESTORED
+    assert done.lines()[-2].endswith(
+        "restoring nothing (the first deployment) failed: "
+        "no deployment served before this one, and this one serves"
+    )
     assert done.lines()[-1].endswith(
         "aws lightsail --region eu-west-1 --output json update-container-service "
         "--service-name mlservice --is-disabled"
@@ -238,15 +246,20 @@ def test_a_deployment_in_flight_stops_it_before_anything_is_pushed(harness, clou
     assert operations(cloud) == ["GetContainerServices"]
 
 
-def test_the_service_refuses_a_port_protocol_outside_the_models_enum(
-    harness, cloud, tmp_path, monkeypatch
-):
+def source_with(tmp_path, monkeypatch, containers: str) -> None:
+    """A checkout whose containers.json is `containers`."""
     source = tmp_path / "source"
     source.mkdir()
     shutil.copy(ROOT / "public-endpoint.json", source)
-    text = (ROOT / "containers.json").read_text().replace('"HTTP"', '"http"')
-    (source / "containers.json").write_text(text)
+    (source / "containers.json").write_text(containers)
     monkeypatch.setattr(common, "ROOT", source)
+
+
+def test_the_service_refuses_a_port_protocol_outside_the_models_enum(
+    harness, cloud, tmp_path, monkeypatch
+):
+    text = (ROOT / "containers.json").read_text().replace('"HTTP"', '"http"')
+    source_with(tmp_path, monkeypatch, text)
     done = harness.deploy(lightsail)
     done.failed(common.UNCHANGED, "InvalidInputException", "'http' is not one of")
     assert current(cloud)["version"] == 1
@@ -502,15 +515,11 @@ def test_an_older_or_broken_lightsailctl_is_replaced_by_the_pinned_release(
 def test_containers_json_must_name_the_image_placeholder_once(
     harness, cloud, tmp_path, monkeypatch, images
 ):
-    source = tmp_path / "source"
-    source.mkdir()
-    shutil.copy(ROOT / "public-endpoint.json", source)
     containers = json.loads((ROOT / "containers.json").read_text())
     containers["web"]["image"] = "ghcr.io/owner/repo:latest"
     for n in range(images):
         containers[f"c{n}"] = {"image": lightsail.PLACEHOLDER}
-    (source / "containers.json").write_text(json.dumps(containers))
-    monkeypatch.setattr(common, "ROOT", source)
+    source_with(tmp_path, monkeypatch, json.dumps(containers))
     done = harness.deploy(lightsail)
     done.failed(
         common.CONFIG, "containers.json must hold IMAGE_SET_BY_DEPLOY_LIGHTSAIL once, as the image"
@@ -521,12 +530,8 @@ def test_containers_json_must_name_the_image_placeholder_once(
 def test_containers_json_that_the_api_model_refuses_stops_before_anything_runs(
     harness, cloud, tmp_path, monkeypatch
 ):
-    source = tmp_path / "source"
-    source.mkdir()
-    shutil.copy(ROOT / "public-endpoint.json", source)
     text = (ROOT / "containers.json").read_text().replace('"PORT": "8000"', '"PORT": 8000')
-    (source / "containers.json").write_text(text)
-    monkeypatch.setattr(common, "ROOT", source)
+    source_with(tmp_path, monkeypatch, text)
     done = harness.deploy(lightsail)
     done.failed(
         common.CONFIG,
@@ -566,24 +571,6 @@ def test_the_message_when_a_deployment_is_in_flight(harness, cloud):
     done = harness.deploy(lightsail)
     done.failed(
         common.UNCHANGED, "deployment 2 is in flight: try again once the service is RUNNING"
-    )
-
-
-@pytest.mark.parametrize("outcome", ["active", "stuck"])
-def test_a_first_deployment_that_serves_or_may_cannot_be_taken_back(
-    harness, cloud, dead_url, outcome
-):
-    """It failed its smoke test, or is still activating when the wait ends."""
-    cloud.deployments.clear()
-    cloud.current = None
-    cloud.code_url = dead_url
-    cloud.outcomes = [outcome]
-    harness.set(DEPLOY_TIMEOUT="1")
-    done = harness.deploy(lightsail)
-    assert done.code == common.NOT_RESTORED
-    assert done.lines()[-2].endswith(
-        "restoring nothing (the first deployment) failed: "
-        "no deployment served before this one, and this one serves"
     )
 
 
