@@ -484,6 +484,8 @@ def test_a_deployment_says_how_it_goes(harness, cloud):
     out = done.out.splitlines()
     assert "deploy/lightsail: power nano: WEB_CONCURRENCY=2" in out
     assert "deploy/lightsail: deployment 2 is ACTIVATING" in out
+    # Its state while in flight is the service's nextDeployment: no listing of deployments.
+    assert "GetContainerServiceDeployments" not in operations(cloud)
     assert 'Refer to this image as ":mlservice.v1-2-3.1"' in done.out  # the push, echoed
     assert "  containers.json: " not in done.out  # only a dry run prints what it sends
     # lightsailctl was there at the pinned version: not installed again.
