@@ -153,7 +153,7 @@ def test_deletes_the_oldest_images_but_never_a_deployed_one(harness, cloud):
 def test_a_deployment_that_fails_its_health_check_changes_nothing(harness, cloud):
     cloud.outcomes = ["failed"]
     done = harness.deploy(lightsail)
-    done.failed(common.UNCHANGED, "deployment 2 FAILED", "deployment 1 still serves")
+    done.failed(common.UNCHANGED, "FAILED: deployment 2 FAILED; deployment 1 still serves;")
     assert "mlservice cannot start: model missing" in done.out  # the container log
     assert len(created(cloud)) == 1  # Lightsail kept deployment 1: nothing to deploy again
     assert current(cloud)["containers"] == PREVIOUS
