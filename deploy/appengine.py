@@ -146,10 +146,13 @@ class AppEngine:
         self.set_traffic(before)
         return moved
 
-    def by_hand(self, allocations: dict[str, float], *extra: str) -> str:
-        split = f"--splits={splits(allocations)}" if allocations else ""
-        words = ["gcloud app services set-traffic", self.service, split, *extra]
-        return " ".join(word for word in (*words, "--project", self.project) if word)
+    def by_hand(self, allocations: dict[str, float]) -> str:
+        """The command that sets `allocations` again; with none (a first deployment), the
+        command that shows the split to put right."""
+        if not allocations:
+            return f"gcloud app services describe {self.service} --project {self.project}"
+        split = f"--splits={splits(allocations)}"
+        return f"gcloud app services set-traffic {self.service} {split} --project {self.project}"
 
 
 def deploy(d: common.Deployer, args) -> None:
@@ -178,13 +181,7 @@ def deploy(d: common.Deployer, args) -> None:
         raise common.DeployError(f"smoke test failed on {url}; traffic stays where it was")
 
     shown = splits(before) or "no traffic (first deployment)"
-    d.changing(
-        f"the traffic split {shown}",
-        lambda: app.restore(before),
-        app.by_hand(before)
-        if before
-        else f"gcloud app services describe {service} --project {project}",
-    )
+    d.changing(f"the traffic split {shown}", lambda: app.restore(before), app.by_hand(before))
     app.set_traffic({version: 1}, "--migrate")
     d.finish(url.replace(f"//{version}-dot-", "//", 1), args.version)
     prune(d, app, existing, keep - 1)

@@ -18,6 +18,8 @@ import re
 import shutil
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -500,3 +502,226 @@ def test_settings_join_app_yamls_env_variables(app_yaml, expected):
 def test_app_yaml_that_sets_the_token_itself_is_refused():
     with pytest.raises(common.ConfigError, match=r"app\.yaml sets T: the deploy job's"):
         appengine.with_env_variables('env_variables:\n  T: "1"\n', {"T": "2"})
+
+
+def test_keep_versions_defaults_to_twenty(harness, cloud, monkeypatch):
+    monkeypatch.delenv("APPENGINE_KEEP_VERSIONS")
+    assert harness.deploy(appengine).code == common.DEPLOYED
+    # As with 20 set: the two oldest that served nothing go.
+    assert "v0-1-0" not in cloud.version_ids()
+    assert "v0-2-0" not in cloud.version_ids()
+    assert len(cloud.version_ids()) == 21
+
+
+def test_keep_versions_up_to_two_hundred_prunes_nothing_and_says_so(harness, cloud):
+    harness.set(APPENGINE_KEEP_VERSIONS="200")
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    assert "apps.services.versions.delete" not in kinds(cloud)
+    assert len(cloud.version_ids()) == 23
+    assert "deploy/appengine: 23 versions, keeping up to 200: nothing to prune\n" in done.out
+
+
+@pytest.mark.parametrize("keep", ["0", "201"])
+def test_keep_versions_outside_its_range_stops_before_anything_runs(harness, cloud, keep):
+    harness.set(APPENGINE_KEEP_VERSIONS=keep)
+    done = harness.deploy(appengine)
+    done.failed(common.CONFIG, f"APPENGINE_KEEP_VERSIONS={keep} is outside 1..200")
+    assert cloud.requests == []
+
+
+def test_a_failed_prune_only_warns_and_the_deployment_stands(harness, cloud, live_url):
+    cloud.plant("apps.services.versions.delete", "error")
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    (warning,) = [line for line in done.out.splitlines() if line.startswith("::warning::")]
+    assert warning.startswith(
+        "::warning::deploy/appengine: pruning old versions failed: "
+        "`gcloud app versions ...` exited 1: "
+    )
+    assert harness.output() == f"url={live_url}\n"
+
+
+def test_a_failure_after_a_first_deployment_moved_traffic_cannot_be_taken_back(harness, cloud):
+    """No version served before: nothing to set the traffic back to, only to look at by hand."""
+    cloud.services["default"]["split"]["allocations"].clear()
+    cloud.plant("apps.services.patch.operation", "sigterm")
+    done = harness.deploy(appengine)
+    assert done.code == common.NOT_RESTORED
+    assert "the traffic split no traffic (first deployment)" in done.out
+    assert done.lines()[-2].endswith(
+        "restoring the traffic split no traffic (first deployment) failed: "
+        "no version served traffic before this deployment"
+    )
+    assert done.lines()[-1] == (
+        "deploy/appengine: restore it by hand: gcloud app services describe default --project demo"
+    )
+
+
+def test_a_split_over_two_versions_is_set_back_as_it_was(harness, cloud):
+    allocations = cloud.services["default"]["split"]["allocations"]
+    allocations.update({"v0-0-0": 0.5, "v0-3-0": 0.5})
+    cloud.plant("apps.services.patch.operation", "sigterm")
+    done = harness.deploy(appengine)
+    done.failed(common.ROLLED_BACK, "the traffic split v0-0-0=0.5,v0-3-0=0.5 serves again")
+    assert cloud.split() == {"v0-0-0": 0.5, "v0-3-0": 0.5}
+
+
+def test_a_failed_way_back_to_a_split_over_two_versions_prints_it_whole(harness, cloud):
+    cloud.services["default"]["split"]["allocations"].update({"v0-0-0": 0.5, "v0-3-0": 0.5})
+    cloud.plant("apps.services.patch.operation", "sigterm")
+    cloud.plant("apps.services.versions.list", "error", after=1)
+    done = harness.deploy(appengine)
+    assert done.code == common.NOT_RESTORED
+    assert done.lines()[-1] == (
+        "deploy/appengine: restore it by hand: gcloud app services set-traffic default "
+        "--splits=v0-0-0=0.5,v0-3-0=0.5 --project demo"
+    )
+
+
+def test_only_the_upload_prints_what_gcloud_says(harness, cloud):
+    """gcloud app deploy's progress goes to the job log; the other calls print only the command."""
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    assert "Deployed service [default]" in done.out
+    assert "Setting traffic split" not in done.out + done.err
+    assert "Deleting [" not in done.out + done.err
+    image = "ghcr.io/owner/repo@sha256:" + "a" * 64
+    assert (
+        f"deploy/appengine: deploying the source (the image {image} holds the same code and model)"
+        in done.out
+    )
+
+
+def test_a_dry_run_smoke_tests_the_new_versions_own_url(harness, cloud):
+    done = harness.deploy(appengine, "--dry-run")
+    assert "smoke https://v1-2-3-42-1-dot-demo.appspot.com " in done.out
+    assert "nothing to prune" not in done.out
+
+
+@pytest.mark.parametrize(
+    ("run", "attempt", "suffix"),
+    [
+        ("42", "2", "42-2"),  # a re-run
+        ("42", None, "42-1"),  # no attempt: the first
+        ("42", "x", None),
+        ("", "1", None),
+        (None, "1", None),
+    ],
+)
+def test_the_unique_suffix_is_the_run_and_attempt_else_the_utc_time(
+    monkeypatch, run, attempt, suffix
+):
+    for name, value in (("GITHUB_RUN_NUMBER", run), ("GITHUB_RUN_ATTEMPT", attempt)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    found = appengine.unique_suffix()
+    if suffix is None:
+        assert re.fullmatch(r"20\d{6}t\d{6}", found)
+    else:
+        assert found == suffix
+
+
+def app_yaml_source(tmp_path, monkeypatch, app_yaml: str):
+    """A checkout whose app.yaml is `app_yaml`, with the files the upload needs."""
+    clone = tmp_path / "clone"
+    for name in appengine.served_files():
+        (clone / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, clone / name)
+    (clone / "app.yaml").write_text(app_yaml)
+    monkeypatch.setattr(common, "ROOT", clone)
+
+
+@pytest.mark.parametrize(
+    ("app_yaml", "service"),
+    [
+        ("runtime: python313\nservice: api\n", "api"),  # declared on a later line
+        ("service:   api\nruntime: python313\n", "api"),
+        ("runtime: python313\n", "default"),  # not declared: the default service
+        ("runtime: python313\n# service: api\n", "default"),
+    ],
+)
+def test_the_service_app_yaml_deploys_must_be_the_setting(tmp_path, monkeypatch, app_yaml, service):
+    app_yaml_source(tmp_path, monkeypatch, app_yaml)
+    d = common.Deployer("appengine")
+    appengine.check_source(d, service)
+    other = "default" if service == "api" else "api"
+    with pytest.raises(common.ConfigError, match=f"APPENGINE_SERVICE={other} but app.yaml"):
+        appengine.check_source(d, other)
+
+
+def test_main_runs_the_app_engine_deployment(harness, cloud):
+    """`deploy/appengine` itself: main() with the command line."""
+    code = appengine.main(["--image", "x@sha256:" + "a" * 64, "--version", "v1.2.3", "--dry-run"])
+    out = harness.capfd.readouterr().out
+    assert code == common.DEPLOYED
+    assert "deploy/appengine: dry run complete: would deploy v1.2.3" in out
+    assert "gcloud app deploy" in out
+
+
+def test_the_upload_and_the_prune_get_their_time_limits(harness, cloud):
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    limits = {call: limit for call, limit in done.deployer.ledger}
+    assert limits["gcloud app deploy " + str(ROOT / "app.yaml")] == common.BUILD_TIMEOUT
+    assert limits["gcloud app versions delete"] == common.TRAFFIC_TIMEOUT
+
+
+def test_settings_join_app_yamls_env_variables_in_their_order():
+    app_yaml = 'env_variables:\n  A: "1"\n'
+    joined = appengine.with_env_variables(app_yaml, {"T": "x", "U": "y"})
+    assert joined == 'env_variables:\n  T: "x"\n  U: "y"\n  A: "1"\n'
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """The local time 14 hours ahead of UTC (Kiribati's)."""
+    monkeypatch.setenv("TZ", "KIR-14")  # POSIX form: needs no time zone data
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_the_time_suffix_is_utc_whatever_the_local_time(monkeypatch, far_from_utc):
+    monkeypatch.delenv("GITHUB_RUN_NUMBER", raising=False)
+    stamp = datetime.strptime(appengine.unique_suffix(), "%Y%m%dt%H%M%S")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert abs(stamp - now) < timedelta(hours=1)
+
+
+def test_the_url_of_a_version_of_another_service_holds_that_service(
+    harness, cloud, tmp_path, monkeypatch
+):
+    # v1-2-3-aaa…-42-1 (52) fits the default service's host label, not api's (69 characters).
+    app_yaml_source(tmp_path, monkeypatch, "runtime: python313\nservice: api\n")
+    harness.set(APPENGINE_SERVICE="api")
+    done = harness.deploy(appengine, version="v1.2.3-" + "a" * 40)
+    done.failed(common.CONFIG, "-dot-api-dot-demo.<region>.r.appspot.com cannot resolve")
+    assert cloud.requests == []
+
+
+def test_a_dry_run_without_the_model_notes_it_and_goes_on(harness, cloud, tmp_path, monkeypatch):
+    app_yaml_source(tmp_path, monkeypatch, (ROOT / "app.yaml").read_text())
+    (common.ROOT / "models" / "model.skops").unlink()
+    done = harness.deploy(appengine, "--dry-run")
+    assert done.code == common.DEPLOYED
+    assert (
+        "deploy/appengine: note: models/model.skops is missing (the deploy job brings the tested "
+        "model; locally: make model)\n" in done.out
+    )
+
+
+def test_the_service_url_is_reported_not_the_versions(harness, cloud, monkeypatch):
+    """App Engine gives the version's own URL; once it has all the traffic, the service's is
+    the one to report."""
+    cloud.code_url = "https://v1-2-3-42-1-dot-demo.ew.r.appspot.com/"  # as Google answers
+    smoked = []
+    monkeypatch.setattr(common.Deployer, "smoke", lambda d, url: smoked.append(url) or True)
+    done = harness.deploy(appengine)
+    assert done.code == common.DEPLOYED
+    assert smoked == ["https://v1-2-3-42-1-dot-demo.ew.r.appspot.com/"]
+    assert harness.output() == "url=https://demo.ew.r.appspot.com/\n"
+    assert done.lines() == []

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from deploy import common, heroku
-from tests.deploy_harness import METRICS_TOKEN
+from tests.deploy_harness import IMAGE, METRICS_TOKEN
 from tests.standins.heroku_api import DOCKER_RELEASES, FakeHeroku
 
 KEY = "hk-" + uuid.uuid4().hex  # a made-up API key
@@ -131,7 +131,11 @@ def test_a_failed_rollback_prints_the_command_to_run_by_hand(harness, setup, dea
 def test_an_app_without_web_dynos_is_one_clear_error(harness, setup, live_url, tmp_path):
     with setup(FakeHeroku("demo", KEY, live_url, quantity=0)) as fake:
         done = harness.deploy(heroku)
-    done.failed(common.CONFIG, "no web dynos", "quantity 0", "ps:scale web=1")
+    done.failed(
+        common.CONFIG,
+        "HEROKU_APP=demo runs no web dynos (formation quantity 0): "
+        "scale it up first (heroku ps:scale web=1)",
+    )
     assert docker_calls(tmp_path) == []
     assert requests(fake, "PATCH") == []
 
@@ -193,7 +197,12 @@ def test_an_oci_manifest_in_the_registry_stops_it_before_the_release(harness, se
     with setup(FakeHeroku("demo", KEY, live_url)) as fake:
         fake.manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
         done = harness.deploy(heroku)
-    done.failed(common.UNCHANGED, "Docker v2 image manifest", "release v7 still serves")
+    done.failed(
+        common.UNCHANGED,
+        "the registry holds a application/vnd.oci.image.manifest.v1+json manifest; Heroku needs "
+        "a Docker v2 image manifest (build with provenance: false, sbom: false)",
+        "release v7 still serves",
+    )
     assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
 
 
@@ -266,6 +275,9 @@ def test_a_release_pending_at_a_signal_is_waited_for_before_anything_is_rolled_b
     done.failed(common.UNCHANGED, "SIGTERM", "release v7 still serves")
     assert fake.releases[-1]["status"] == "failed"
     assert requests(fake, "POST") == []
+    out = done.out.splitlines()
+    assert "deploy/heroku: release v8 is pending" in out  # waited for, then
+    assert "deploy/heroku: release v8 is failed" in out
 
 
 def test_the_metrics_token_becomes_a_config_var_once_and_the_smoke_test_asks_metrics_with_it(
@@ -315,3 +327,194 @@ def test_a_dry_run_masks_the_metrics_token(harness, setup, live_url):
     assert fake.requests == []
     assert '"METRICS_TOKEN": "***"' in done.out  # the config-vars PATCH it would send
     assert METRICS_TOKEN not in done.out + done.err
+
+
+def test_main_runs_the_heroku_deployment(harness, setup, live_url):
+    """`deploy/heroku` itself: main() with the command line."""
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        image = "x@sha256:" + "a" * 64
+        code = heroku.main(["--image", image, "--version", "v1.2.3", "--dry-run"])
+    out = harness.capfd.readouterr().out
+    assert code == common.DEPLOYED
+    assert "deploy/heroku: dry run complete: would deploy v1.2.3" in out
+    assert fake.requests == []
+
+
+def test_a_dry_run_shows_the_defaults_and_what_it_would_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        for name in ("HEROKU_API_URL", "HEROKU_REGISTRY", "HEROKU_REGISTRY_INSECURE"):
+            harness.monkeypatch.delenv(name)
+        done = harness.deploy(heroku, "--dry-run")
+    assert done.code == common.DEPLOYED
+    out = done.out.splitlines()
+    assert "+ GET https://api.heroku.com/apps/demo (Accept: " + heroku.API + ", " in done.out
+    assert (
+        "+ GET https://registry.heroku.com/v2/demo/web/manifests/latest "
+        f"(Accept: {heroku.MANIFEST_V2}, Authorization: Basic _:***)"
+    ) in out
+    assert "docker tag x@sha256:" not in done.out  # the image is the harness's
+    assert '"docker_image": "sha256:<config digest>"' in done.out
+    # Nothing was read: the app is taken for a new one, whose first release cannot be undone.
+    assert (
+        "deploy/heroku: on a failure from here: restore nothing (the app's first release) "
+        "(heroku ps:scale web=0 -a demo)"
+    ) in out
+    assert (
+        "deploy/heroku: then poll GET /releases/<id> until it is no longer pending, and GET /dynos"
+    ) in out
+    assert "deploy/heroku: until the release's web dynos are up" in out
+    assert "smoke https://demo.herokuapp.com/ " in done.out
+    assert "deploy/heroku: basic dynos (512 MB): WEB_CONCURRENCY=2" in out
+    assert "deploy/heroku: config vars changed: WEB_CONCURRENCY" in out  # shown, not read
+
+
+def test_an_api_url_with_a_trailing_slash_and_insecure_true(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        harness.set(HEROKU_API_URL=fake.url + "/", HEROKU_REGISTRY_INSECURE="true")
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert not [r for r in fake.requests if "//apps" in r["path"]]
+
+
+def test_the_registry_token_limits_and_pushes(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    limits = [limit for _, limit in done.deployer.ledger]
+    (manifest,) = [limit for call, limit in done.deployer.ledger if "manifests/latest" in call]
+    assert manifest == 3 * common.HTTP_TIMEOUT  # the manifest, with the token exchange
+    assert limits.count(common.UPLOAD_TIMEOUT) == 2  # docker pull, docker push
+    assert f"latest: digest: sha256:{'d' * 64} size: 528" in done.out  # the push, echoed
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [("WWW-Authenticate", "token"), ("Www-Authenticate", "access_token")],
+)
+def test_the_registry_challenge_and_token_in_either_spelling(
+    harness, setup, live_url, header, field
+):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.challenge_header, fake.token_field = header, field
+        done = harness.deploy(heroku)
+        new = fake.current()
+    assert done.code == common.DEPLOYED
+    assert new["image"] == DIGEST
+
+
+def test_a_refused_registry_token_stops_it_before_the_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant("GET", "/token", "error")
+        done = harness.deploy(heroku)
+    done.failed(common.UNCHANGED, "registry token request answered 503", "release v7 still")
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+
+
+def test_a_registry_without_the_image_stops_it_before_the_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant("GET", "/v2/demo/web/manifests/latest", "error", after=1)
+        done = harness.deploy(heroku)
+    done.failed(
+        common.UNCHANGED,
+        f"GET {fake.url}/v2/demo/web/manifests/latest answered 503: "
+        + repr(b'{"id": "unavailable", "message": "planted"}'),
+    )
+
+
+def test_a_deployment_says_how_its_release_goes(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, pending_looks=2, starting_looks=2)):
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    out = done.out.splitlines()
+    assert "deploy/heroku: release v8 is pending (its release phase runs)" in out
+    assert "deploy/heroku: release v8: web dynos ['starting']" in out
+    assert "deploy/heroku: basic dynos (512 MB): WEB_CONCURRENCY=2" in out
+
+
+def test_both_config_vars_changed_are_named(harness, setup, metered_url):
+    with setup(FakeHeroku("demo", KEY, metered_url), concurrency=None):
+        harness.set(METRICS_TOKEN=METRICS_TOKEN)
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert "deploy/heroku: config vars changed: WEB_CONCURRENCY, METRICS_TOKEN" in done.out
+
+
+def test_an_unknown_dyno_size_without_a_token_reads_no_config_vars(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, size="Fir-1X")) as fake:
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert (
+        "::warning::deploy/heroku: unknown dyno size 'Fir-1X': WEB_CONCURRENCY unchanged"
+        in done.out.splitlines()
+    )
+    assert not [r for r in fake.requests if r["path"].endswith("/config-vars")]
+
+
+def test_a_smoke_failure_names_the_url_and_release(harness, setup, dead_url):
+    with setup(FakeHeroku("demo", KEY, dead_url)):
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, f"FAILED: smoke test failed on {dead_url} (release v8);")
+
+
+def test_a_crashed_dyno_names_its_release(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, dynos="crashed")):
+        done = harness.deploy(heroku)
+    done.failed(common.ROLLED_BACK, "FAILED: a web dyno of release v8 crashed;")
+
+
+def test_a_new_app_whose_first_release_serves_cannot_be_taken_back(harness, setup, dead_url):
+    with setup(FakeHeroku("demo", KEY, dead_url, size=None), concurrency=None):
+        done = harness.deploy(heroku)
+    assert done.code == common.NOT_RESTORED
+    assert done.lines()[-2].endswith(
+        "restoring nothing (the app's first release) failed: "
+        "the app served nothing before its first release, which stays"
+    )
+
+
+def test_a_registry_that_takes_the_key_directly_needs_no_token(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.token_auth = False
+        done = harness.deploy(heroku)
+        new = fake.current()
+    assert done.code == common.DEPLOYED
+    assert new["image"] == DIGEST
+    assert not [r for r in fake.requests if r["path"].startswith("/token")]
+
+
+def test_docker_logs_in_as_heroku_says_tags_and_pushes_the_apps_web_image(
+    harness, setup, live_url, tmp_path
+):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        done = harness.deploy(heroku)
+        registry = fake.url.removeprefix("http://")
+    assert done.code == common.DEPLOYED
+    calls = [c["argv"] for c in docker_calls(tmp_path) if c["argv"][0] in ("login", "tag", "push")]
+    assert calls == [
+        ["login", registry, "--username", "_", "--password-stdin"],  # Heroku's user name: _
+        ["tag", IMAGE, f"{registry}/demo/web"],
+        ["push", f"{registry}/demo/web"],
+    ]
+
+
+def test_a_dry_run_shows_each_api_calls_headers(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        done = harness.deploy(heroku, "--dry-run")
+    assert (
+        f"/formation (Accept: {DOCKER_RELEASES}, Authorization: Bearer ***, "
+        'Content-Type: application/json) {"updates": [{"type": "web", '
+    ) in done.out
+
+
+def test_a_release_that_stays_pending_times_out_and_its_wait_is_named(
+    harness, setup, live_url, monkeypatch
+):
+    monkeypatch.setattr(common, "WAIT_LIMIT", 2)  # the restore's wait, instead of minutes
+    with setup(FakeHeroku("demo", KEY, live_url, pending_looks=10**6)):
+        harness.set(DEPLOY_TIMEOUT="1")
+        done = harness.deploy(heroku)
+    done.failed(
+        common.NOT_RESTORED,
+        "timed out after 1 s waiting for the release's web dynos to serve;",
+        "timed out after 2 s waiting for release v7 to serve again",
+    )

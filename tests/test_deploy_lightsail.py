@@ -9,6 +9,7 @@ request to the lightsailctl stand-in, which logs in to the service's registry, p
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -46,8 +47,13 @@ def cloud(harness, tmp_path, live_url):
         fake.add_deployment(PREVIOUS, ENDPOINT)
         (tmp_path / "docker.json").write_text(json.dumps({"local_images": []}))
         install_plugin(tmp_path / "tools")
+        # aws-cli v2 prints timestamps in ISO 8601; v1, which runs here, as the API sent them
+        # unless told to (its cli_timestamp_format setting).
+        config = tmp_path / "aws-config"
+        config.write_text("[default]\ncli_timestamp_format = iso8601\n")
         harness.set(
             **fake.environment(),
+            AWS_CONFIG_FILE=str(config),
             LIGHTSAIL_SERVICE="mlservice",
             LIGHTSAILCTL_DIR=str(tmp_path / "tools"),
             STANDIN_STATE=str(tmp_path / "docker.json"),
@@ -147,7 +153,7 @@ def test_deletes_the_oldest_images_but_never_a_deployed_one(harness, cloud):
 def test_a_deployment_that_fails_its_health_check_changes_nothing(harness, cloud):
     cloud.outcomes = ["failed"]
     done = harness.deploy(lightsail)
-    done.failed(common.UNCHANGED, "deployment 2 FAILED", "deployment 1 still serves")
+    done.failed(common.UNCHANGED, "FAILED: deployment 2 FAILED; deployment 1 still serves;")
     assert "mlservice cannot start: model missing" in done.out  # the container log
     assert len(created(cloud)) == 1  # Lightsail kept deployment 1: nothing to deploy again
     assert current(cloud)["containers"] == PREVIOUS
@@ -203,14 +209,22 @@ def test_a_deployment_that_never_settles_leaves_the_command_to_run_by_hand(
     assert current(cloud)["version"] == 3
 
 
+@pytest.mark.parametrize("outcome", ["active", "stuck"])
 def test_first_deployment_that_fails_its_smoke_test_says_how_to_disable_it(
-    harness, cloud, dead_url
+    harness, cloud, dead_url, outcome
 ):
+    """It failed its smoke test, or is still activating when the wait ends: it serves, or may."""
     cloud.deployments.clear()
     cloud.current = None
     cloud.code_url = dead_url
+    cloud.outcomes = [outcome]
+    harness.set(DEPLOY_TIMEOUT="1")
     done = harness.deploy(lightsail)
     assert done.code == common.NOT_RESTORED
+    assert done.lines()[-2].endswith(
+        "restoring nothing (the first deployment) failed: "
+        "no deployment served before this one, and this one serves"
+    )
     assert done.lines()[-1].endswith(
         "aws lightsail --region eu-west-1 --output json update-container-service "
         "--service-name mlservice --is-disabled"
@@ -232,15 +246,20 @@ def test_a_deployment_in_flight_stops_it_before_anything_is_pushed(harness, clou
     assert operations(cloud) == ["GetContainerServices"]
 
 
-def test_the_service_refuses_a_port_protocol_outside_the_models_enum(
-    harness, cloud, tmp_path, monkeypatch
-):
+def source_with(tmp_path, monkeypatch, containers: str) -> None:
+    """A checkout whose containers.json is `containers`."""
     source = tmp_path / "source"
     source.mkdir()
     shutil.copy(ROOT / "public-endpoint.json", source)
-    text = (ROOT / "containers.json").read_text().replace('"HTTP"', '"http"')
-    (source / "containers.json").write_text(text)
+    (source / "containers.json").write_text(containers)
     monkeypatch.setattr(common, "ROOT", source)
+
+
+def test_the_service_refuses_a_port_protocol_outside_the_models_enum(
+    harness, cloud, tmp_path, monkeypatch
+):
+    text = (ROOT / "containers.json").read_text().replace('"HTTP"', '"http"')
+    source_with(tmp_path, monkeypatch, text)
     done = harness.deploy(lightsail)
     done.failed(common.UNCHANGED, "InvalidInputException", "'http' is not one of")
     assert current(cloud)["version"] == 1
@@ -425,3 +444,242 @@ def test_a_bad_metrics_token_stops_before_anything_changes_without_showing_it(
     done.failed(common.CONFIG, "METRICS_TOKEN")
     assert token not in done.out + done.err
     assert cloud.requests == []
+
+
+def test_main_runs_the_lightsail_deployment(harness, cloud):
+    """`deploy/lightsail` itself: main() with the command line."""
+    code = lightsail.main(["--image", IMAGE, "--version", "v1.2.3", "--dry-run"])
+    out = harness.capfd.readouterr().out
+    assert code == common.DEPLOYED
+    assert "deploy/lightsail: dry run complete: would deploy v1.2.3" in out
+    assert "create-container-service-deployment" in out
+
+
+def test_a_dry_run_shows_the_defaults_and_each_file_it_would_send(harness, cloud, monkeypatch):
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.delenv("LIGHTSAILCTL_DIR")
+    done = harness.deploy(lightsail, "--dry-run")
+    assert done.code == common.DEPLOYED
+    out = done.out.splitlines()
+    assert "aws lightsail --region us-east-1 --output json get-container-services" in done.out
+    assert f"--dir {ROOT / '.tools' / 'bin'}" in done.out  # installs lightsailctl there
+    assert "deploy/lightsail: power <the service power>: WEB_CONCURRENCY=2" in out
+    (sent,) = [line for line in out if line.startswith("  containers.json: ")]
+    containers = json.loads(sent.removeprefix("  containers.json: "))
+    assert containers["web"]["image"] == ":mlservice.v1-2-3.<N>"
+    endpoint = (ROOT / "public-endpoint.json").read_text()
+    assert f"  public-endpoint.json: {json.dumps(json.loads(endpoint))}" in out
+    assert (
+        "deploy/lightsail: then poll get-container-services until the new version is ACTIVE" in out
+    )
+    assert "smoke 'https://mlservice.<id>.us-east-1.cs.amazonlightsail.com/' " in done.out
+    assert (
+        "deploy/lightsail: on a failure from here: restore deployment <current> (" not in done.out
+    )
+
+
+def test_a_deployment_says_how_it_goes(harness, cloud):
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    out = done.out.splitlines()
+    assert "deploy/lightsail: power nano: WEB_CONCURRENCY=2" in out
+    assert "deploy/lightsail: deployment 2 is ACTIVATING" in out
+    # Its state while in flight is the service's nextDeployment: no listing of deployments.
+    assert "GetContainerServiceDeployments" not in operations(cloud)
+    assert 'Refer to this image as ":mlservice.v1-2-3.1"' in done.out  # the push, echoed
+    assert "  containers.json: " not in done.out  # only a dry run prints what it sends
+    # lightsailctl was there at the pinned version: not installed again.
+    assert "install_lightsailctl" not in done.out
+    limits = dict(done.deployer.ledger)
+    assert limits[f"{harness.tmp / 'tools' / 'lightsailctl'} --version"] == 10
+    uploads = [limit for _, limit in done.deployer.ledger if limit == common.UPLOAD_TIMEOUT]
+    assert len(uploads) == 2  # docker pull, push-container-image
+
+
+@pytest.mark.parametrize("found", ["echo v1.0.7", "exit 1"])
+def test_an_older_or_broken_lightsailctl_is_replaced_by_the_pinned_release(
+    harness, cloud, tmp_path, found
+):
+    old = tmp_path / "tools" / "lightsailctl"
+    old.write_text(f"#!/bin/sh\n{found}\n")
+    with Release(tmp_path / "release") as release:
+        harness.set(LIGHTSAILCTL_BASE_URL=release.url)
+        done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    installed = subprocess.run([old, "--version"], capture_output=True, text=True)
+    assert installed.stdout == "v1.0.8\n"
+    (install,) = [limit for call, limit in done.deployer.ledger if "install_lightsailctl" in call]
+    assert install == 2 * common.HTTP_TIMEOUT  # the checksums file, then the archive
+    assert "deploy/install_lightsailctl.py: installed lightsailctl v1.0.8 as " in done.out
+
+
+@pytest.mark.parametrize("images", [0, 2])
+def test_containers_json_must_name_the_image_placeholder_once(
+    harness, cloud, tmp_path, monkeypatch, images
+):
+    containers = json.loads((ROOT / "containers.json").read_text())
+    containers["web"]["image"] = "ghcr.io/owner/repo:latest"
+    for n in range(images):
+        containers[f"c{n}"] = {"image": lightsail.PLACEHOLDER}
+    source_with(tmp_path, monkeypatch, json.dumps(containers))
+    done = harness.deploy(lightsail)
+    done.failed(
+        common.CONFIG, "containers.json must hold IMAGE_SET_BY_DEPLOY_LIGHTSAIL once, as the image"
+    )
+    assert cloud.requests == []
+
+
+def test_containers_json_that_the_api_model_refuses_stops_before_anything_runs(
+    harness, cloud, tmp_path, monkeypatch
+):
+    text = (ROOT / "containers.json").read_text().replace('"PORT": "8000"', '"PORT": 8000')
+    source_with(tmp_path, monkeypatch, text)
+    done = harness.deploy(lightsail)
+    done.failed(
+        common.CONFIG,
+        "containers.json/public-endpoint.json: Invalid type for parameter "
+        "containers.web.environment.PORT",
+    )
+    assert cloud.requests == []
+
+
+@pytest.mark.parametrize("power", [None, "unknown"])
+def test_containers_without_an_environment_get_one_sized_for_a_nano_service(
+    tmp_path, monkeypatch, power
+):
+    """A service whose power is not known is taken for the smallest."""
+    (tmp_path / "containers.json").write_text(json.dumps({"web": {"image": lightsail.PLACEHOLDER}}))
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    rendered = lightsail.render_containers(":svc.v1.1", power)
+    assert rendered == {"web": {"image": ":svc.v1.1", "environment": {"WEB_CONCURRENCY": "2"}}}
+
+
+def test_a_restore_waits_as_long_as_a_wait_may(harness, cloud, monkeypatch):
+    monkeypatch.setattr(common, "WAIT_LIMIT", 2)
+    cloud.outcomes = ["stuck"]
+    harness.set(DEPLOY_TIMEOUT="1")
+    done = harness.deploy(lightsail)
+    done.failed(
+        common.NOT_RESTORED,
+        "timed out after 1 s waiting for deployment 2 to become ACTIVE",
+        "timed out after 2 s waiting for deployment 1's containers to serve again",
+    )
+    # The restore waited for the deployment in flight: it may still activate.
+    assert "deploy/lightsail: deployment 2 is ACTIVATING: waiting for it" in done.out
+
+
+def test_the_message_when_a_deployment_is_in_flight(harness, cloud):
+    cloud.new_deployment(PREVIOUS, ENDPOINT, "stuck")
+    done = harness.deploy(lightsail)
+    done.failed(
+        common.UNCHANGED, "deployment 2 is in flight: try again once the service is RUNNING"
+    )
+
+
+def test_the_container_log_shows_its_last_fifty_lines(harness, cloud):
+    cloud.outcomes = ["failed"]
+    cloud.log = [f"line {n}" for n in range(60)]
+    done = harness.deploy(lightsail)
+    done.failed(common.UNCHANGED, "deployment 2 FAILED")
+    out = done.out.splitlines()
+    start = out.index("--- last 50 lines of the web container log ---")
+    shown = out[start + 1 : start + 51]
+    assert [line.split(" ", 1)[1] for line in shown] == [f"line {n}" for n in range(10, 60)]
+    assert all(line.split(" ", 1)[0] for line in shown)  # each with its time
+
+
+def test_a_container_log_that_cannot_be_read_is_left_out(harness, cloud):
+    cloud.outcomes = ["failed"]
+    cloud.plant("GetContainerLog", "error")
+    done = harness.deploy(lightsail)
+    done.failed(common.UNCHANGED, "deployment 2 FAILED")
+    assert "--- last 0 lines of the web container log ---" in done.out
+
+
+def test_images_beyond_ten_are_pruned_by_default(harness, cloud):
+    for n in range(2, 14):
+        cloud.add_image(f"v1-0-{n}")
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    deleted = [
+        r["params"]["image"] for r in cloud.requests if r["operation"] == "DeleteContainerImage"
+    ]
+    assert deleted == [f":mlservice.v1-0-{n}.1" for n in (2, 3, 4)]
+
+
+@pytest.mark.parametrize("keep", ["0", "101"])
+def test_keep_images_outside_its_range_stops_before_anything_runs(harness, cloud, keep):
+    harness.set(LIGHTSAIL_KEEP_IMAGES=keep)
+    done = harness.deploy(lightsail)
+    done.failed(common.CONFIG, f"LIGHTSAIL_KEEP_IMAGES={keep} is outside 1..100")
+    assert cloud.requests == []
+
+
+def test_a_failed_prune_only_warns_and_the_deployment_stands(harness, cloud, live_url):
+    for n in range(2, 6):
+        cloud.add_image(f"v1-0-{n}")
+    harness.set(LIGHTSAIL_KEEP_IMAGES="1")
+    cloud.plant("DeleteContainerImage", "error")
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    (warning,) = [line for line in done.out.splitlines() if line.startswith("::warning::")]
+    assert warning.startswith("::warning::deploy/lightsail: deleting old images failed: `aws ")
+    assert harness.output() == f"url={live_url}\n"
+
+
+def test_a_first_deployment_that_passes_is_reported_and_nothing_else(harness, cloud, live_url):
+    cloud.deployments.clear()
+    cloud.current = None
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    assert done.lines() == []
+    assert harness.output() == f"url={live_url}\n"
+
+
+def test_a_smoke_failure_names_the_url(harness, cloud, dead_url):
+    cloud.code_url = dead_url
+    done = harness.deploy(lightsail)
+    done.failed(common.ROLLED_BACK, f"FAILED: smoke test failed on {dead_url}; rolled back")
+
+
+def test_a_push_that_names_no_image_stops_before_the_deployment(harness, cloud, tmp_path):
+    plugin = tmp_path / "tools" / "lightsailctl"
+    plugin.write_text('#!/bin/sh\n[ "$1" = --version ] && echo v1.0.8\nexit 0\n')
+    done = harness.deploy(lightsail)
+    done.failed(
+        common.UNCHANGED,
+        "FAILED: push-container-image printed no 'Refer to this image as' line; nothing",
+    )
+    assert created(cloud) == []
+
+
+def test_a_deployment_lightsail_does_not_list_is_reported_so(harness, cloud):
+    d = common.Deployer("lightsail")
+    ls = lightsail.Lightsail(d, "mlservice", cloud.region)
+    assert ls.settled(5, ls.get()) is False
+    assert "deploy/lightsail: deployment 5 is not listed" in harness.capfd.readouterr().out
+
+
+def test_an_image_listed_without_its_time_counts_as_the_oldest(harness, cloud):
+    """createdAt is not a required member of a ContainerImage in the API model."""
+    del cloud.add_image("v1-0-2")["createdAt"]
+    cloud.add_image("v1-0-3")
+    harness.set(LIGHTSAIL_KEEP_IMAGES="2")
+    done = harness.deploy(lightsail)
+    assert done.code == common.DEPLOYED
+    assert "::warning::" not in done.out
+    deleted = [
+        r["params"]["image"] for r in cloud.requests if r["operation"] == "DeleteContainerImage"
+    ]
+    assert deleted == [":mlservice.v1-0-2.1"]
+
+
+def test_log_events_without_a_time_or_a_message_print_without_it(harness, cloud):
+    cloud.outcomes = ["failed"]
+    cloud.log = [{"message": "no time"}, {"createdAt": 1_764_000_000}]
+    done = harness.deploy(lightsail)
+    done.failed(common.UNCHANGED, "deployment 2 FAILED")
+    out = done.out.splitlines()
+    start = out.index("--- last 2 lines of the web container log ---")
+    assert out[start + 1] == " no time"
+    assert re.fullmatch(r"2025-11-24T\S+ ", out[start + 2])

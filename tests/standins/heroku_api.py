@@ -16,6 +16,7 @@ As in the Platform API reference (deploy-targets.md, "Facts checked against vend
   creates one (quantity 1, the account's default size).
 """
 
+import base64
 import json
 import os
 import re
@@ -71,6 +72,13 @@ class FakeHeroku(FakeServer):
         ]
         self.dyno_looks = 0
         self.manifest: dict | None = None  # set to serve a registry at /v2/ (token auth)
+        # How the registry spells the challenge header: Go's net/http (the registry's server)
+        # canonicalises it to Www-Authenticate; RFC 9110 field names are case-insensitive.
+        self.challenge_header = "Www-Authenticate"
+        # The token answer's field: "token", or OAuth 2's "access_token", which the Docker
+        # token specification (distribution/docs/spec/auth/token.md) lets a server send instead.
+        self.token_field = "token"  # noqa: S105 (a field name)
+        self.token_auth = True  # False: a registry that takes the Basic credentials directly
         super().__init__(self._handler())
 
     def current(self) -> dict:
@@ -199,8 +207,15 @@ class FakeHeroku(FakeServer):
     def registry(self, path: str, headers) -> tuple[int, object]:
         """registry.heroku.com's token dance: 401 + Bearer challenge, /token, then the manifest."""
         if path.startswith("/token"):
-            return 200, {"token": "registry-token"}
-        if headers.get("Authorization") != "Bearer registry-token" or self.manifest is None:
+            # The token server wants the challenge's service and scope, and the API key.
+            wanted = f"/token?service=registry&scope=repository:{self.app}/web:pull"
+            basic = "Basic " + base64.b64encode(f"_:{self.key}".encode()).decode()
+            if path != wanted or headers.get("Authorization") != basic:
+                return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
+            return 200, {self.token_field: "registry-token"}
+        basic = "Basic " + base64.b64encode(f"_:{self.key}".encode()).decode()
+        granted = "Bearer registry-token" if self.token_auth else basic
+        if headers.get("Authorization") != granted or self.manifest is None:
             return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
         return 200, self.manifest
 
@@ -230,20 +245,19 @@ class FakeHeroku(FakeServer):
                 if planted == "error":
                     status, answer = 503, {"id": "unavailable", "message": "planted"}
                 else:
-                    status, answer = fake.answer(
-                        self.command, path.split("?")[0], self.headers, body
-                    )
+                    route = path if path.startswith("/token") else path.split("?")[0]
+                    status, answer = fake.answer(self.command, route, self.headers, body)
                 if planted == "sigterm":
                     os.kill(os.getpid(), signal.SIGTERM)
                 data = b"<html>" if planted == "garbage" else json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
-                if status == 401 and path.startswith("/v2/"):
+                if status == 401 and path.startswith("/v2/") and fake.token_auth:
                     scope = f"repository:{fake.app}/web:pull"
                     challenge = (
                         f'Bearer realm="{fake.url}/token",service="registry",scope="{scope}"'
                     )
-                    self.send_header("WWW-Authenticate", challenge)
+                    self.send_header(fake.challenge_header, challenge)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

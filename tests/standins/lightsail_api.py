@@ -235,8 +235,17 @@ class FakeLightsail(FakeServer):
             self.images = [i for i in self.images if i["image"] != params["image"]]
             return {}
         if operation == "GetContainerLog":
+            # The log of a container the service's deployments name (containerName is required).
+            names = {name for d in self.deployments for name in d["containers"]}
+            if params.get("containerName") not in names:
+                raise ServiceError("NotFoundException", "The container does not exist.")
             self.log_fetched = True
-            events = [{"createdAt": self.clock, "message": line} for line in self.log]
+            # A line of `log` is a message; a dict is an event as it is (the API model
+            # requires neither createdAt nor message).
+            events = [
+                line if isinstance(line, dict) else {"createdAt": self.clock, "message": line}
+                for line in self.log
+            ]
             return {"logEvents": events}
         raise ServiceError("InvalidInputException", f"{operation} is not part of this fake")
 
