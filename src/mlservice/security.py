@@ -31,7 +31,6 @@ HEADERS = {
 
 # Lowered once: HTTP header names are compared without case.
 _LOWERED = {name.lower(): (name, value) for name, value in HEADERS.items()}
-_ALL = list(HEADERS.items())
 
 
 class SecurityHeaders:
@@ -43,8 +42,6 @@ class SecurityHeaders:
     def __call__(self, environ, start_response):
         def start(status, headers, exc_info=None):
             present = {name.lower() for name, _ in headers}
-            if present.isdisjoint(_LOWERED):  # as almost every response
-                return start_response(status, headers + _ALL, exc_info)
             missing = [item for name, item in _LOWERED.items() if name not in present]
             return start_response(status, [*headers, *missing], exc_info)
 
