@@ -1,5 +1,7 @@
 import json
 import os
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # The deploy tests' fixtures: harness, live_url, metered_url, dead_url.
 pytest_plugins = ["tests.deploy_harness"]
 MODEL_PATH = ROOT / "models" / "model.skops"
+# make mutation: a test fails after this many seconds under a mutant (the slowest test takes
+# about 9 s unmutated). A mutant that keeps a wait going, such as a restore that never sees its
+# state, is then killed within a minute rather than when the wait gives up (WAIT_LIMIT, 400 s).
+MUTANT_TEST_LIMIT = 60
 
 # The machinery tests (tests/*.py) read every feature, label and number from the contract
 # (src/mlservice/model.toml) and the model card, so they pass unchanged for any valid model.
@@ -26,6 +32,26 @@ def pytest_collection_modifyitems(items):
     if os.environ.get("MUTANT_UNDER_TEST") and stats.is_file():
         seconds = json.loads(stats.read_text())["duration_by_test"]
         items.sort(key=lambda item: seconds.get(item.nodeid, 0.0))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    if (
+        not os.environ.get("MUTANT_UNDER_TEST")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        return (yield)
+
+    def too_long(signum, frame):
+        pytest.fail(f"over {MUTANT_TEST_LIMIT} s under a mutant: a wait that does not end")
+
+    previous = signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(MUTANT_TEST_LIMIT)
+    try:
+        return (yield)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -472,6 +472,14 @@ def test_a_new_app_whose_first_release_serves_cannot_be_taken_back(harness, setu
     )
 
 
+def test_a_new_app_stopped_before_its_first_release_is_left_as_it_was(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url, size=None), concurrency=None) as fake:
+        fake.manifest["mediaType"] = "application/vnd.oci.image.manifest.v1+json"
+        done = harness.deploy(heroku)
+    done.failed(common.UNCHANGED, "nothing was changed: nothing (the app's first release) still")
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+
+
 def test_a_registry_that_takes_the_key_directly_needs_no_token(harness, setup, live_url):
     with setup(FakeHeroku("demo", KEY, live_url)) as fake:
         fake.token_auth = False
