@@ -4,6 +4,7 @@ docker is the stand-in in tests/standins/bin; tests/test_deploy_heroku_registry.
 to a real registry. The smoke test runs against the real app, or a port where nothing listens.
 """
 
+import base64
 import json
 import uuid
 
@@ -54,6 +55,23 @@ def requests(fake: FakeHeroku, method: str) -> list[dict]:
     return [r for r in fake.requests if r["method"] == method]
 
 
+def assert_traced(done, fake: FakeHeroku) -> None:
+    """The script's trace shows each Platform API call the fake received, method first, in order:
+    what a reader of the job's log sees is what was sent."""
+    api = f"{fake.url}/apps/"
+    shown = [
+        line.split(" (Accept: ")[0]
+        for line in done.out.splitlines()
+        if line.startswith("+ ") and f" {api}" in line
+    ]
+    sent = [
+        f"+ {r['method']} {fake.url}{r['path']}"
+        for r in fake.requests
+        if r["path"].startswith("/apps/")
+    ]
+    assert shown == sent
+
+
 def test_releases_the_config_digest_waits_for_pending_and_starting(
     harness, setup, live_url, tmp_path
 ):
@@ -69,6 +87,7 @@ def test_releases_the_config_digest_waits_for_pending_and_starting(
     assert gets.count(f"/apps/demo/releases/{new['id']}") >= 3
     assert gets.count("/apps/demo/dynos") >= 4  # three answers of `starting`, then `up`
     assert requests(fake, "POST") == []
+    assert_traced(done, fake)
     # docker: logged in as _ with the key on stdin, never in argv; tagged and pushed.
     calls = docker_calls(tmp_path)
     (login,) = [c for c in calls if c["argv"][0] == "login"]
@@ -76,6 +95,18 @@ def test_releases_the_config_digest_waits_for_pending_and_starting(
     assert all(KEY not in " ".join(c["argv"]) for c in calls)
     assert KEY not in done.out + done.err
     assert harness.output() == f"url={live_url}\n"
+
+
+def test_a_release_not_listed_yet_is_waited_for_not_taken_for_the_one_before(
+    harness, setup, live_url
+):
+    with setup(FakeHeroku("demo", KEY, live_url, unlisted_looks=2)) as fake:
+        done = harness.deploy(heroku)
+        new = fake.current()
+    assert done.code == common.DEPLOYED
+    assert (new["version"], new["image"]) == (8, DIGEST)
+    listings = [r for r in requests(fake, "GET") if r["path"] == "/apps/demo/releases"]
+    assert len(listings) >= 3  # twice without v8, then with it
 
 
 def test_smoke_failure_rolls_back_to_the_release_before(harness, setup, dead_url):
@@ -89,6 +120,7 @@ def test_smoke_failure_rolls_back_to_the_release_before(harness, setup, dead_url
     assert fake.current()["description"] == "Rollback to v7"
     assert fake.current()["image"] == previous["image"]
     assert harness.output() == ""
+    assert_traced(done, fake)
 
 
 def test_crashed_dynos_roll_back_without_a_smoke_test(harness, setup, live_url):
@@ -278,6 +310,7 @@ def test_a_release_pending_at_a_signal_is_waited_for_before_anything_is_rolled_b
     out = done.out.splitlines()
     assert "deploy/heroku: release v8 is pending" in out  # waited for, then
     assert "deploy/heroku: release v8 is failed" in out
+    assert_traced(done, fake)
 
 
 def test_the_metrics_token_becomes_a_config_var_once_and_the_smoke_test_asks_metrics_with_it(
@@ -419,6 +452,33 @@ def test_a_registry_without_the_image_stops_it_before_the_release(harness, setup
         f"GET {fake.url}/v2/demo/web/manifests/latest answered 503: "
         + repr(b'{"id": "unavailable", "message": "planted"}'),
     )
+
+
+def test_a_registry_that_does_not_answer_stops_it_before_the_release(
+    harness, setup, live_url, monkeypatch
+):
+    monkeypatch.setattr(common, "HTTP_TIMEOUT", 1)  # each call's limit, instead of a minute
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant("GET", "/v2/demo/web/manifests/latest", "hang")
+        done = harness.deploy(heroku)
+    done.failed(
+        common.UNCHANGED,
+        f"GET {fake.url}/v2/demo/web/manifests/latest failed:",
+        "release v7 still serves",
+    )
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+
+
+def test_a_registry_asked_without_the_schema_2_type_would_answer_schema_1(setup, live_url):
+    """The stand-in's rule that keeps the script's Accept header honest."""
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        basic = {"Authorization": "Basic " + base64.b64encode(f"_:{KEY}".encode()).decode()}
+        fake.token_auth = False
+        url = f"{fake.url}/v2/demo/web/manifests/latest"
+        v1 = json.loads(common.request("GET", url, basic)[2])
+        v2 = json.loads(common.request("GET", url, {**basic, "Accept": heroku.MANIFEST_V2})[2])
+    assert v1["mediaType"] == "application/vnd.docker.distribution.manifest.v1+prettyjws"
+    assert v2["config"] == {"digest": DIGEST}
 
 
 def test_a_deployment_says_how_its_release_goes(harness, setup, live_url):

@@ -29,6 +29,7 @@ from tests.standins.server import FakeServer
 API = "application/vnd.heroku+json; version=3"
 DOCKER_RELEASES = API + ".docker-releases"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
+MANIFEST_V1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
 
 
 class FakeHeroku(FakeServer):
@@ -45,6 +46,7 @@ class FakeHeroku(FakeServer):
         starting_looks: int = 2,
         rollback: str = "succeeded",
         new_app_size: str = "Basic",
+        unlisted_looks: int = 0,
     ) -> None:
         self.rollback_outcome = rollback
         self.app, self.key, self.web_url, self.dynos = app, key, web_url, dynos
@@ -54,6 +56,10 @@ class FakeHeroku(FakeServer):
             starting_looks,
         )
         self.new_app_size = new_app_size
+        # Reads of the release list that do not show a formation change's release yet: the
+        # reference does not promise it is listed by the time the PATCH answers, so the script
+        # must not take the newest listed release for its own.
+        self.unlisted_looks = unlisted_looks
         self.formation = [{"type": "web", "quantity": quantity, "size": size}] if size else []
         self.config = {"LOG_LEVEL": "info"}
         self.requests: list[dict] = []
@@ -124,7 +130,7 @@ class FakeHeroku(FakeServer):
 
     @staticmethod
     def public(release: dict) -> dict:
-        hidden = ("outcome", "looks", "image", "config")
+        hidden = ("outcome", "looks", "image", "config", "unlisted")
         return {k: v for k, v in release.items() if k not in hidden}
 
     def answer(self, method: str, path: str, headers, body) -> tuple[int, object]:
@@ -140,8 +146,11 @@ class FakeHeroku(FakeServer):
             return 200, {"name": self.app, "web_url": self.web_url, "stack": {"name": "container"}}
         if (method, path) == ("GET", f"{app}/releases"):
             match = re.fullmatch(r"version \.\.; order=desc, max=(\d+)", headers.get("Range", ""))
-            newest = sorted(self.releases, key=lambda r: -r["version"])
-            listed = newest[: int(match.group(1))] if match else self.releases
+            listable = [r for r in self.releases if not r.get("unlisted")]
+            for release in self.releases:
+                release["unlisted"] = max(release.get("unlisted", 0) - 1, 0)
+            newest = sorted(listable, key=lambda r: -r["version"])
+            listed = newest[: int(match.group(1))] if match else listable
             return 206, [self.public(r) for r in listed]
         if method == "GET" and path.startswith(f"{app}/releases/"):
             wanted = path.rsplit("/", 1)[1]
@@ -172,7 +181,8 @@ class FakeHeroku(FakeServer):
                 r"sha256:[0-9a-f]{64}", update["docker_image"]
             ):
                 return 400, {"id": "invalid_params", "message": "bad update"}
-            self.release(update["docker_image"], "Deployed web", self.outcome)
+            made = self.release(update["docker_image"], "Deployed web", self.outcome)
+            made["unlisted"] = self.unlisted_looks
             return 200, self.formation
         if (method, path) == ("GET", f"{app}/dynos"):
             now = self.current()
@@ -217,6 +227,13 @@ class FakeHeroku(FakeServer):
         granted = "Bearer registry-token" if self.token_auth else basic
         if headers.get("Authorization") != granted or self.manifest is None:
             return 401, {"errors": [{"code": "UNAUTHORIZED"}]}
+        if (
+            MANIFEST_V2 not in headers.get("Accept", "")
+            and self.manifest["mediaType"] == MANIFEST_V2
+        ):
+            # A client that does not name the schema 2 type in Accept gets the manifest rewritten
+            # into schema 1 (distribution/docs/spec/manifest-v2-2.md, "Backward compatibility").
+            return 200, {"schemaVersion": 1, "mediaType": MANIFEST_V1, "name": f"{self.app}/web"}
         return 200, self.manifest
 
     def _handler(self):
