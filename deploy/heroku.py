@@ -40,14 +40,17 @@ DYNO_MEMORY_MB = {
 }
 # A new app's first web dyno is Eco or Basic (both 512 MB) until it is resized.
 NEW_APP_SIZE = "basic"
+# Releases read to find the current one: failed releases after it (a release phase that
+# failed) are listed before it.
+CURRENT_AMONG = 10
 SERVING = ("up", "idle")  # an Eco dyno with no traffic sleeps: `idle`, not a failure
 
 
 class Heroku:
     """The Platform API and registry calls of one deployment to one app."""
 
-    def __init__(self, d: common.Deployer, app: str, key: str, api_url: str, registry: str) -> None:
-        self.d, self.app, self.key, self.api_url, self.registry = d, app, key, api_url, registry
+    def __init__(self, d: common.Deployer, app: str, key: str, api_url: str) -> None:
+        self.d, self.app, self.key, self.api_url = d, app, key, api_url
 
     def api(
         self, method: str, path: str, body: object = None, accept: str = API, **extra
@@ -61,7 +64,7 @@ class Heroku:
         return self.api("GET", "/releases", Range=f"version ..; order=desc, max={count}") or []
 
     def current_release(self) -> dict | None:
-        return next((r for r in self.newest_releases(10) if r.get("current")), None)
+        return next((r for r in self.newest_releases(CURRENT_AMONG) if r.get("current")), None)
 
     def configure(self, size: str, metrics_token: str | None) -> None:
         """WEB_CONCURRENCY for the web dyno size and, when the deploy job has it, METRICS_TOKEN;
@@ -189,7 +192,7 @@ def deploy(d: common.Deployer, args) -> None:
     insecure = common.setting("HEROKU_REGISTRY_INSECURE", "0") in ("1", "true")
     token = common.metrics_token(d)
     registry_url = f"{'http' if insecure else 'https'}://{registry}"
-    heroku = Heroku(d, app, key, api_url, registry)
+    heroku = Heroku(d, app, key, api_url)
 
     web_url = (heroku.api("GET", "") or {}).get("web_url") or f"https://{app}.herokuapp.com/"
     formation = heroku.api("GET", "/formation")
@@ -199,17 +202,21 @@ def deploy(d: common.Deployer, args) -> None:
             f"HEROKU_APP={app} runs no web dynos (formation quantity 0): "
             "scale it up first (heroku ps:scale web=1)"
         )
-    previous = heroku.current_release() or {}
+    previous = heroku.current_release()
     released: list[str] = []  # the image digest, once its release is asked for
     if web is None:  # a new app: nothing served before, and its first web dyno is 512 MB
         scale_down = f"heroku ps:scale web=0 -a {app}"
         d.changing(
             "nothing (the app's first release)", lambda: nothing_served(released), scale_down
         )
+    elif previous is None:
+        raise common.DeployError(
+            f"none of the newest {CURRENT_AMONG} releases of {app} is current, so a failure could "
+            f"not be rolled back: release or roll back by hand first (heroku releases -a {app})"
+        )
     else:
-        number = previous.get("version", "<current>")
-        rollback = f"heroku rollback v{number} -a {app}"
-        d.changing(f"release v{number}", lambda: heroku.restore(previous), rollback)
+        rollback = f"heroku rollback v{previous['version']} -a {app}"
+        d.changing(f"release v{previous['version']}", lambda: heroku.restore(previous), rollback)
     heroku.configure(web["size"] if web else NEW_APP_SIZE, token)
 
     d.ensure_local_image(args.image)

@@ -454,19 +454,66 @@ def test_a_registry_without_the_image_stops_it_before_the_release(harness, setup
     )
 
 
+@pytest.mark.parametrize(
+    ("path", "after"),
+    [
+        ("/v2/demo/web/manifests/latest", 0),  # the first ask
+        ("/token", 0),  # the token exchange
+        ("/v2/demo/web/manifests/latest", 1),  # the ask with the token
+    ],
+)
 def test_a_registry_that_does_not_answer_stops_it_before_the_release(
-    harness, setup, live_url, monkeypatch
+    harness, setup, live_url, monkeypatch, path, after
 ):
     monkeypatch.setattr(common, "HTTP_TIMEOUT", 1)  # each call's limit, instead of a minute
     with setup(FakeHeroku("demo", KEY, live_url)) as fake:
-        fake.plant("GET", "/v2/demo/web/manifests/latest", "hang")
+        fake.plant("GET", path, "hang", after=after)
+        done = harness.deploy(heroku)
+    done.failed(common.UNCHANGED, f"GET {fake.url}{path}", "timed out", "release v7 still serves")
+    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+
+
+def test_a_registry_that_refuses_without_a_bearer_challenge_is_named(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.token_auth, fake.manifest = False, None  # a 401 with no challenge to answer
+        done = harness.deploy(heroku)
+    done.failed(
+        common.UNCHANGED, f"GET {fake.url}/v2/demo/web/manifests/latest answered 401", "v7 still"
+    )
+
+
+def test_a_long_registry_error_is_cut_to_200_bytes(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        fake.plant("GET", "/v2/demo/web/manifests/latest", "long error", after=1)
+        done = harness.deploy(heroku)
+    raw = json.dumps({"id": "unavailable", "message": "x" * 300}).encode()
+    done.failed(common.UNCHANGED, f"answered 503: {raw[:200]!r}")
+    assert f"{raw[:201]!r}" not in done.err
+
+
+def test_releases_failed_since_the_current_one_stop_it_before_any_change(
+    harness, setup, live_url, tmp_path
+):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        for _ in range(heroku.CURRENT_AMONG):  # v8 to v17, their release phases failed
+            fake.release(fake.current()["image"], "Deployed web")["status"] = "failed"
         done = harness.deploy(heroku)
     done.failed(
         common.UNCHANGED,
-        f"GET {fake.url}/v2/demo/web/manifests/latest failed:",
-        "release v7 still serves",
+        f"none of the newest {heroku.CURRENT_AMONG} releases of demo is current",
+        "(heroku releases -a demo)",
     )
-    assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
+    assert [r["method"] for r in fake.requests] == ["GET"] * len(fake.requests)
+    assert docker_calls(tmp_path) == []
+
+
+def test_the_current_release_is_found_behind_failed_ones(harness, setup, live_url):
+    with setup(FakeHeroku("demo", KEY, live_url)) as fake:
+        for _ in range(heroku.CURRENT_AMONG - 1):  # v8 to v16: v7 is the tenth newest
+            fake.release(fake.current()["image"], "Deployed web")["status"] = "failed"
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert fake.current()["version"] == 17
 
 
 def test_a_registry_asked_without_the_schema_2_type_would_answer_schema_1(setup, live_url):

@@ -92,7 +92,7 @@ class FakeHeroku(FakeServer):
 
     def plant(self, method: str, path: str, what: str, times: int = 1, after: int = 0) -> None:
         """Make `times` requests `method path` (path after /apps/APP), after the next `after`,
-        go wrong: "error" (503, nothing done), "garbage" (not JSON), "sigterm" (SIGTERM to this
+        go wrong: "error" (503, nothing done; "long error": with a 300-character message), "garbage" (not JSON), "sigterm" (SIGTERM to this
         process, then the normal answer) or "hang" (no answer)."""
         self.plants.setdefault((method, path), []).extend([None] * after + [what] * times)
 
@@ -142,6 +142,8 @@ class FakeHeroku(FakeServer):
         if not accept.startswith(API):
             return 406, {"id": "not_acceptable", "message": "Accept: version=3 is required"}
         app = f"/apps/{self.app}"
+        if path.startswith("//"):
+            return 404, {"id": "not_found", "message": f"{method} {path}"}
         if (method, path) == ("GET", app):
             return 200, {"name": self.app, "web_url": self.web_url, "stack": {"name": "container"}}
         if (method, path) == ("GET", f"{app}/releases"):
@@ -244,7 +246,8 @@ class FakeHeroku(FakeServer):
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
-                path = self.path
+                # As sent: http.server folds leading slashes ("//apps" to "/apps"), the API not.
+                path = self.requestline.split(" ")[1]
                 fake.requests.append(
                     {
                         "method": self.command,
@@ -259,8 +262,9 @@ class FakeHeroku(FakeServer):
                 if planted == "hang":
                     fake.unblock.wait()
                     return
-                if planted == "error":
-                    status, answer = 503, {"id": "unavailable", "message": "planted"}
+                if planted in ("error", "long error"):
+                    message = "planted" if planted == "error" else "x" * 300
+                    status, answer = 503, {"id": "unavailable", "message": message}
                 else:
                     route = path if path.startswith("/token") else path.split("?")[0]
                     status, answer = fake.answer(self.command, route, self.headers, body)
