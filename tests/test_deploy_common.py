@@ -156,7 +156,17 @@ def test_bad_arguments_are_one_line_each(monkeypatch, d, argv, message):
 def test_the_usage_names_the_target(capsys):
     with pytest.raises(SystemExit):
         common.parse_args("heroku", ["--help"])
-    assert capsys.readouterr().out.startswith("usage: deploy/heroku [-h]")
+    usage = capsys.readouterr().out
+    assert usage.startswith("usage: deploy/heroku [-h]")
+    assert "Deploy a tested release to heroku." in usage
+    assert "the tested image reference (default: $DEPLOY_IMAGE)" in usage
+
+
+def test_a_wrong_option_is_answered_with_the_targets_usage(capsys):
+    d = common.Deployer("lightsail")
+    with pytest.raises(SystemExit):
+        common.execute(d, lambda d, args: pytest.fail("deployed"), ["--no-such-option"])
+    assert capsys.readouterr().err.startswith("usage: deploy/lightsail [-h]")
 
 
 # -- the Deployer's calls ----------------------------------------------------------------------
@@ -227,11 +237,11 @@ def test_a_missing_command_is_a_configuration_error(d):
 
 
 def test_a_command_that_outlives_its_limit_is_stopped(d, tool):
-    argv = tool("time.sleep(30)")
+    argv = [*tool("time.sleep(30)"), "one", "two"]
     with pytest.raises(common.DeployError) as slow:
         d.run(argv, timeout=0.5)
-    assert str(slow.value) == f"`{argv[0]} {argv[1]} ...` took longer than 0.5 s"
-    assert d.ledger == [(f"{argv[0]} {argv[1]}", 0.5)]
+    assert str(slow.value) == f"`{argv[0]} {argv[1]} one ...` took longer than 0.5 s"
+    assert d.ledger == [(" ".join(argv), 0.5)]
 
 
 def test_json_commands(d, tool):
@@ -692,8 +702,8 @@ def test_the_job_log_reads_in_the_order_things_happened(tmp_path, monkeypatch):
     try:
         d = common.Deployer("test")
         d.run([PYTHON, "-c", "print('ran')"], echo=True)
+        d.report("reported")  # on stderr: after the command's output, on stdout
         d.run([PYTHON, "-c", "pass"])
-        d.report("reported")
         d.say("said")
         d.report("reported again")
         monkeypatch.setattr(common.sys, "executable", str(tmp_path / "bin" / "python"))
@@ -719,8 +729,8 @@ def test_the_job_log_reads_in_the_order_things_happened(tmp_path, monkeypatch):
     ] == [
         "+",
         "ran",
-        "+",
         "deploy/test: reported",
+        "+",
         "deploy/test: said",
         "deploy/test: reported again",
         "+",
@@ -750,6 +760,14 @@ def test_an_api_call_has_its_time_limit_or_what_is_left_after_a_signal(d, monkey
     d.http("GET", "http://x/", {})
     assert limits[0] == common.HTTP_TIMEOUT
     assert 0 < limits[1] <= 5
+
+
+def test_no_time_is_left_at_the_deadline_itself(d, monkeypatch):
+    monkeypatch.setattr(common.time, "monotonic", lambda: 100.0)
+    d.deadline = 100.0
+    with pytest.raises(common.DeployError) as late:
+        d.limit(common.HTTP_TIMEOUT)
+    assert str(late.value) == "no time left after the job was cancelled"
 
 
 def test_a_poll_with_no_time_left_never_looks_and_counts_its_wait(d):
