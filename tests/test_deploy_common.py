@@ -158,8 +158,14 @@ def test_the_usage_names_the_target(capsys):
         common.parse_args("heroku", ["--help"])
     usage = capsys.readouterr().out
     assert usage.startswith("usage: deploy/heroku [-h]")
-    assert "Deploy a tested release to heroku." in usage
-    assert "the tested image reference (default: $DEPLOY_IMAGE)" in usage
+    words = " ".join(usage.split())  # as argparse wraps it to the terminal's width
+    assert "Deploy a tested release to heroku." in words
+    assert "--image IMAGE the tested image reference (default: $DEPLOY_IMAGE)" in words
+    assert (
+        "--version VERSION the release tag (v1.2.3, v0.0.0-main.1a2b3c4) (default: "
+        "$DEPLOY_VERSION)" in words
+    )
+    assert "--dry-run print every command and API call, run none" in words
 
 
 def test_a_wrong_option_is_answered_with_the_targets_usage(capsys):
