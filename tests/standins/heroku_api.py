@@ -92,8 +92,9 @@ class FakeHeroku(FakeServer):
 
     def plant(self, method: str, path: str, what: str, times: int = 1, after: int = 0) -> None:
         """Make `times` requests `method path` (path after /apps/APP), after the next `after`,
-        go wrong: "error" (503, nothing done; "long error": with a 300-character message), "garbage" (not JSON), "sigterm" (SIGTERM to this
-        process, then the normal answer) or "hang" (no answer)."""
+        go wrong: "error" (503, nothing done), "long error" (the same with a 300-character
+        message), "garbage" (not JSON), "sigterm" (SIGTERM to this process, then the normal
+        answer) or "hang" (no answer)."""
         self.plants.setdefault((method, path), []).extend([None] * after + [what] * times)
 
     def release(
