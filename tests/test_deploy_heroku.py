@@ -473,6 +473,22 @@ def test_a_registry_that_does_not_answer_stops_it_before_the_release(
     assert not [r for r in requests(fake, "PATCH") if r["path"].endswith("/formation")]
 
 
+def test_each_registry_request_has_the_calls_time_limit(harness, setup, live_url, monkeypatch):
+    limits = []
+    request = common.request
+
+    def timed(method, url, headers, data=None, timeout="none given"):
+        if "/apps/" not in url:
+            limits.append(timeout)
+        return request(method, url, headers, data, timeout)
+
+    monkeypatch.setattr(common, "request", timed)
+    with setup(FakeHeroku("demo", KEY, live_url)):
+        done = harness.deploy(heroku)
+    assert done.code == common.DEPLOYED
+    assert limits == [common.HTTP_TIMEOUT] * 3  # the manifest, the token, the manifest again
+
+
 def test_a_registry_that_refuses_without_a_bearer_challenge_is_named(harness, setup, live_url):
     with setup(FakeHeroku("demo", KEY, live_url)) as fake:
         fake.token_auth, fake.manifest = False, None  # a 401 with no challenge to answer
