@@ -4,9 +4,11 @@ Starts each app with gunicorn and the project's gunicorn.conf.py on loopback (th
 with uvicorn, as FastAPI's docs run it, with as many workers), drives it with wrk, times a
 100,000-row CSV batch, prints a table and checks the targets from the performance doc. The random
 forest candidate is served twice by the same server: compiled to ONNX (onnxruntime) and through
-skops and scikit-learn. Telemetry (a JSON log line per request and the Prometheus metrics) is
-measured on and off in alternating rounds against two servers running side by side, so both see
-the same machine. Exits 1 when a target is missed. `--write` puts the table into
+skops and scikit-learn. Each ratio the targets check is measured in alternating rounds against
+servers running side by side, so both sides see the same machine (a shared VM's speed drifts by
+5-10% within a minute): the service with telemetry (a JSON log line per request and the
+Prometheus metrics) off and on, and the ceiling; the two forests. Exits 1 when a target is
+missed. `--write` puts the table into
 docs/performance.md.
 """
 
@@ -41,7 +43,7 @@ from mlservice.probe import http, wait_until  # noqa: E402
 from mlservice.training import build_pipeline, load_training_data, save  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
-ROUNDS = 4  # telemetry on and off, each measured in this many turns of half the duration
+ROUNDS = 4  # each side of a ratio measured in this many turns of half the duration
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -188,29 +190,29 @@ def main() -> int:
     }
     # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app.
     server = {"workers": None}
+    turn = max(args.seconds // 2, 1)
     with (
         gunicorn_server(env, **server) as service,
         gunicorn_server(observed_env, **server) as observed,
+        gunicorn_server(apps_env, app="bench_apps:ceiling", **server) as ceiling,
     ):
         base = service.url
-        on_off = alternating(
-            {"off": f"{base}/api/v1/predict", "on": f"{observed.url}/api/v1/predict"},
-            max(args.seconds // 2, 1),
+        paths = {"off": base, "on": observed.url, "ceiling": ceiling.url}
+        side_by_side = alternating(
+            {name: f"{url}/api/v1/predict" for name, url in paths.items()},
+            turn,
             args.connections,
             row,
             rounds=ROUNDS,
         )
-        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = on_off["off"]
-        results["(h) (a) with telemetry on: a JSON log line + metrics"] = on_off["on"]
+        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = side_by_side["off"]
+        results["(h) (a) with telemetry on: a JSON log line + metrics"] = side_by_side["on"]
+        results["(b) ceiling: constant JSON, same gunicorn"] = side_by_side["ceiling"]
         if query := answers_query(base):
             results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = throughput(
                 base + query, args.seconds, args.connections
             )
         batch_seconds = time_batch(base, batch_csv(100_000))
-    with gunicorn_server(apps_env, app="bench_apps:ceiling", **server) as ceiling:
-        results["(b) ceiling: constant JSON, same gunicorn"] = throughput(
-            f"{ceiling.url}/api/v1/predict", args.seconds, args.connections, row
-        )
     workers = int(os.environ.get("WEB_CONCURRENCY", default_workers(usable_cpus())))
     with tempfile.TemporaryDirectory() as folder:
         peer_env = {**apps_env, "BENCH_PEER_MODEL": str(ROOT / "models" / "model.skops")}
@@ -219,14 +221,19 @@ def main() -> int:
                 throughput(f"{peer}/api/v1/predict", args.seconds, args.connections, row)
             )
         compiled, plain = forest_models(Path(folder), card)
-        for key, path in (
-            ("(f) random forest, ONNX", compiled),
-            ("(g) random forest, scikit-learn", plain),
+        with (
+            gunicorn_server({**env, "MODEL_PATH": str(compiled)}, **server) as onnx,
+            gunicorn_server({**env, "MODEL_PATH": str(plain)}, **server) as sklearn,
         ):
-            with gunicorn_server({**env, "MODEL_PATH": str(path)}, **server) as forest:
-                results[f"{key}: mlservice, one JSON row"] = throughput(
-                    f"{forest.url}/api/v1/predict", args.seconds, args.connections, row
-                )
+            forests = alternating(
+                {"onnx": f"{onnx.url}/api/v1/predict", "sklearn": f"{sklearn.url}/api/v1/predict"},
+                turn,
+                args.connections,
+                row,
+                rounds=ROUNDS,
+            )
+        results["(f) random forest, ONNX: mlservice, one JSON row"] = forests["onnx"]
+        results["(g) random forest, scikit-learn: mlservice, one JSON row"] = forests["sklearn"]
         baseline_pickles(Path(folder))
         baseline_env = {**apps_env, "BASELINE_DIR": folder}
         with gunicorn_server(baseline_env, app="bench_apps:baseline", **server) as baseline:
@@ -256,8 +263,8 @@ def main() -> int:
     lines = [
         f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1{command}, gunicorn.conf.py "
         f"with {workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}. "
-        f"(a) and (h): two servers side by side, measured in {ROUNDS} alternating turns of "
-        f"{max(args.seconds // 2, 1)} s each.",
+        f"(a), (h) and (b), and (f) and (g): servers side by side, measured in {ROUNDS} "
+        f"alternating turns of {turn} s each.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",

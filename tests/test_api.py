@@ -224,6 +224,36 @@ def test_chunked_body_over_the_size_limit_is_refused_not_cut_short(model_path, c
     assert_json_error(response, 413, "payload_too_large")
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_a_body_shorter_than_its_content_length_is_refused_not_parsed(client, row, content_type):
+    body = json.dumps(row).encode()
+    response = client.post(
+        PREDICT,
+        input_stream=io.BytesIO(body[:-5]),  # the client went away 5 bytes early
+        content_type=content_type,
+        environ_overrides={"CONTENT_LENGTH": str(len(body))},
+    )
+    error = assert_json_error(response, 400, "incomplete_body")
+    assert error["message"] == (
+        f"The body ended after {len(body) - 5} of the {len(body)} bytes its Content-Length "
+        "announced."
+    )
+
+
+def test_a_body_of_exactly_the_size_limit_is_read(model_path, row):
+    body = json.dumps(row).encode()
+    exact = create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": len(body)})
+    response = exact.test_client().post(PREDICT, data=body, content_type="application/json")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert_json_error(
+        create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": len(body) - 1})
+        .test_client()
+        .post(PREDICT, data=body, content_type="application/json"),
+        413,
+        "payload_too_large",
+    )
+
+
 def test_chunked_body_under_the_limit_is_read_whole(client, row):
     response = client.post(
         PREDICT,

@@ -34,6 +34,10 @@ def file_checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# exp(-log(1 + e^(sign * z))) is sigmoid(-sign * z): class 0's probability, then class 1's.
+_CLASS_SIGNS = np.array([1.0, -1.0])
+
+
 def _fold(mean, scale, coef: np.ndarray, intercept: float) -> tuple[np.ndarray, float]:
     """StandardScaler + binary LogisticRegression folded into one map.
 
@@ -205,12 +209,15 @@ class Model:
             return self.onnx.predict_proba(rows)
         if self.affine is not None:
             weights, bias = self.affine
-            # The logistic function as exp(-log(1 + e^-z)): no overflow for any z. The second
-            # label is the class coded 1.
-            proba = np.empty((len(rows), 2))
-            proba[:, 1] = np.exp(-np.logaddexp(0.0, -(rows @ weights + bias)))
-            proba[:, 0] = 1 - proba[:, 1]
-            return proba
+            # Class 1 (the second label) has sigmoid(z), class 0 sigmoid(-z), both written as
+            # exp(-log(1 + e^∓z)): no overflow for any z, and the smaller probability keeps its
+            # digits (1 - p would lose them). One array operation each, for both columns.
+            z = rows @ weights
+            z += bias
+            proba = np.multiply.outer(z, _CLASS_SIGNS)
+            np.logaddexp(0.0, proba, out=proba)
+            np.negative(proba, out=proba)
+            return np.exp(proba, out=proba)
         import sklearn
 
         # Inputs are checked finite before they get here, so skip scikit-learn's re-check.
