@@ -240,6 +240,18 @@ def test_a_body_shorter_than_its_content_length_is_refused_not_parsed(client, ro
     )
 
 
+def test_only_the_content_length_bytes_are_the_body(client, row):
+    # What follows them on the connection (a pipelined request) is not read as part of it.
+    body = json.dumps(row).encode()
+    response = client.post(
+        PREDICT,
+        input_stream=io.BytesIO(body + b"POST /api/v1/predict HTTP/1.1"),
+        content_type="application/json",
+        environ_overrides={"CONTENT_LENGTH": str(len(body))},
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
 def test_a_body_of_exactly_the_size_limit_is_read(model_path, row):
     body = json.dumps(row).encode()
     exact = create_app({"MODEL_PATH": str(model_path), "MAX_CONTENT_LENGTH": len(body)})
