@@ -208,10 +208,23 @@ def trusting_shifted(monkeypatch):
 def test_scikit_learn_version_mismatch(uncompiled):
     path, _, _ = uncompiled
     edit_card(path, scikit_learn_version="0.19.1")
-    with pytest.raises(
-        model.ModelError, match=r"trained with scikit-learn 0\.19\.1 but .* installed"
-    ):
+    with pytest.raises(model.ModelError) as mismatch:
         model.load(path)
+    assert str(mismatch.value) == (
+        f"Model {path} was trained with scikit-learn 0.19.1 but "
+        f"{model.installed_version('scikit-learn')} is installed; retrain it with `make model`."
+    )
+
+
+def test_a_model_that_needs_scikit_learn_says_how_to_install_it(uncompiled, monkeypatch):
+    path, _, _ = uncompiled
+    monkeypatch.setattr(model, "installed_version", lambda name: None)  # a serving-only image
+    with pytest.raises(model.ModelError) as missing:
+        model.load(path)
+    assert str(missing.value).endswith(
+        "but no scikit-learn is installed; retrain it with `make model`, or install the skops "
+        "dependency group."
+    )
 
 
 def test_a_pipeline_skl2onnx_cannot_convert_is_served_by_scikit_learn(
@@ -338,6 +351,45 @@ def test_affine_form_matches_the_pipeline(binary):
     assert fast.affine is not None
     assert slow.affine is None
     assert np.allclose(fast.predict_proba(rows), slow.predict_proba(rows), atol=1e-12)
+
+
+def test_a_scaler_without_centring_is_folded_too(binary):
+    _, card, X, y = binary
+    pipeline = fitted(
+        X, y, ("scale", StandardScaler(with_mean=False)), ("classify", LogisticRegression())
+    )
+    fast = model.Model(pipeline, card, model._affine_form(pipeline))
+    assert fast.affine is not None
+    assert np.allclose(fast.predict_proba(X), pipeline.predict_proba(X), atol=1e-12)
+
+
+def test_another_binary_linear_classifier_is_not_folded(binary):
+    from sklearn.linear_model import SGDClassifier
+
+    _, _, X, y = binary
+    sgd = fitted(
+        X,
+        y,
+        ("scale", StandardScaler()),
+        ("classify", SGDClassifier(loss="log_loss", random_state=0)),
+    )
+    assert sgd[-1].coef_.shape[0] == 1  # one row of weights, as a binary LogisticRegression has
+    assert model._affine_form(sgd) is None
+
+
+def test_the_serving_note_says_how_the_card_serves_the_model():
+    assert model.serving_note({}) == "not recorded (a card from before ONNX compiles)"
+    plain = {"runtime": "scikit-learn", "reason": "a step skl2onnx cannot convert"}
+    assert model.serving_note(plain) == "not compiled to ONNX: a step skl2onnx cannot convert"
+    compiled = {
+        "runtime": "onnxruntime",
+        "opset": {"": 21, "ai.onnx": 22, "ai.onnx.ml": 3},
+        "parity": {"max_probability_difference": 2.8e-07, "rows": "the held-out split (143 rows)"},
+    }
+    assert model.serving_note(compiled) == (
+        "ONNX compile (opset 22) checked against scikit-learn: largest probability difference "
+        "2.8e-07 on the held-out split (143 rows), same labels"
+    )
 
 
 def test_other_pipelines_use_scikit_learn(binary, data):
