@@ -191,6 +191,10 @@ def main() -> int:
     # The same gunicorn.conf.py settings (WEB_CONCURRENCY workers) for every app.
     server = {"workers": None}
     turn = max(args.seconds // 2, 1)
+
+    def side_by_side(urls: dict[str, str]) -> dict[str, dict]:
+        return alternating(urls, turn, args.connections, row, rounds=ROUNDS)
+
     with (
         gunicorn_server(env, **server) as service,
         gunicorn_server(observed_env, **server) as observed,
@@ -198,16 +202,10 @@ def main() -> int:
     ):
         base = service.url
         paths = {"off": base, "on": observed.url, "ceiling": ceiling.url}
-        side_by_side = alternating(
-            {name: f"{url}/api/v1/predict" for name, url in paths.items()},
-            turn,
-            args.connections,
-            row,
-            rounds=ROUNDS,
-        )
-        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = side_by_side["off"]
-        results["(h) (a) with telemetry on: a JSON log line + metrics"] = side_by_side["on"]
-        results["(b) ceiling: constant JSON, same gunicorn"] = side_by_side["ceiling"]
+        measured = side_by_side({name: f"{url}/api/v1/predict" for name, url in paths.items()})
+        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = measured["off"]
+        results["(h) (a) with telemetry on: a JSON log line + metrics"] = measured["on"]
+        results["(b) ceiling: constant JSON, same gunicorn"] = measured["ceiling"]
         if query := answers_query(base):
             results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = throughput(
                 base + query, args.seconds, args.connections
@@ -225,12 +223,8 @@ def main() -> int:
             gunicorn_server({**env, "MODEL_PATH": str(compiled)}, **server) as onnx,
             gunicorn_server({**env, "MODEL_PATH": str(plain)}, **server) as sklearn,
         ):
-            forests = alternating(
-                {"onnx": f"{onnx.url}/api/v1/predict", "sklearn": f"{sklearn.url}/api/v1/predict"},
-                turn,
-                args.connections,
-                row,
-                rounds=ROUNDS,
+            forests = side_by_side(
+                {"onnx": f"{onnx.url}/api/v1/predict", "sklearn": f"{sklearn.url}/api/v1/predict"}
             )
         results["(f) random forest, ONNX: mlservice, one JSON row"] = forests["onnx"]
         results["(g) random forest, scikit-learn: mlservice, one JSON row"] = forests["sklearn"]
