@@ -198,9 +198,10 @@ def service_handler(monkeypatch, log_format="json") -> tuple[logs.ServiceHandler
 
 
 def records_through(monkeypatch, logger: logging.Logger) -> list[logging.LogRecord]:
-    """The records the logger handles from now on (seen by a filter, which lets them on)."""
+    """The records the logger handles from now on (passed on to its handle())."""
     seen: list[logging.LogRecord] = []
-    monkeypatch.setattr(logger, "filters", [lambda record: seen.append(record) or True])
+    handle = logger.handle
+    monkeypatch.setattr(logger, "handle", lambda record: seen.append(record) or handle(record))
     return seen
 
 
@@ -246,12 +247,30 @@ def test_the_service_handler_alone_gets_the_line_without_a_record(monkeypatch):
     assert (line["severity"], line["message"], line["status"]) == ("ERROR", "boom", 500)
 
 
+def test_a_parent_logger_between_that_passes_lines_on_keeps_the_shortcut(monkeypatch):
+    # As in production: Flask's app.logger is "mlservice", between "mlservice.requests" and the
+    # root, with no handler of its own.
+    _, stream = service_handler(monkeypatch)
+    logger = logging.getLogger("some.package.requests")
+    logging.getLogger("some.package")  # now a logger, no longer a placeholder
+    records = records_through(monkeypatch, logger)
+    logs.log_line(logger, logging.INFO, "hello", {"rows": 1}, {})
+    assert records == []
+    [line] = map(json.loads, stream.getvalue().splitlines())
+    assert (line["logger"], line["message"], line["rows"]) == ("some.package.requests", "hello", 1)
+
+
 @pytest.mark.parametrize(
     "change",
     [
         "another root handler",
         "a handler of the logger's own",
-        "a parent logger between",
+        "a parent logger with a handler",
+        "a parent logger that keeps its lines",
+        "the logger disabled",
+        "a filter on the logger",
+        "a filter on the handler",
+        "a handler level above the line's",
         "the text format",
         "another kind of handler",
     ],
@@ -260,14 +279,24 @@ def test_any_other_set_up_gets_the_line_through_logging(monkeypatch, change):
     handler, stream = service_handler(
         monkeypatch, "text" if change == "the text format" else "json"
     )
-    logger, theirs = REQUESTS, io.StringIO()
+    logger, theirs = logging.getLogger("some.package.requests"), io.StringIO()
+    parent = logging.getLogger("some.package")
     if change == "another root handler":
         logging.getLogger().addHandler(logging.StreamHandler(theirs))
     elif change == "a handler of the logger's own":
-        monkeypatch.setattr(REQUESTS, "handlers", [logging.StreamHandler(theirs)])
-    elif change == "a parent logger between":
-        logger = logging.getLogger("some.package.requests")
-        logging.getLogger("some.package")  # now a logger, no longer a placeholder
+        monkeypatch.setattr(logger, "handlers", [logging.StreamHandler(theirs)])
+    elif change == "a parent logger with a handler":
+        monkeypatch.setattr(parent, "handlers", [logging.StreamHandler(theirs)])
+    elif change == "a parent logger that keeps its lines":
+        monkeypatch.setattr(parent, "propagate", False)
+    elif change == "the logger disabled":
+        monkeypatch.setattr(logger, "disabled", True)
+    elif change == "a filter on the logger":
+        monkeypatch.setattr(logger, "filters", [lambda record: True])
+    elif change == "a filter on the handler":
+        monkeypatch.setattr(handler, "filters", [lambda record: True])
+    elif change == "a handler level above the line's":
+        monkeypatch.setattr(handler, "level", logging.WARNING)
     elif change == "another kind of handler":
         swapped = logging.StreamHandler(stream)
         swapped.setFormatter(handler.formatter)
@@ -277,7 +306,14 @@ def test_any_other_set_up_gets_the_line_through_logging(monkeypatch, change):
     [record] = records
     assert (record.name, record.levelname, record.getMessage()) == (logger.name, "INFO", "hello")
     assert record.fields == {"rows": 1}
-    assert "hello" in stream.getvalue()
+    if change in (
+        "a parent logger that keeps its lines",
+        "a handler level above the line's",
+        "the logger disabled",
+    ):
+        assert "hello" not in stream.getvalue()  # as logging decides: the root's handler drops it
+    else:
+        assert "hello" in stream.getvalue()
 
 
 def test_a_line_the_stream_refuses_does_not_fail_the_caller(monkeypatch):

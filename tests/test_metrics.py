@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.core import Metric
 
 from mlservice import create_app, metrics
+from mlservice.probe import NotYet, wait_until
 from tests.conftest import ROOT
 from tests.tools import Samples, metric_samples, requests_total, sample
 from tests.values import FIRST, LABELS
@@ -301,6 +302,7 @@ def test_only_4xx_answers_count_as_rejected(model_path, status, code, counted):
     registry = CollectorRegistry()
     meter = metrics.Metrics(load(model_path), registry)
     meter.answered("/r", "GET", status, 0.01, code, None)
+    meter.write()
     rejected = registry.get_sample_value("mlservice_rejected_requests_total", {"code": "x"})
     assert (rejected or 0) == (1 if counted else 0)
     assert registry.get_sample_value("mlservice_prediction_rows_count") == 0
@@ -341,19 +343,100 @@ def test_the_model_info_says_none_for_an_image_without_scikit_learn(model_path, 
     assert info["scikit_learn"] == "none"
 
 
-def test_a_repeated_request_reuses_its_labelled_metrics(model_path):
+def test_requests_are_counted_when_written_and_added_up(model_path):
     from prometheus_client import CollectorRegistry
 
     from mlservice.model import load
 
     registry = CollectorRegistry()
     meter = metrics.Metrics(load(model_path), registry)
-    for _ in range(3):
-        meter.answered("/r", "PATCH", 200, 0.002, None, [1] + [0] * (len(LABELS) - 1))
-    assert list(meter._children) == [("/r", "PATCH", 200)]
     labels = {"route": "/r", "method": "PATCH", "status": "200"}
-    assert registry.get_sample_value("mlservice_http_requests_total", labels) == 3
-    assert registry.get_sample_value("mlservice_prediction_rows_sum") == 3
+
+    def value(name: str, **labels) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    one, two = [1] + [0] * (len(LABELS) - 1), [0] * (len(LABELS) - 1) + [2]
+    for counts in (one, one, two):
+        meter.started()
+        meter.answered("/r", "PATCH", 200, 0.002, None, counts)
+        meter.finished()
+    meter.started()  # one still in progress
+    meter.answered("/r", "BREW", 404, 0.04, "not_found", None)
+    assert value("mlservice_http_requests_total", **labels) is None  # noted, not yet written
+    meter.write()
+    assert value("mlservice_http_requests_total", **labels) == 3
+    assert value("mlservice_http_requests_total", route="/r", method="other", status="404") == 1
+    assert value("mlservice_http_requests_in_progress") == 1
+    assert value("mlservice_rejected_requests_total", code="not_found") == 1
+    version_ = load(model_path).version
+    assert value("mlservice_predictions_total", label=LABELS[0], model_version=version_) == 2
+    assert value("mlservice_predictions_total", label=LABELS[-1], model_version=version_) == 2
+    assert value("mlservice_prediction_rows_sum") == 4
+    assert value("mlservice_prediction_rows_bucket", le="1.0") == 2
+    assert value("mlservice_prediction_rows_bucket", le="2.0") == 3
+    duration = "mlservice_http_request_duration_seconds"
+    assert value(f"{duration}_bucket", route="/r", le="0.001") == 0
+    assert value(f"{duration}_bucket", route="/r", le="0.0025") == 3
+    assert value(f"{duration}_bucket", route="/r", le="0.025") == 3
+    assert value(f"{duration}_bucket", route="/r", le="0.05") == 4
+    assert value(f"{duration}_sum", route="/r") == pytest.approx(0.046)
+    meter.finished()
+    meter.write()
+    assert value("mlservice_http_requests_in_progress") == 0
+    meter.write()  # nothing noted since: nothing changes
+    assert value("mlservice_http_requests_total", **labels) == 3
+
+
+@pytest.mark.parametrize(
+    "values", [[0.5], [0.001, 0.0011, 2.5, 2.6, 31.0, 0.0], [1e-9] * 5, [30.0, 30.000001]]
+)
+def test_observing_many_at_once_is_observing_each(values):
+    from prometheus_client import CollectorRegistry, Histogram
+
+    registries = CollectorRegistry(), CollectorRegistry()
+    one_by_one, all_at_once = (
+        Histogram("h", "h", buckets=metrics.LATENCY_BUCKETS, registry=registry)
+        for registry in registries
+    )
+    for value in values:
+        one_by_one.observe(value)
+    metrics.observe_all(all_at_once, values)
+
+    def samples(registry) -> list:
+        return [
+            (s.name, s.labels, s.value)
+            for family in registry.collect()
+            for s in family.samples
+            if not s.name.endswith("_created")
+        ]
+
+    assert samples(registries[1]) == samples(registries[0])
+    assert dict((s[1].get("le"), s[2]) for s in samples(registries[1]) if s[0] == "h_bucket")[
+        "+Inf"
+    ] == len(values)
+
+
+def test_a_process_writes_what_it_noted_in_its_own_thread_soon_after(model_path):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    meter = metrics.Metrics(load(model_path), registry)
+    meter.started()
+    meter.answered("/r", "GET", 200, 0.01, None, None)
+    meter.finished()
+
+    def written() -> float:
+        count = registry.get_sample_value(
+            "mlservice_http_requests_total", {"route": "/r", "method": "GET", "status": "200"}
+        )
+        if count is None:
+            raise NotYet("not written yet")
+        return count
+
+    # Nothing here calls write(): the process's writer thread does.
+    assert wait_until(written, timeout=10, interval=0.005, what="the write") == 1
 
 
 def test_the_buckets_are_the_documented_ones(metered, card):

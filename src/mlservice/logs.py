@@ -117,13 +117,30 @@ class ServiceHandler(logging.StreamHandler):
                 self.handleError(logging.makeLogRecord({"msg": text}))
 
 
-def _sole_json_handler(logger: logging.Logger) -> ServiceHandler | None:
-    """The service's JSON handler, when it alone would write this logger's lines."""
-    handlers = logging.root.handlers
-    if logger.handlers or logger.parent is not logging.root or len(handlers) != 1:
+def _sole_json_handler(logger: logging.Logger, level: int) -> ServiceHandler | None:
+    """The service's JSON handler, when it alone would write this logger's line at this level.
+
+    So when the logger has no filters, nothing between it and the root logger has handlers of
+    its own or keeps lines from the root (a logger between, such as Flask's app.logger
+    "mlservice", passes them on), and the root's one handler is the service's, in JSON, taking
+    this level, with no filters.
+    """
+    if logger.filters or logger.disabled:
         return None
-    handler = handlers[0]
-    if isinstance(handler, ServiceHandler) and isinstance(handler.formatter, JsonFormatter):
+    node = logger
+    while node.parent is not None:
+        if node.handlers or not node.propagate:
+            return None
+        node = node.parent
+    if node is not logging.root or len(node.handlers) != 1:
+        return None
+    handler = node.handlers[0]
+    if (
+        isinstance(handler, ServiceHandler)
+        and isinstance(handler.formatter, JsonFormatter)
+        and not handler.filters
+        and level >= handler.level
+    ):
         return handler
     return None
 
@@ -136,7 +153,7 @@ def log_line(logger: logging.Logger, level: int, message: str, fields: dict, jso
     the line every request writes (mlservice.telemetry; `make bench`). Otherwise, as when another
     handler was added, it goes through logging as a record.
     """
-    handler = _sole_json_handler(logger)
+    handler = _sole_json_handler(logger, level)
     if handler is not None:
         handler.write_json(level, logger.name, message, fields, json_fields)
         return
