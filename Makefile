@@ -93,8 +93,8 @@ test: lint $(MODEL) ## Every check: lint, then the tests with branch coverage >=
 
 .PHONY: bench
 bench: $(MODEL) ## Throughput and latency with wrk, then make memory (see docs/performance.md)
-	$(BIN)/python scripts/bench.py
-	$(BIN)/python scripts/memory.py
+	@# memory runs even when a throughput target is missed; the bench's status is kept.
+	$(BIN)/python scripts/bench.py; status=$$?; $(BIN)/python scripts/memory.py && exit $$status
 
 .PHONY: memory
 memory: $(MODEL) ## Server PSS at rest and while 2 workers parse maximal bodies (docs/performance.md)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlservice import create_app
+from mlservice import create_app, telemetry
 
 ROOT = Path(__file__).resolve().parent.parent
 # The deploy tests' fixtures: harness, live_url, metered_url, dead_url.
@@ -52,6 +52,14 @@ def pytest_runtest_call(item):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(autouse=True)
+def _request_lines_stay_in_their_test():
+    """Write the request lines a test's apps queued before the next test starts, so that none
+    reaches the next test's log handlers (mlservice.telemetry's Recorder writes them later)."""
+    yield
+    telemetry.write_all()
 
 
 @pytest.fixture(scope="session")

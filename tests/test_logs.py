@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import select
 import sys
 import warnings
 from pathlib import Path
@@ -205,25 +206,32 @@ def records_through(monkeypatch, logger: logging.Logger) -> list[logging.LogReco
     return seen
 
 
-def test_a_line_for_the_service_handler_alone_is_written_as_a_record_would_be(
-    monkeypatch, request_fields
-):
+WHEN = 1_700_000_000.25  # 2023-11-14T22:13:20.25Z
+REQUEST = {"request_id": "r-1234567890abcdefghij", "extra": True}
+
+
+def line(message="hello", level=logging.INFO, fields=None, json_fields=None, request=REQUEST):
+    return logs.Line(WHEN, level, message, fields or {}, json_fields or {}, request)
+
+
+def test_a_line_for_the_service_handler_alone_is_written_as_a_record_would_be(monkeypatch):
     _, stream = service_handler(monkeypatch)
     fields, json_fields = {"rows": 2, "labels": {"a": 2}}, {"status": 200, "path": "/p%s"}
-    logs.log_line(REQUESTS, logging.INFO, "GET /p%s 200", fields, json_fields)
+    written = line("GET /p%s 200", fields=fields, json_fields=json_fields)
+    logs.log_lines(REQUESTS, [written])
     # Another handler: the same line now goes through logging as a record, to both.
     theirs = io.StringIO()
     other = logging.StreamHandler(theirs)
     other.setFormatter(logs.JsonFormatter())
     logging.getLogger().addHandler(other)
-    logs.log_line(REQUESTS, logging.INFO, "GET /p%s 200", fields, json_fields)
+    logs.log_lines(REQUESTS, [written])
     direct, as_record = map(json.loads, stream.getvalue().splitlines())
     assert json.loads(theirs.getvalue()) == as_record
-    assert direct.pop("time") <= as_record.pop("time")
     assert (
         direct
         == as_record
         == {
+            "time": "2023-11-14T22:13:20.250000Z",  # the line's, not when it was written
             "severity": "INFO",
             "logger": "mlservice.requests",
             "pid": os.getpid(),
@@ -238,13 +246,73 @@ def test_a_line_for_the_service_handler_alone_is_written_as_a_record_would_be(
     )
 
 
-def test_the_service_handler_alone_gets_the_line_without_a_record(monkeypatch):
+def test_a_line_carries_its_own_request_fields_not_the_current_ones(monkeypatch, request_fields):
+    _, stream = service_handler(monkeypatch, "text")
+    logs.log_lines(REQUESTS, [line(request={"request_id": "the-request-it-is-about"})])
+    assert stream.getvalue().startswith("2023-11-14 22:13:20,250 INFO mlservice.requests: hello")
+    assert stream.getvalue().endswith(" request_id=the-request-it-is-about\n")
+    assert logs.REQUEST_FIELDS.get()["request_id"] == "r-1234567890abcdefghij"  # left as it was
+
+
+def test_the_service_handler_alone_gets_the_lines_without_records(monkeypatch):
     _, stream = service_handler(monkeypatch)
     records = records_through(monkeypatch, REQUESTS)
-    logs.log_line(REQUESTS, logging.ERROR, "boom", {}, {"status": 500})
+    logs.log_lines(REQUESTS, [line("boom", logging.ERROR, json_fields={"status": 500}), line()])
     assert records == []
-    [line] = map(json.loads, stream.getvalue().splitlines())
-    assert (line["severity"], line["message"], line["status"]) == ("ERROR", "boom", 500)
+    first, second = map(json.loads, stream.getvalue().splitlines())
+    assert (first["severity"], first["message"], first["status"]) == ("ERROR", "boom", 500)
+    assert (second["severity"], second["message"]) == ("INFO", "hello")
+
+
+class Writes(io.StringIO):
+    """A stream that keeps each write apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text):
+        self.writes.append(text)
+        return super().write(text)
+
+
+def test_many_lines_are_written_in_whole_lines_of_at_most_pipe_buf_bytes(monkeypatch):
+    handler, _ = service_handler(monkeypatch)
+    handler.setStream(stream := Writes())
+    lines = [line(f"line {n} " + "é" * (n * 37 % 300)) for n in range(200)]
+    logs.log_lines(REQUESTS, lines)
+    writes = stream.writes
+    assert 1 < len(writes) < 200
+    for text in writes:
+        assert len(text.encode()) <= select.PIPE_BUF
+        assert text.endswith("\n")
+    messages = [json.loads(one)["message"] for one in "".join(writes).splitlines()]
+    assert messages == [one.message for one in lines]
+    # Full chunks: the next line would not have fitted.
+    sizes = [len(text.encode()) for text in writes]
+    first_lines = [len(text.split("\n")[0].encode()) + 1 for text in writes[1:]]
+    assert all(size + nxt > select.PIPE_BUF for size, nxt in zip(sizes, first_lines, strict=False))
+
+
+def test_a_line_longer_than_pipe_buf_is_written_alone(monkeypatch):
+    handler, _ = service_handler(monkeypatch)
+    handler.setStream(stream := Writes())
+    long = line("x" * (select.PIPE_BUF + 10))
+    logs.log_lines(REQUESTS, [line("a"), long, line("b")])
+    assert [
+        [json.loads(one)["message"] for one in text.splitlines()] for text in stream.writes
+    ] == [
+        ["a"],
+        [long.message],
+        ["b"],
+    ]
+
+
+def test_no_lines_write_nothing(monkeypatch):
+    handler, stream = service_handler(monkeypatch)
+    monkeypatch.setattr(handler, "write_lines", lambda lines: pytest.fail("written"))
+    logs.log_lines(REQUESTS, [])
+    assert stream.getvalue() == ""
 
 
 def test_a_parent_logger_between_that_passes_lines_on_keeps_the_shortcut(monkeypatch):
@@ -254,10 +322,14 @@ def test_a_parent_logger_between_that_passes_lines_on_keeps_the_shortcut(monkeyp
     logger = logging.getLogger("some.package.requests")
     logging.getLogger("some.package")  # now a logger, no longer a placeholder
     records = records_through(monkeypatch, logger)
-    logs.log_line(logger, logging.INFO, "hello", {"rows": 1}, {})
+    logs.log_lines(logger, [line(fields={"rows": 1})])
     assert records == []
-    [line] = map(json.loads, stream.getvalue().splitlines())
-    assert (line["logger"], line["message"], line["rows"]) == ("some.package.requests", "hello", 1)
+    [written] = map(json.loads, stream.getvalue().splitlines())
+    assert (written["logger"], written["message"], written["rows"]) == (
+        "some.package.requests",
+        "hello",
+        1,
+    )
 
 
 @pytest.mark.parametrize(
@@ -302,10 +374,10 @@ def test_any_other_set_up_gets_the_line_through_logging(monkeypatch, change):
         swapped.setFormatter(handler.formatter)
         monkeypatch.setattr(logging.getLogger(), "handlers", [swapped])
     records = records_through(monkeypatch, logger)
-    logs.log_line(logger, logging.INFO, "hello", {"rows": 1}, {})
+    logs.log_lines(logger, [line(fields={"rows": 1})])
     [record] = records
     assert (record.name, record.levelname, record.getMessage()) == (logger.name, "INFO", "hello")
-    assert record.fields == {"rows": 1}
+    assert (record.fields, record.created) == ({"rows": 1}, WHEN)
     if change in (
         "a parent logger that keeps its lines",
         "a handler level above the line's",
@@ -316,7 +388,7 @@ def test_any_other_set_up_gets_the_line_through_logging(monkeypatch, change):
         assert "hello" in stream.getvalue()
 
 
-def test_a_line_the_stream_refuses_does_not_fail_the_caller(monkeypatch):
+def test_lines_the_stream_refuses_do_not_fail_the_caller(monkeypatch):
     handler, _ = service_handler(monkeypatch)
 
     class Closed(io.StringIO):
@@ -326,6 +398,6 @@ def test_a_line_the_stream_refuses_does_not_fail_the_caller(monkeypatch):
     handler.setStream(Closed())
     refused = []
     monkeypatch.setattr(handler, "handleError", refused.append)
-    logs.log_line(REQUESTS, logging.INFO, "lost", {}, {})
+    logs.log_lines(REQUESTS, [line("lost"), line("too")])
     [record] = refused
-    assert json.loads(record.msg)["message"] == "lost"
+    assert [json.loads(one)["message"] for one in record.msg.splitlines()] == ["lost", "too"]

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from prometheus_client.core import Metric
 
-from mlservice import create_app, metrics
+from mlservice import create_app, metrics, telemetry
 from mlservice.probe import NotYet, wait_until
 from tests.conftest import ROOT
 from tests.tools import Samples, metric_samples, requests_total, sample
@@ -36,6 +36,16 @@ def metered(model_path):
         }
     )
     return app.test_client()
+
+
+def answered(
+    route="/r", method="GET", status=200, seconds=0.01, error_code=None
+) -> telemetry.Facts:
+    """An answered request's facts, as telemetry queues them."""
+    facts = telemetry.Facts(id="r" * 20, started=0.0, fields={})
+    facts.route, facts.method, facts.status = route, method, status
+    facts.seconds, facts.error_code, facts.done = seconds, error_code, True
+    return facts
 
 
 def scrape(client) -> Samples:
@@ -301,8 +311,7 @@ def test_only_4xx_answers_count_as_rejected(model_path, status, code, counted):
 
     registry = CollectorRegistry()
     meter = metrics.Metrics(load(model_path), registry)
-    meter.answered("/r", "GET", status, 0.01, code, None)
-    meter.write()
+    meter.count([answered(status=status, error_code=code)], [None], in_progress=0)
     rejected = registry.get_sample_value("mlservice_rejected_requests_total", {"code": "x"})
     assert (rejected or 0) == (1 if counted else 0)
     assert registry.get_sample_value("mlservice_prediction_rows_count") == 0
@@ -343,7 +352,7 @@ def test_the_model_info_says_none_for_an_image_without_scikit_learn(model_path, 
     assert info["scikit_learn"] == "none"
 
 
-def test_requests_are_counted_when_written_and_added_up(model_path):
+def test_a_batch_of_requests_is_counted_and_added_up(model_path):
     from prometheus_client import CollectorRegistry
 
     from mlservice.model import load
@@ -356,14 +365,9 @@ def test_requests_are_counted_when_written_and_added_up(model_path):
         return registry.get_sample_value(name, labels)
 
     one, two = [1] + [0] * (len(LABELS) - 1), [0] * (len(LABELS) - 1) + [2]
-    for counts in (one, one, two):
-        meter.started()
-        meter.answered("/r", "PATCH", 200, 0.002, None, counts)
-        meter.finished()
-    meter.started()  # one still in progress
-    meter.answered("/r", "BREW", 404, 0.04, "not_found", None)
-    assert value("mlservice_http_requests_total", **labels) is None  # noted, not yet written
-    meter.write()
+    batch = [answered(method="PATCH", seconds=0.002) for _ in range(3)]
+    batch.append(answered(method="BREW", status=404, seconds=0.04, error_code="not_found"))
+    meter.count(batch, [one, one, two, None], in_progress=1)
     assert value("mlservice_http_requests_total", **labels) == 3
     assert value("mlservice_http_requests_total", route="/r", method="other", status="404") == 1
     assert value("mlservice_http_requests_in_progress") == 1
@@ -380,11 +384,10 @@ def test_requests_are_counted_when_written_and_added_up(model_path):
     assert value(f"{duration}_bucket", route="/r", le="0.025") == 3
     assert value(f"{duration}_bucket", route="/r", le="0.05") == 4
     assert value(f"{duration}_sum", route="/r") == pytest.approx(0.046)
-    meter.finished()
-    meter.write()
+    meter.count([], [], in_progress=0)  # nothing answered since: only the gauge changes
     assert value("mlservice_http_requests_in_progress") == 0
-    meter.write()  # nothing noted since: nothing changes
     assert value("mlservice_http_requests_total", **labels) == 3
+    assert value("mlservice_prediction_rows_count") == 3
 
 
 @pytest.mark.parametrize(
@@ -416,16 +419,17 @@ def test_observing_many_at_once_is_observing_each(values):
     ] == len(values)
 
 
-def test_a_process_writes_what_it_noted_in_its_own_thread_soon_after(model_path):
+def test_a_process_writes_its_requests_from_its_own_thread_soon_after(model_path):
     from prometheus_client import CollectorRegistry
 
     from mlservice.model import load
 
     registry = CollectorRegistry()
-    meter = metrics.Metrics(load(model_path), registry)
-    meter.started()
-    meter.answered("/r", "GET", 200, 0.01, None, None)
-    meter.finished()
+    recorder = telemetry.Recorder("v1", metrics.Metrics(load(model_path), registry))
+    running, request = answered(route="/still-running"), answered()
+    running.done = False
+    recorder.queue(running)
+    recorder.queue(request)
 
     def written() -> float:
         count = registry.get_sample_value(
@@ -435,8 +439,20 @@ def test_a_process_writes_what_it_noted_in_its_own_thread_soon_after(model_path)
             raise NotYet("not written yet")
         return count
 
-    # Nothing here calls write(): the process's writer thread does.
+    # Nothing here calls write(): the process's thread does.
     assert wait_until(written, timeout=10, interval=0.005, what="the write") == 1
+    assert registry.get_sample_value("mlservice_http_requests_in_progress") == 1
+    running.done = True  # and nothing else queued: the thread looks again by itself
+
+    def finished() -> float:
+        if registry.get_sample_value("mlservice_http_requests_in_progress") != 0:
+            raise NotYet("still in progress")
+        return registry.get_sample_value(
+            "mlservice_http_requests_total",
+            {"route": "/still-running", "method": "GET", "status": "200"},
+        )
+
+    assert wait_until(finished, timeout=10, interval=0.005, what="the second write") == 1
 
 
 def test_the_buckets_are_the_documented_ones(metered, card):

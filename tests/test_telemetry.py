@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import re
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -27,6 +28,7 @@ BAD_VALUE = "13.713713x"
 def lines():
     """Every log line written during the test, formatted as JSON when written (so the fields of
     the request running at that moment are in it), parsed back."""
+    telemetry.write_all()  # the lines of requests made before, such as the fixtures'
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.JsonFormatter())
@@ -34,7 +36,12 @@ def lines():
     root.addHandler(handler)
     level = root.level
     root.setLevel(logging.INFO)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    def written() -> list[dict]:
+        telemetry.write_all()  # the request lines queued so far
+        return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield written
     root.removeHandler(handler)
     root.setLevel(level)
 
@@ -312,7 +319,11 @@ def clocked_client(app, monkeypatch):
     """The app with a clock that makes every request take exactly 12.3456 ms, and a route that
     predicts twice in one request."""
     ticks = iter([100.0, 100.0123456] * 10)
-    monkeypatch.setattr(telemetry, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(
+        telemetry,
+        "time",
+        SimpleNamespace(perf_counter=lambda: next(ticks), time=time.time, sleep=time.sleep),
+    )
 
     @app.get("/twice")
     def twice():
@@ -336,7 +347,11 @@ def test_durations_are_logged_to_the_microsecond(clocked_client, lines):
 def test_the_message_reads_the_logged_duration(app, monkeypatch, lines):
     # 0.6496 ms is logged as 0.65; the message must say 0.7 as that field does, not 0.6.
     ticks = iter([100.0, 100.0006496])
-    monkeypatch.setattr(telemetry, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(
+        telemetry,
+        "time",
+        SimpleNamespace(perf_counter=lambda: next(ticks), time=time.time, sleep=time.sleep),
+    )
     app.test_client().get("/healthz")
     [line] = request_lines(lines())
     assert line["duration_ms"] == 0.65

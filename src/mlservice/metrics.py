@@ -10,15 +10,13 @@ them for the master and every worker from /proc at scrape time, labelled by pid.
 Without METRICS_TOKEN there is no /metrics route and nothing is counted (docs/observability.md).
 """
 
-import atexit
 import hmac
 import os
 import sys
-import threading
 import time
 from bisect import bisect_left
 from collections import Counter as TallyCounter
-from collections import defaultdict, deque
+from collections import defaultdict
 from importlib.metadata import version
 from pathlib import Path
 
@@ -39,7 +37,7 @@ from prometheus_client.core import Metric
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from mlservice import process
+from mlservice import process, telemetry
 from mlservice.cli import package_version
 from mlservice.contract import CONTRACT
 from mlservice.model import installed_version
@@ -74,11 +72,9 @@ ROW_BUCKETS = (
 # Any other method a client sends is counted as "other": label values stay a short, fixed list.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-# How long a request's counts may wait in its process before they are written (Metrics), and so
-# how long a scrape waits for the other workers' (scrape()): a few of these, for a busy machine.
-WRITE_INTERVAL = 0.025
-SCRAPE_WAIT = 4 * WRITE_INTERVAL
-STARTED, FINISHED = "started", "finished"  # a request's notes besides its answer
+# How long a scrape waits for the other workers to write their queued requests: a few of their
+# write intervals, for a busy machine.
+SCRAPE_WAIT = 4 * telemetry.WRITE_INTERVAL
 
 bp = Blueprint("metrics", __name__)
 
@@ -86,11 +82,9 @@ bp = Blueprint("metrics", __name__)
 class Metrics:
     """The service's metrics, created once per app.
 
-    A request does not write them: it notes what happened (started(), answered(), finished())
-    in a queue, and a thread in each process adds up what is queued and writes the sums every
-    WRITE_INTERVAL, one write per metric changed instead of about eight per request
-    (docs/observability.md, "What it costs"). A scrape writes its own process's queue first and,
-    across workers, waits for the others' threads (scrape()).
+    Requests are counted in batches, by mlservice.telemetry's Recorder, from a thread of each
+    process: count() writes each metric that changed once per batch instead of about eight
+    times per request.
     """
 
     def __init__(self, model, registry: CollectorRegistry | None):
@@ -155,90 +149,35 @@ class Metrics:
             predictions.labels(label=label, model_version=model.version)
             for label in CONTRACT.labels
         ]
-        # What requests noted and no thread has written yet; deque: appended by requests and
-        # emptied by the writer without a lock.
-        self._queue: deque = deque()
-        self._due = threading.Event()  # set when the queue has something for the writer
-        self._writing = threading.Lock()  # one write at a time: the writer's or a scrape's
-        self._writer_pid = 0  # the process whose writer thread runs (threads end at a fork)
 
-    def started(self) -> None:
-        """A request started: it is in progress until finished()."""
-        if self._writer_pid != process.pid():
-            self._start_writer()
-        self._note(STARTED)
-
-    def answered(
-        self,
-        route: str,
-        method: str,
-        status: int,
-        seconds: float,
-        error_code: str | None,
-        counts: list[int] | None,
-    ) -> None:
-        """Count one answered request; `counts` are its predictions per label, if any."""
-        self._note((route, method, status, seconds, error_code, counts))
-
-    def finished(self) -> None:
-        self._note(FINISHED)
-
-    def _note(self, event) -> None:
-        self._queue.append(event)
-        if not self._due.is_set():
-            self._due.set()
-
-    def _start_writer(self) -> None:
-        self._writer_pid = process.pid()
-        threading.Thread(target=self._write_continually, name="metrics", daemon=True).start()
-        # A worker that exits (gunicorn's graceful stop, its timeout) writes what it noted last.
-        atexit.register(self.write)
-
-    def _write_continually(self) -> None:
-        while True:
-            self._due.wait()
-            time.sleep(WRITE_INTERVAL)  # let a few requests' notes gather
-            self._due.clear()
-            self.write()
-
-    def write(self) -> None:
-        """Add up what requests noted since the last write, and write it into the metrics."""
-        with self._writing:
-            events = [self._queue.popleft() for _ in range(len(self._queue))]
-            if not events:
-                return
-            in_progress = 0
-            requests: TallyCounter = TallyCounter()
-            durations: dict[str, list[float]] = defaultdict(list)
-            rejected: TallyCounter = TallyCounter()
-            counted = []  # the predictions per label of each prediction request
-            for event in events:
-                if event is STARTED:
-                    in_progress += 1
-                elif event is FINISHED:
-                    in_progress -= 1
-                else:
-                    route, method, status, seconds, error_code, counts = event
-                    requests[route, method, status] += 1
-                    durations[route].append(seconds)
-                    if error_code and 400 <= status < 500:
-                        rejected[error_code] += 1
-                    if counts is not None:
-                        counted.append(counts)
-            if in_progress:
-                self.in_progress.inc(in_progress)
-            for (route, method, status), n in requests.items():
-                method = method if method in METHODS else "other"
-                self.requests.labels(route=route, method=method, status=str(status)).inc(n)
-            for route, seconds in durations.items():
-                observe_all(self.duration.labels(route=route), seconds)
-            for code, n in rejected.items():
-                self.rejected.labels(code=code).inc(n)
-            if counted:
-                for child, n in zip(self._predictions, map(sum, zip(*counted)), strict=True):
-                    if n:
-                        child.inc(n)
-                observe_all(self.rows, list(map(sum, counted)))
+    def count(self, answered: list, label_counts: list, in_progress: int) -> None:
+        """Count answered requests (telemetry.Facts) with their predictions per label, if any,
+        and set this process's requests in progress."""
+        self.in_progress.set(in_progress)
+        requests: TallyCounter = TallyCounter()
+        durations: dict[str, list[float]] = defaultdict(list)
+        rejected: TallyCounter = TallyCounter()
+        for facts in answered:
+            status = facts.status
+            method = facts.method if facts.method in METHODS else "other"
+            requests[facts.route, method, status] += 1
+            durations[facts.route].append(facts.seconds)
+            if 400 <= status < 500:
+                rejected[facts.error_code or f"http_{status}"] += 1
+        for (route, method, status), n in requests.items():
+            self.requests.labels(route=route, method=method, status=str(status)).inc(n)
+        for route, seconds in durations.items():
+            observe_all(self.duration.labels(route=route), seconds)
+        for code, n in rejected.items():
+            self.rejected.labels(code=code).inc(n)
+        counted = [counts for counts in label_counts if counts is not None]
+        if counted:
+            for child, n in zip(
+                self._predictions, map(sum, zip(*counted, strict=True)), strict=True
+            ):
+                if n:
+                    child.inc(n)
+            observe_all(self.rows, list(map(sum, counted)))
 
     def registry(self) -> CollectorRegistry:
         """What a scrape reports: this process's metrics, or the sum over the server's."""
@@ -325,10 +264,10 @@ def scrape():
             www_authenticate=WWWAuthenticate("bearer", {"realm": "metrics"}),
         )
     metrics: Metrics = current_app.extensions[EXTENSION]
-    metrics.write()
+    current_app.extensions[telemetry.EXTENSION].write()  # this process's queued requests
     if multiprocessing():
-        # The other workers' threads write what they noted within WRITE_INTERVAL: wait for them,
-        # so that the scrape counts every request answered before it arrived.
+        # The other workers' Recorders write theirs within telemetry.WRITE_INTERVAL: wait for
+        # them, so that the scrape counts every request answered before it arrived.
         time.sleep(SCRAPE_WAIT)
     return Response(
         generate_latest(metrics.registry()), headers={"Content-Type": CONTENT_TYPE_LATEST}

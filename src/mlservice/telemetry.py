@@ -8,22 +8,28 @@ string, route, status, duration, and for predictions the rows, the count of each
 model version. Views report their predictions with predicted(); error answers their code with
 rejected().
 
-This runs on every request, so it is kept cheap (`make bench` measures it): the request's facts
-live in a context variable rather than behind Flask's `g` proxy, and the metrics' label sets are
-made once.
+This runs on every request, so it is kept cheap (`make bench` measures it). A request only notes
+its facts (Facts) in a queue as it ends; a thread in each process (Recorder) writes the queued
+requests' log lines and adds them to the metrics every WRITE_INTERVAL, many at a time, which costs
+a fraction of doing it inside each request (docs/observability.md, "What it costs"). A line keeps
+the time its request was answered. A scrape of /metrics first has every process's queue written.
 """
 
+import atexit
+import itertools
 import logging
 import random
 import re
+import threading
 import time
+import weakref
+from collections import deque
 from contextvars import ContextVar
-from dataclasses import dataclass
 
 import numpy as np
 from flask import Flask, Request, request
 
-from mlservice import logs
+from mlservice import logs, process
 from mlservice.contract import CONTRACT
 
 HEADER = "X-Request-ID"
@@ -33,21 +39,40 @@ HEADER = "X-Request-ID"
 SANE_ID = re.compile(r"[A-Za-z0-9+=/-]{20,200}")
 # App Engine's X-Cloud-Trace-Context: TRACE_ID/SPAN_ID;o=OPTIONS, the span id in decimal.
 CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?")
+EXTENSION = "mlservice.telemetry"  # the app's Recorder
 UNMATCHED = "(unmatched)"  # the route of a request no URL rule matched (404, 405)
+# Seconds a request's line and counts may wait in its process before the Recorder writes them;
+# a scrape of /metrics waits a few of these for the other workers' (metrics.scrape).
+WRITE_INTERVAL = 0.025
 
 log = logging.getLogger("mlservice.requests")
 
 
-@dataclass
 class Facts:
-    """What is known about the request in flight."""
+    """What is known about a request: while it runs, then as queued for the Recorder.
 
-    id: str
-    started: float
+    The defaults are the class's: a request sets only what it learns (a dataclass would set
+    every field in each request's __init__).
+    """
+
     status: int = 0  # the answer's, once it has started
-    request: Request | None = None  # Flask's, with the URL rule it matched
+    request: Request | None = None  # Flask's, with the URL rule it matched, while it runs
     probabilities: list[np.ndarray] | None = None  # of the predictions made, as predicted()
     error_code: str | None = None
+    # Set as the request ends:
+    seconds: float = 0.0  # in the app
+    answered: float = 0.0  # time.time() of the answer: the log line's time
+    method: str = ""
+    path: str = ""
+    route: str = ""
+    logged: bool = False  # whether its line is logged (the level, at the time)
+    done: bool = False  # set last, as the request ends
+    http: tuple[str | None, str] | None = None  # protocol and user agent, on App Engine
+
+    def __init__(self, id: str, started: float, fields: dict):
+        self.id = id
+        self.started = started
+        self.fields = fields  # the request's fields on every log line (logs.REQUEST_FIELDS)
 
 
 _FACTS: ContextVar[Facts] = ContextVar("mlservice_request_facts")
@@ -61,7 +86,7 @@ def request_id() -> str:
 def predicted(proba: np.ndarray) -> None:
     """Note predictions made for this request: one row of probabilities per instance.
 
-    Only kept here; they are counted when the request ends, and only if telemetry is on.
+    Only kept here; they are counted when the request's facts are written, if telemetry is on.
     """
     facts = _FACTS.get()
     facts.probabilities = [*(facts.probabilities or []), proba]
@@ -88,7 +113,7 @@ def cloud_trace(header: str | None, project: str) -> dict:
 
 class Telemetry:
     """WSGI middleware around the Flask app: a request id, the request's fields for every log
-    line, and the line and metrics once the app has answered.
+    line, and its facts queued for the Recorder once the app has answered.
 
     Around the app rather than in its request hooks: one call per request instead of three
     dispatches of Flask hooks, and the id and fields are set before Flask makes its request
@@ -97,10 +122,9 @@ class Telemetry:
 
     def __init__(self, wsgi_app, model, cloud_project: str | None, metrics=None):
         self.wsgi_app = wsgi_app
-        self.model_version: str = model.version
-        self.labels: list[str] = list(CONTRACT.labels)
         self.cloud_project = cloud_project
         self.metrics = metrics  # mlservice.metrics.Metrics when /metrics is on
+        self.recorder = Recorder(model.version, metrics)
 
     def __call__(self, environ, start_response):
         sent = environ.get("HTTP_X_REQUEST_ID", "")
@@ -112,84 +136,182 @@ class Telemetry:
         if self.cloud_project:
             trace = environ.get("HTTP_X_CLOUD_TRACE_CONTEXT")
             fields.update(cloud_trace(trace, self.cloud_project))
-        facts = Facts(id=rid, started=time.perf_counter())
+        facts = Facts(id=rid, started=time.perf_counter(), fields=fields)
         facts_token, fields_token = _FACTS.set(facts), logs.REQUEST_FIELDS.set(fields)
 
         def start(status: str, headers: list, exc_info=None):
             facts.status = int(status[:3])  # "200 OK"
             return start_response(status, [*headers, (HEADER, rid)], exc_info)
 
-        if self.metrics:
-            self.metrics.started()
+        # Queued as it starts: in progress for the metrics until it is done.
+        queued = bool(self.metrics) or log.isEnabledFor(logging.INFO)
+        if queued:
+            self.recorder.queue(facts)
         try:
             answer = self.wsgi_app(environ, start)
         except BaseException:
             # Flask answers every Exception (errors.py); what gets through is a BaseException,
             # such as the SystemExit gunicorn raises in a request past its timeout.
-            self._answered(environ, facts, 500)
+            self._answered(environ, facts, 500, queued)
             raise
         else:
-            self._answered(environ, facts, facts.status)
+            self._answered(environ, facts, facts.status, queued)
             return answer
         finally:
-            if self.metrics:
-                self.metrics.finished()
+            facts.done = True  # last: the Recorder takes the facts as they are now
             logs.REQUEST_FIELDS.reset(fields_token)
             _FACTS.reset(facts_token)
 
-    def _answered(self, environ: dict, facts: Facts, status: int) -> None:
-        """Log and count the request, whose answer has started with this status."""
+    def _answered(self, environ: dict, facts: Facts, status: int, queued: bool) -> None:
+        """Note what the Recorder needs of the request, whose answer started with this status."""
         seconds = time.perf_counter() - facts.started
-        level = logging.ERROR if status >= 500 else logging.INFO
-        logged = log.isEnabledFor(level)
-        if not (self.metrics or logged):
+        logged = log.isEnabledFor(logging.ERROR if status >= 500 else logging.INFO)
+        if not (queued or logged):
             return
+        facts.seconds, facts.answered = seconds, time.time()
+        facts.status, facts.logged = status, logged
         req = facts.request
         if req is None:  # Flask failed before its request hooks: what the environ says
             req = Request(environ, populate_request=False)
-        route = req.url_rule.rule if req.url_rule else UNMATCHED
-        error_code = (facts.error_code or f"http_{status}") if status >= 400 else None
-        counts = None
-        if facts.probabilities is not None:
-            chosen = facts.probabilities[0].argmax(axis=1).tolist()
-            for proba in facts.probabilities[1:]:
-                chosen += proba.argmax(axis=1).tolist()
-            counts = [chosen.count(index) for index in range(len(self.labels))]
-        if self.metrics:
-            self.metrics.answered(route, req.method, status, seconds, error_code, counts)
-        if logged:
-            self._log_line(req, level, route, status, seconds, error_code, counts)
+        # What the line and the metrics need of Flask's request, taken now: it is not kept.
+        facts.method, facts.path, facts.request = req.method, req.path, None
+        facts.route = req.url_rule.rule if req.url_rule else UNMATCHED
+        if self.cloud_project:
+            facts.http = (req.environ.get("SERVER_PROTOCOL"), req.user_agent.string)
+        if not queued:  # an error line while only errors are logged
+            self.recorder.queue(facts)
 
-    def _log_line(self, req, level, route, status, seconds, error_code, counts) -> None:
+
+# Every Recorder of this process, for write_all().
+_RECORDERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def write_all() -> None:
+    """Write what every Recorder of this process has queued (at exit; in tests, before reading
+    the log)."""
+    for recorder in list(_RECORDERS):
+        recorder.write()
+
+
+atexit.register(write_all)  # a worker that exits (gunicorn's graceful stop, its timeout)
+
+
+class Recorder:
+    """Writes the log lines and the counts of requests that have ended, from a thread of each
+    process.
+
+    Requests are queued as they start, in a deque: requests append and the thread empties it
+    without a lock. The thread waits until something is queued, lets a few more requests gather
+    (WRITE_INTERVAL), then writes those that are done and keeps the others, the requests in
+    progress, for its next pass. Threads do not survive a fork: each process starts its own with
+    its first request.
+    """
+
+    def __init__(self, model_version: str, metrics=None):
+        self.model_version = model_version
+        self.labels: list[str] = list(CONTRACT.labels)
+        self.metrics = metrics
+        self._queue: deque[Facts] = deque()
+        self._in_progress: list[Facts] = []  # taken from the queue before they were done
+        self._due = threading.Event()  # set when there is something to write
+        self._writing = threading.Lock()  # one write at a time: the thread's or a scrape's
+        self._writer_pid = 0  # the process whose thread runs
+        _RECORDERS.add(self)
+
+    def queue(self, facts: Facts) -> None:
+        self._queue.append(facts)
+        if not self._due.is_set():
+            if self._writer_pid != process.pid():
+                self._writer_pid = process.pid()
+                thread = threading.Thread(target=self._write_continually, name="telemetry")
+                thread.daemon = True
+                thread.start()
+            self._due.set()
+
+    def _write_continually(self) -> None:
+        while True:
+            self._due.wait()
+            time.sleep(WRITE_INTERVAL)  # let a few more requests gather
+            self._due.clear()
+            if self.write():
+                self._due.set()  # requests in progress: look again
+
+    def write(self) -> bool:
+        """Write the lines and the counts of the requests queued and done so far; return
+        whether some are still in progress."""
+        with self._writing:
+            taken = self._in_progress + [self._queue.popleft() for _ in range(len(self._queue))]
+            batch = [facts for facts in taken if facts.done]
+            self._in_progress = [facts for facts in taken if not facts.done]
+            counts = self._label_counts(batch)
+            logs.log_lines(
+                log,
+                [
+                    self._line(facts, counted)
+                    for facts, counted in zip(batch, counts, strict=True)
+                    if facts.logged
+                ],
+            )
+            if self.metrics:
+                self.metrics.count(batch, counts, in_progress=len(self._in_progress))
+            return bool(self._in_progress)
+
+    def _label_counts(self, batch: list[Facts]) -> list[list[int] | None]:
+        """For each request, how many of its predictions got each label (None: it made none).
+
+        The predictions of the whole batch in one array: one argmax for all of them.
+        """
+        probabilities = [proba for facts in batch for proba in facts.probabilities or ()]
+        if not probabilities:
+            return [None] * len(batch)
+        chosen = iter(np.concatenate(probabilities).argmax(axis=1).tolist())
+        counts: list[list[int] | None] = []
+        for facts in batch:
+            if facts.probabilities is None:
+                counts.append(None)
+                continue
+            picked = list(itertools.islice(chosen, sum(map(len, facts.probabilities))))
+            counts.append([picked.count(index) for index in range(len(self.labels))])
+        return counts
+
+    def _line(self, facts: Facts, counts: list[int] | None) -> logs.Line:
+        status, seconds = facts.status, facts.seconds
         # The path without its query string: a query may carry submitted values.
-        method, path = req.method, req.path
+        method, path = facts.method, facts.path
         fields: dict = {"model_version": self.model_version}
         if counts is not None:
             fields["rows"] = sum(counts)
             fields["labels"] = {label: n for label, n in zip(self.labels, counts, strict=True) if n}
-        if error_code:
-            fields["error"] = error_code
+        if status >= 400:
+            fields["error"] = facts.error_code or f"http_{status}"
         # One rounding for the field and the message, so the two always read the same.
         milliseconds = round(seconds * 1000, 3)
         json_fields = {
             "method": method,
             "path": path,
-            "route": route,
+            "route": facts.route,
             "status": status,
             "duration_ms": milliseconds,
         }
-        if self.cloud_project:
+        if facts.http is not None:
             # The request as Cloud Logging structures it (LogEntry.httpRequest).
+            protocol, user_agent = facts.http
             json_fields["httpRequest"] = {
                 "requestMethod": method,
                 "requestUrl": path,
                 "status": status,
                 "latency": f"{seconds:.6f}s",
-                "protocol": req.environ.get("SERVER_PROTOCOL"),
-                "userAgent": req.user_agent.string,
+                "protocol": protocol,
+                "userAgent": user_agent,
             }
-        message = f"{method} {path} {status} {milliseconds:.1f} ms"
-        logs.log_line(log, level, message, fields, json_fields)
+        return logs.Line(
+            facts.answered,  # created
+            logging.ERROR if status >= 500 else logging.INFO,
+            f"{method} {path} {status} {milliseconds:.1f} ms",
+            fields,
+            json_fields,
+            facts.fields,  # request
+        )
 
 
 def _keep_request() -> None:
@@ -201,5 +323,7 @@ def _keep_request() -> None:
 def init_app(app: Flask, metrics=None) -> None:
     """Wrap the app's WSGI callable; call it last, so the telemetry is around everything else."""
     model = app.extensions["mlservice.model"]
-    app.wsgi_app = Telemetry(app.wsgi_app, model, app.config["GOOGLE_CLOUD_PROJECT"], metrics)
+    middleware = Telemetry(app.wsgi_app, model, app.config["GOOGLE_CLOUD_PROJECT"], metrics)
+    app.wsgi_app = middleware
+    app.extensions[EXTENSION] = middleware.recorder
     app.before_request_funcs.setdefault(None, []).insert(0, _keep_request)
