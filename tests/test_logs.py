@@ -401,3 +401,43 @@ def test_lines_the_stream_refuses_do_not_fail_the_caller(monkeypatch):
     logs.log_lines(REQUESTS, [line("lost"), line("too")])
     [record] = refused
     assert [json.loads(one)["message"] for one in record.msg.splitlines()] == ["lost", "too"]
+
+
+def sized(size: int, handler: logs.ServiceHandler) -> logs.Line:
+    """A line that is exactly `size` bytes once written, newline included."""
+    probe = Writes()
+    handler.setStream(probe)
+    logs.log_lines(REQUESTS, [line("")])
+    return line("x" * (size - len(probe.getvalue().encode())))
+
+
+def test_lines_that_fill_pipe_buf_exactly_go_in_one_write(monkeypatch):
+    handler, _ = service_handler(monkeypatch)
+    first, second = sized(2000, handler), sized(select.PIPE_BUF - 2000, handler)
+    whole = sized(select.PIPE_BUF, handler)
+    handler.setStream(stream := Writes())
+    logs.log_lines(REQUESTS, [first, second, whole, first, second])
+    assert [len(text.encode()) for text in stream.writes] == [select.PIPE_BUF] * 3
+    assert [text.count("\n") for text in stream.writes] == [2, 1, 2]
+
+
+def test_a_handler_at_the_line_s_own_level_keeps_the_shortcut(monkeypatch):
+    handler, stream = service_handler(monkeypatch)
+    monkeypatch.setattr(handler, "level", logging.INFO)
+    records = records_through(monkeypatch, REQUESTS)
+    logs.log_lines(REQUESTS, [line()])
+    assert records == []
+    assert json.loads(stream.getvalue())["message"] == "hello"
+
+
+def test_a_value_json_has_no_type_for_is_written_as_its_text(monkeypatch):
+    _, stream = service_handler(monkeypatch)
+    logs.log_lines(REQUESTS, [line(fields={"where": Path("/srv/model.skops")})])
+    assert json.loads(stream.getvalue())["where"] == "/srv/model.skops"
+
+
+def test_a_text_line_shows_the_milliseconds_of_its_own_time(monkeypatch):
+    _, stream = service_handler(monkeypatch, "text")
+    late = logs.Line(1_700_000_000.9995, logging.INFO, "late", {}, {}, REQUEST)
+    logs.log_lines(REQUESTS, [late])
+    assert stream.getvalue().startswith("2023-11-14 22:13:20,999 INFO mlservice.requests: late")

@@ -4,6 +4,7 @@ These run one process (the Flask test client); tests/test_observability.py check
 across gunicorn's workers.
 """
 
+import logging
 import os
 import sys
 import time
@@ -509,3 +510,53 @@ def test_in_multiprocess_mode_the_gauges_add_up_across_processes_as_documented(
     ]
     assert "pid" not in labels  # one series, not one per process
     assert value == 1
+
+
+def test_with_request_lines_off_requests_are_still_counted(model_path, monkeypatch):
+    # LOG_LEVEL=WARNING writes no request line: the metrics alone queue each request.
+    app = create_app(
+        {
+            "MODEL_PATH": str(model_path),
+            "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv"),
+            "METRICS_TOKEN": TOKEN,
+        }
+    )
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    client = app.test_client()
+    client.get("/healthz")
+    samples = scrape(client)
+    assert requests_total(samples, "/healthz", "GET", "200") == 1
+    assert sample(samples, "mlservice_http_requests_in_progress") == 1  # the scrape itself
+
+
+def test_a_batch_counts_each_rejected_request(model_path):
+    from prometheus_client import CollectorRegistry
+
+    from mlservice.model import load
+
+    registry = CollectorRegistry()
+    meter = metrics.Metrics(load(model_path), registry)
+    batch = [answered(status=404, error_code="not_found") for _ in range(2)]
+    batch.append(answered(status=405))
+    meter.count(batch, [None] * 3, in_progress=0)
+
+    def rejected(code: str) -> float | None:
+        return registry.get_sample_value("mlservice_rejected_requests_total", {"code": code})
+
+    assert (rejected("not_found"), rejected("http_405")) == (2, 1)
+
+
+def test_a_process_that_cannot_be_read_is_passed_over(monkeypatch, tmp_path):
+    # The first entry went away while it was read (its stat is gone); the next is still read.
+    gone, child = tmp_path / "100" / "stat", tmp_path / "200" / "stat"
+    gone.mkdir(parents=True)  # reading a directory fails as reading a vanished file does
+    child.parent.mkdir()
+    child.write_text("200 (worker) S 42 200 200 0 -1")
+
+    class Proc:
+        def glob(self, pattern):
+            assert pattern == "[0-9]*/stat"
+            return [gone, child]
+
+    monkeypatch.setattr(metrics, "Path", lambda path: Proc() if path == "/proc" else Path(path))
+    assert metrics.child_pids(42) == {200}

@@ -14,6 +14,7 @@ from flask import Flask, abort
 from werkzeug.test import EnvironBuilder
 
 from mlservice import create_app, logs, telemetry
+from mlservice.probe import NotYet, wait_until
 from tests.conftest import ROOT
 from tests.values import FIRST, LABELS, LAST, below, csv_table, marked_row, telltale, text
 
@@ -465,3 +466,64 @@ def test_what_flask_lets_through_is_logged_and_counted_as_500(model_path, lines)
 def test_the_request_id_header_is_answered_once(client):
     response = client.get("/healthz", headers={"X-Request-ID": "c" * 32})
     assert response.headers.getlist("X-Request-ID") == ["c" * 32]
+
+
+def test_with_only_errors_logged_a_500_is_logged_and_a_200_is_not(model_path, lines, monkeypatch):
+    app = create_app(
+        {"MODEL_PATH": str(model_path), "ANSWERS_PATH": str(ROOT / "data" / "sample_answers.csv")}
+    )
+
+    @app.get("/fails")
+    def fails():
+        return "no", 500
+
+    @app.get("/fails-late")
+    def fails_late():
+        return "no", 501
+
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    client = app.test_client()
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/fails").status_code == 500
+    assert client.get("/fails-late").status_code == 501
+    written = request_lines(lines())
+    assert [(line["path"], line["status"], line["severity"]) for line in written] == [
+        ("/fails", 500, "ERROR"),
+        ("/fails-late", 501, "ERROR"),
+    ]
+
+
+def test_each_process_writes_from_one_thread_of_its_own(monkeypatch, lines):
+    recorder = telemetry.Recorder("v1")
+    started = []
+    thread_class = telemetry.threading.Thread
+
+    def thread(*args, **kwargs):
+        started.append(thread_class(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(telemetry.threading, "Thread", thread)
+    # Process id 1, as a service running as a container's first process has.
+    monkeypatch.setattr(telemetry.process, "pid", lambda: 1)
+    for n in range(3):
+        facts = telemetry.Facts(id=f"request-{n}".ljust(20, "-"), started=0.0, fields={})
+        facts.done, facts.logged, facts.method, facts.path = True, True, "GET", f"/{n}"
+        recorder.queue(facts)
+
+        def written(n=n) -> bool:
+            # Not write_all(): the thread writes, by itself.
+            if f"/{n} " not in stream_text():
+                raise NotYet("not written")
+            return True
+
+        wait_until(written, timeout=10, interval=0.005, what="the line")
+    [writer] = started
+    assert (writer.name, writer.daemon, writer.is_alive()) == ("telemetry", True, True)
+
+
+def stream_text() -> str:
+    return "".join(
+        handler.stream.getvalue()
+        for handler in logging.getLogger().handlers
+        if isinstance(getattr(handler, "stream", None), io.StringIO)
+    )
