@@ -43,10 +43,10 @@ def _utc(timestamp: float) -> str:
     return "%s.%06dZ" % (text, (timestamp - second) * 1e6)  # noqa: UP031 (faster than format)
 
 
-def _encode(entry: dict) -> str:
+def _encode(entry: dict) -> bytes:
     # orjson: the standard library's json took a third of a request line's cost (docs/
     # performance.md). What JSON has no type for (a path, an exception) is written as its str().
-    return orjson.dumps(entry, default=str).decode()
+    return orjson.dumps(entry, default=str)
 
 
 def _entry(
@@ -83,7 +83,7 @@ class JsonFormatter(logging.Formatter):
             entry["stack_trace"] = self.formatException(record.exc_info)
         elif record.stack_info:
             entry["stack_trace"] = self.formatStack(record.stack_info)
-        return _encode(entry)
+        return _encode(entry).decode()
 
 
 def _text(value: object) -> str:
@@ -187,7 +187,7 @@ def log_lines(logger: logging.Logger, lines: list[Line]) -> None:
     if handler is not None:
         handler.write_lines(
             [
-                orjson.dumps(
+                _encode(
                     _entry(
                         line.created,
                         logging.getLevelName(line.level),
@@ -196,10 +196,9 @@ def log_lines(logger: logging.Logger, lines: list[Line]) -> None:
                         line.request,
                         line.fields,
                         line.json_fields,
-                    ),
-                    default=str,
-                    option=orjson.OPT_APPEND_NEWLINE,
+                    )
                 )
+                + b"\n"
                 for line in lines
             ]
         )
