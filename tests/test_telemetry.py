@@ -527,3 +527,48 @@ def stream_text() -> str:
         for handler in logging.getLogger().handlers
         if isinstance(getattr(handler, "stream", None), io.StringIO)
     )
+
+
+def test_a_batch_that_cannot_be_written_is_logged_and_the_next_one_is_written(caplog):
+    class Metrics:
+        def __init__(self):
+            self.counted: list = []
+
+        def count(self, batch, counts, in_progress):
+            if not self.counted:
+                self.counted.append(None)
+                raise OSError("no space left on device")
+            self.counted.extend(facts.path for facts in batch)
+
+    metrics = Metrics()
+    recorder = telemetry.Recorder("v1", metrics)
+
+    def queue(path: str) -> None:
+        facts = telemetry.Facts(id="r" * 20, started=0.0, fields={})
+        facts.done, facts.method, facts.path = True, "GET", path
+        recorder.queue(facts)
+
+    queue("/lost")
+
+    def failed() -> logging.LogRecord:
+        for record in caplog.records:
+            if record.name == "mlservice.telemetry":
+                return record
+        raise NotYet("no failure logged")
+
+    record = wait_until(failed, timeout=10, interval=0.005, what="the failure")
+    assert record.levelname == "ERROR"
+    assert record.getMessage() == "The request lines and counts of a batch were not written"
+    assert record.exc_info[0] is OSError
+    queue("/written")
+
+    def written() -> list:
+        if "/written" not in metrics.counted:
+            raise NotYet("not written")
+        return metrics.counted
+
+    # The thread is still there: it writes the next batch by itself.
+    assert wait_until(written, timeout=10, interval=0.005, what="the next batch") == [
+        None,
+        "/written",
+    ]

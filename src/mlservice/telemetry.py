@@ -46,6 +46,7 @@ UNMATCHED = "(unmatched)"  # the route of a request no URL rule matched (404, 40
 WRITE_INTERVAL = 0.025
 
 log = logging.getLogger("mlservice.requests")
+failures = logging.getLogger(__name__)
 
 
 class Facts:
@@ -233,8 +234,15 @@ class Recorder:
             self._due.wait()
             time.sleep(WRITE_INTERVAL)  # let a few more requests gather
             self._due.clear()
-            if self.write():
-                self._due.set()  # requests in progress: look again
+            try:
+                in_progress = self.write()
+            except Exception:
+                # That batch is lost, not the thread: without it, every later request would
+                # queue up with nothing to write it.
+                failures.exception("The request lines and counts of a batch were not written")
+                continue
+            if in_progress:
+                self._due.set()  # look again
 
     def write(self) -> bool:
         """Write the lines and the counts of the requests queued and done so far; return
