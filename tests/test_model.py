@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, StandardScaler
 from sklearn.svm import SVC
 
-from mlservice import create_app, model, training
+from mlservice import create_app, model, process, training
 from mlservice.contract import CONTRACT
 from mlservice.probe import http, wait_until
 from scripts.live_server import gunicorn_server
@@ -460,7 +460,9 @@ def test_a_folded_binary_model_is_refused_for_more_labels(folded, card):
     three = contract.model_copy(update={"labels": [*contract.labels, "third"]})
     edit_card(path, labels=three.labels)
     with pytest.raises(
-        model.ModelError, match=r"gives 2 probabilities a row, but the contract has 3"
+        model.ModelError,
+        match=r"gives probabilities shaped \(1, 2\) for one row, but the contract's 3 labels "
+        r"need \(1, 3\)",
     ):
         model.load(path, three)
 
@@ -716,8 +718,11 @@ def test_an_onnx_model_onnxruntime_cannot_run_is_refused_in_one_sentence(compile
 def test_an_onnx_card_without_its_fields_is_invalid(compiled, drop):
     path, _, saved = compiled
     edit_card(path, serving={k: v for k, v in saved["serving"].items() if k != drop})
-    with pytest.raises(model.ModelError, match="is not a valid model card"):
+    with pytest.raises(model.ModelError) as raised:
         model.load(path)
+    assert (
+        str(raised.value) == f"Model card {path.parent / 'forest.json'} is not a valid model card."
+    )
 
 
 def test_a_compile_that_differs_from_scikit_learn_is_a_training_error(
@@ -786,3 +791,164 @@ def test_an_onnx_model_without_a_probability_tensor_is_refused(compiled, data):
     edit_card(path, serving={**saved["serving"], "sha256": model.file_checksum(onnx_path)})
     with pytest.raises(model.ModelError, match=r"an output named 'probabilities' \(skl2onnx"):
         model.load(path)
+
+
+def serve_onnx(path, saved, content: bytes) -> Path:
+    """Put another ONNX file beside the artifact, its card's checksum updated to match."""
+    onnx_path = path.with_suffix(".onnx")
+    onnx_path.write_bytes(content)
+    edit_card(path, serving={**saved["serving"], "sha256": model.file_checksum(onnx_path)})
+    return onnx_path
+
+
+def refusal(onnx_path, saved, reason: str) -> str:
+    """The whole message of an ONNX model onnxruntime cannot serve, as the user reads it."""
+    import onnxruntime
+
+    return (
+        f"ONNX model {onnx_path} (opset {saved['serving']['opset']}) cannot be served by "
+        f"onnxruntime {onnxruntime.__version__}: {reason}; retrain with `make model`."
+    )
+
+
+def test_an_onnx_model_whose_input_is_not_float_is_refused(compiled, data):
+    # A compile for float64 rows: the service feeds float32, so it says what it expects.
+    import skl2onnx
+
+    path, pipeline, saved = compiled
+    X, _ = data
+    doubles = skl2onnx.to_onnx(
+        pipeline, X[:1].astype(np.float64), options={id(pipeline[-1]): {"zipmap": False}}
+    )
+    assert doubles.graph.input[0].type.tensor_type.elem_type == 11  # TensorProto.DOUBLE
+    onnx_path = serve_onnx(path, saved, doubles.SerializeToString())
+    with pytest.raises(model.ModelError) as raised:
+        model.load(path)
+    assert str(raised.value) == refusal(
+        onnx_path,
+        saved,
+        "expected one float input and an output named 'probabilities' (skl2onnx with zipmap=False)",
+    )
+
+
+def test_a_long_onnxruntime_error_is_cut_to_300_characters_on_one_line(compiled, monkeypatch):
+    path, _, saved = compiled
+
+    def failing(content):
+        raise RuntimeError("  " + "x" * 150 + "\n\n\t" + "y" * 250 + "\n")
+
+    monkeypatch.setattr(model, "onnx_session", failing)
+    with pytest.raises(model.ModelError) as raised:
+        model.load(path)
+    # The error's whitespace runs become single spaces (401 characters), then the first 300.
+    expected = refusal(path.with_suffix(".onnx"), saved, "x" * 150 + " " + "y" * 149)
+    assert str(raised.value) == expected
+
+
+def test_onnx_probabilities_add_up_to_one_in_float64(compiled, data):
+    path, _, _ = compiled
+    loaded = model.load(path)
+    rows = unseen_rows(data)
+    feed = {loaded.onnx.input: rows.astype(np.float32)}
+    raw = loaded.onnx.session().run([model.PROBABILITIES], feed)[0].astype(float)
+    # onnxruntime's float32 rows miss 1 (else this test could not fail) ...
+    assert np.max(np.abs(raw.sum(axis=1) - 1)) > 1e-9
+    served = loaded.predict_proba(rows)
+    # ... the served ones add up to 1 as float64 sums can, and keep onnxruntime's proportions.
+    assert np.max(np.abs(served.sum(axis=1) - 1)) < 1e-12
+    assert np.allclose(served, raw, rtol=0, atol=1e-6)
+
+
+def test_a_process_that_did_not_build_the_session_builds_its_own(compiled, data, monkeypatch):
+    # What a forked gunicorn worker sees (test_a_forked_process_runs_its_own_session_... forks
+    # for real, in a subprocess): the session came from a process with another id.
+    path, _, _ = compiled
+    loaded = model.load(path)
+    rows = unseen_rows(data)
+    expected = loaded.predict_proba(rows)
+    parents = loaded.onnx.session()
+    assert loaded.onnx.session() is parents  # the builder keeps its session
+    forked = process.pid() + 1
+    monkeypatch.setattr(process, "pid", lambda: forked)
+    own = loaded.onnx.session()
+    assert own is not parents
+    assert loaded.onnx.session() is own  # built once in this process, then kept
+    assert np.array_equal(loaded.predict_proba(rows), expected)
+
+
+def test_each_session_runs_on_the_cpu_with_one_thread(compiled, monkeypatch):
+    # One thread per worker (gunicorn.conf.py runs a worker per core), in the parent's session
+    # and in the one a forked worker builds.
+    path, _, _ = compiled
+    loaded = model.load(path)
+    sessions = [loaded.onnx.session()]
+    forked = process.pid() + 1
+    monkeypatch.setattr(process, "pid", lambda: forked)
+    sessions.append(loaded.onnx.session())
+    assert sessions[0] is not sessions[1]
+    for session in sessions:
+        options = session.get_session_options()
+        assert (options.intra_op_num_threads, options.inter_op_num_threads) == (1, 1)
+        assert session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_a_folded_pipeline_from_a_card_before_onnx_is_folded_once_loaded(binary, tmp_path):
+    # A card without a serving section (before ONNX compiles) is served by scikit-learn. A
+    # StandardScaler without centring is no pipeline the archive is read as data for, but the
+    # loaded pipeline folds all the same.
+    contract, card, X, y = binary
+    X = X / X.std(axis=0)  # unit spread, so the regression converges without the scaler's help
+    scaler = StandardScaler(with_mean=False)
+    pipeline = fitted(X, y, ("scale", scaler), ("classify", LogisticRegression()))
+    path = tmp_path / "older.skops"
+    saved = training.save(pipeline, card, path)
+    path.with_suffix(".onnx").unlink()
+    path.with_suffix(".json").write_text(
+        json.dumps({key: value for key, value in saved.items() if key != "serving"})
+    )
+    assert model._read_affine(path, len(FEATURES)) is None
+    loaded = model.load(path, contract)
+    assert loaded.runtime == "folded arrays (numpy)"
+    assert loaded.pipeline is not None
+    assert np.allclose(loaded.predict_proba(X), pipeline.predict_proba(X), atol=1e-12)
+
+
+@pytest.mark.parametrize("extra_axis", [1, 2], ids=["(rows, 1, labels)", "(rows, labels, 1)"])
+def test_an_onnx_model_with_an_axis_more_is_refused_with_its_shape(compiled, extra_axis):
+    # Probabilities with an axis more than (rows, labels): refused, with the shape they have.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    path, _, saved = compiled
+    features, labels = len(FEATURES), len(LABELS)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["input", "weights"], ["scores"]),
+            helper.make_node("Softmax", ["scores"], ["softmax"], axis=1),
+            helper.make_node("Unsqueeze", ["softmax", "axes"], [model.PROBABILITIES]),
+        ],
+        "an axis more",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, features])],
+        [
+            helper.make_tensor_value_info(
+                model.PROBABILITIES,
+                TensorProto.FLOAT,
+                [None, 1, labels] if extra_axis == 1 else [None, labels, 1],
+            )
+        ],
+        initializer=[
+            numpy_helper.from_array(np.zeros((features, labels), np.float32), "weights"),
+            numpy_helper.from_array(np.array([extra_axis]), "axes"),
+        ],
+    )
+    compiled_graph = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    compiled_graph.ir_version = 8
+    onnx.checker.check_model(compiled_graph)
+    onnx_path = serve_onnx(path, saved, compiled_graph.SerializeToString())
+    with pytest.raises(model.ModelError) as raised:
+        model.load(path)
+    shape = (1, 1, labels) if extra_axis == 1 else (1, labels, 1)
+    assert str(raised.value) == (
+        f"ONNX model {onnx_path} gives probabilities shaped {shape} for one row, but the "
+        f"contract's {labels} labels need (1, {labels}); retrain with `make model`."
+    )

@@ -355,10 +355,11 @@ def _load_onnx(path: Path, serving: dict, contract: Contract) -> OnnxModel:
             f"ONNX model {onnx_path} (opset {opset}) cannot be served by onnxruntime "
             f"{installed_version('onnxruntime')}: {reason}; retrain with `make model`."
         ) from None
-    if width != (1, len(contract.labels)):
+    labels = len(contract.labels)
+    if width != (1, labels):
         raise ModelError(
-            f"ONNX model {onnx_path} gives {width[-1]} probabilities a row, but the contract has "
-            f"{len(contract.labels)} labels; retrain with `make model`."
+            f"ONNX model {onnx_path} gives probabilities shaped {width} for one row, but the "
+            f"contract's {labels} labels need (1, {labels}); retrain with `make model`."
         )
     return compiled
 
