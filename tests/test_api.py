@@ -486,6 +486,20 @@ def test_csv_row_with_an_extra_field_is_refused_not_shifted(client, row):
     assert error["details"] == [{"line": 3, "row": 2, "message": "wrong number of fields"}]
 
 
+@pytest.mark.parametrize("change", [1, -1], ids=["one field more", "one field less"])
+def test_csv_whose_rows_all_differ_from_the_header_is_refused(client, row, change):
+    # Every data row alike, so the rows agree with each other but not with the header; the
+    # field more is last, where reading only the header's columns would drop it unseen.
+    header, *rows = csv_of([row, row]).splitlines()
+    rows = [f"{line},7" if change > 0 else line.rsplit(",", 1)[0] for line in rows]
+    error = assert_json_error(post_csv(client, "\n".join([header, *rows])), 422, "invalid_input")
+    n = len(FEATURE_NAMES)
+    assert (
+        error["message"]
+        == f"Line 2 (data row 1) has {n + change} field(s); the header (line 1) has {n}."
+    )
+
+
 def test_csv_line_numbers_count_quoted_line_breaks(client, row):
     header = ",".join(f'"{name}"' for name in FEATURE_NAMES)
     values = [str(row[name]) for name in FEATURE_NAMES]

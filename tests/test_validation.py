@@ -3,10 +3,18 @@ shared by JSON fields, CSV cells and the page's fields, and the page agreeing wi
 
 import numpy as np
 import pytest
+from pydantic import TypeAdapter, ValidationError
 
 from mlservice import validation
 from mlservice.contract import Feature
-from mlservice.validation import NumberError, form_message, table_from_csv, to_number
+from mlservice.validation import (
+    InputError,
+    NumberError,
+    form_message,
+    table_from_csv,
+    to_number,
+    value_rule,
+)
 from tests.values import FEATURE_NAMES, FEATURES, FIRST, csv_table
 
 WIDE = Feature(name="wide", label="Wide", description="Any size.", min=0, max=1e9)
@@ -133,3 +141,104 @@ def test_the_plain_reader_checks_integer_columns_for_whole_numbers(monkeypatch):
     assert validation._all_within_rules(whole)
     whole[-1, -1] = 2.5
     assert not validation._all_within_rules(whole)
+
+
+def test_a_cell_with_separator_characters_around_its_number_is_read_cell_by_cell():
+    # float() refuses the ASCII separators \x1c-\x1f that str.strip() removes, so such a table
+    # is read cell by cell (to_number), which accepts it as JSON and the page would.
+    plain = bounds_table().splitlines()
+    rows = [["\x1f" + value + "\x1c" for value in line.split(",")] for line in plain[1:]]
+    text = plain[0] + "\n" + "".join(",".join(f'"{c}"' for c in cells) + "\n" for cells in rows)
+    table = table_from_csv(text, max_rows=2)
+    assert table.rows == rows
+    assert table.numbers.tolist() == [[f.min for f in FEATURES], [f.max for f in FEATURES]]
+    assert table.numbers.dtype == np.float64
+
+
+def test_a_header_lists_every_missing_and_unknown_column(monkeypatch):
+    # As if the contract had three features: the header lacks two and has two others.
+    monkeypatch.setattr(validation, "FEATURE_NAMES", ["alpha", "beta", "gamma"])
+    with pytest.raises(InputError) as caught:
+        table_from_csv("beta,delta,epsilon\n1,2,3\n", max_rows=1)
+    assert caught.value.message == (
+        "The CSV header has missing column(s) alpha, gamma and unknown column(s) delta, epsilon."
+    )
+    assert caught.value.errors == [
+        {"field": "alpha", "message": "missing column"},
+        {"field": "gamma", "message": "missing column"},
+        {"field": "delta", "message": "unknown column"},
+        {"field": "epsilon", "message": "unknown column"},
+    ]
+
+
+# The rules are built when the module is imported; these build them again from features of their
+# own, as the contract's would be.
+def broken_rules(rule, value) -> list[tuple[str, str]]:
+    with pytest.raises(ValidationError) as caught:
+        TypeAdapter(rule).validate_python(value)
+    return [(error["type"], error["msg"]) for error in caught.value.errors()]
+
+
+@pytest.mark.parametrize(("value", "read"), [(0.0, 0.0), (2.5, 2.5), (3, 3.0), (1e9, 1e9)])
+def test_a_decimal_feature_takes_any_number_of_its_range(value, read):
+    number = TypeAdapter(value_rule(WIDE)).validate_python(value)
+    assert number == read
+    assert type(number) is float
+
+
+@pytest.mark.parametrize(
+    ("value", "broken"),
+    [
+        (-0.5, ("greater_than_equal", "Input should be greater than or equal to 0")),
+        (1e9 + 1, ("less_than_equal", "Input should be less than or equal to 1000000000")),
+        (float("nan"), ("finite_number", "Input should be a finite number")),
+        (float("inf"), ("finite_number", "Input should be a finite number")),
+        (float("-inf"), ("finite_number", "Input should be a finite number")),
+        ("1", ("float_type", "Input should be a valid number")),
+        (True, ("float_type", "Input should be a valid number")),
+        (None, ("float_type", "Input should be a valid number")),
+    ],
+)
+def test_a_decimal_feature_refuses_other_values_saying_why(value, broken):
+    assert broken_rules(value_rule(WIDE), value) == [broken]
+
+
+@pytest.mark.parametrize(("value", "read"), [(-5, -5.0), (3.0, 3.0), (100.0, 100.0)])
+def test_an_integer_rule_takes_whole_numbers_of_its_range(value, read):
+    assert TypeAdapter(value_rule(WHOLE)).validate_python(value) == read
+
+
+@pytest.mark.parametrize(
+    ("value", "broken"),
+    [
+        (2.5, ("whole_number", "Input should be a whole number")),
+        (-4.999, ("whole_number", "Input should be a whole number")),
+        (-6, ("greater_than_equal", "Input should be greater than or equal to -5")),
+        (101.0, ("less_than_equal", "Input should be less than or equal to 100")),
+        (float("nan"), ("finite_number", "Input should be a finite number")),
+        ("3", ("float_type", "Input should be a valid number")),
+    ],
+)
+def test_an_integer_rule_refuses_fractions_saying_why(value, broken):
+    assert broken_rules(value_rule(WHOLE), value) == [broken]
+
+
+def test_the_rules_are_documented_as_json_schema_types():
+    assert TypeAdapter(value_rule(WHOLE)).json_schema() == {
+        "type": "integer",
+        "minimum": -5,
+        "maximum": 100,
+    }
+    assert TypeAdapter(value_rule(WIDE)).json_schema() == {
+        "type": "number",
+        "minimum": 0,
+        "maximum": 1e9,
+    }
+
+
+def test_a_field_is_described_by_its_label_unit_and_description():
+    height = Feature(
+        name="height", label="Height", unit="cm", description="Standing.", min=0, max=300
+    )
+    assert validation._description(height) == "Height (cm): Standing."
+    assert validation._description(WHOLE) == "Count: How many."

@@ -333,8 +333,10 @@ def _plain_table(text: str) -> CsvTable | None:
     lines = body.split("\n")
     try:
         numbers = np.loadtxt(lines, delimiter=",", comments=None, ndmin=2)
-    except ValueError:  # a cell that is not a number, a row with other fields than the header
+    except ValueError:  # a cell that is not a number, rows with different numbers of fields
         return None
+    if numbers.shape[1] != len(header):  # every row with as many fields as each other, not
+        return None  # as the header: numpy only checks the rows against the first
     # Row by row in memory (C order), as the other readers build it: a matrix product sums in
     # an order that depends on the layout, and a CSV row must score to the bit as its JSON does.
     numbers = np.ascontiguousarray(numbers[:, columns])
