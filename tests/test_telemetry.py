@@ -8,9 +8,8 @@ import re
 import time
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-from flask import Flask, abort
+from flask import Flask, abort, request
 from werkzeug.test import EnvironBuilder
 
 from mlservice import create_app, logs, telemetry
@@ -147,6 +146,15 @@ def test_a_csv_batch_counts_its_rows(client, card, lines):
     assert response.status_code == 200
     [line] = request_lines(lines())
     assert (line["rows"], line["labels"]) == (len(rows), dict.fromkeys(card["examples"], 2))
+
+
+@pytest.mark.parametrize("copies", [1, 2, 3])
+def test_a_json_batch_counts_each_of_its_rows(client, example, lines, copies):
+    label, row = example
+    response = client.post("/api/v1/predict", json={"instances": [row] * copies})
+    assert response.status_code == 200
+    [line] = request_lines(lines())
+    assert (line["rows"], line["labels"]) == (copies, {label: copies})
 
 
 def test_a_page_prediction_is_counted_too(client, example, lines):
@@ -328,11 +336,9 @@ def clocked_client(app, monkeypatch):
 
     @app.get("/twice")
     def twice():
-        # Probabilities in the contract's label order: the first label, then the last twice
-        # and the first once.
-        one_hot = np.eye(len(LABELS))
-        telemetry.predicted(one_hot[[0]] * 0.9 + 0.01)
-        telemetry.predicted(one_hot[[-1, -1, 0]] * 0.8 + 0.05)
+        # The first label, then the last twice and the first once.
+        telemetry.predicted([LABELS[0]])
+        telemetry.predicted([LABELS[-1], LABELS[-1], LABELS[0]])
         return "ok"
 
     return app.test_client()
@@ -371,10 +377,10 @@ def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, l
     [(RuntimeError, True), (SystemExit, False)],
     ids=["answered", "let through"],
 )
-def test_a_request_flask_fails_before_its_hooks_is_logged_from_the_environ(
+def test_a_request_that_fails_before_the_hooks_is_logged_with_its_route(
     app, lines, raised, answered
 ):
-    # A URL value preprocessor runs before every before_request hook, telemetry's included.
+    # A URL value preprocessor runs after Flask has matched the URL, before any request hook.
     @app.url_value_preprocessor
     def fail(endpoint, values):
         raise raised("before the hooks")
@@ -391,13 +397,38 @@ def test_a_request_flask_fails_before_its_hooks_is_logged_from_the_environ(
             app.wsgi_app(environ, lambda *args: started.append(args))
     [line] = request_lines(lines())
     assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 500)
-    assert line["route"] == telemetry.UNMATCHED
+    assert line["route"] == "/healthz"
     assert line["severity"] == "ERROR"
-    # Read from the environ without putting a request back into it (Flask cleared its own).
-    assert environ["werkzeug.request"] is None
 
 
-def test_the_hook_that_keeps_the_request_runs_before_the_apps_own(lines):
+@pytest.mark.parametrize("raised", [RuntimeError, SystemExit])
+def test_a_request_that_fails_before_flask_makes_its_request_is_logged_from_the_environ(
+    lines, raised
+):
+    def inner(environ, start_response):
+        raise raised("before Flask")
+
+    middleware = telemetry.Telemetry(inner, SimpleNamespace(version="v1"), None)
+    environ = EnvironBuilder("/healthz", query_string="secret=1").get_environ()
+    with pytest.raises(raised):
+        middleware(environ, lambda *args: None)
+    [line] = request_lines(lines())
+    assert (line["method"], line["path"], line["status"]) == ("GET", "/healthz", 500)
+    assert (line["route"], line["severity"]) == (telemetry.UNMATCHED, "ERROR")
+    # Read from the environ without putting a request into it.
+    assert "werkzeug.request" not in environ
+
+
+def test_flasks_request_is_still_the_one_werkzeug_notes_in_its_environ(app):
+    # The request class the telemetry gives the app still does what Werkzeug's does.
+    @app.get("/noted")
+    def noted():
+        return {"noted": request.environ.get("werkzeug.request") is request._get_current_object()}
+
+    assert app.test_client().get("/noted").get_json() == {"noted": True}
+
+
+def test_the_request_is_kept_for_its_route_before_the_apps_own_hooks_run(lines):
     app = Flask("guarded")
     app.config["GOOGLE_CLOUD_PROJECT"] = None
     app.extensions["mlservice.model"] = SimpleNamespace(version="v1")

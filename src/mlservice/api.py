@@ -82,11 +82,11 @@ def _body_text(req: Request, limit: int | None) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _predictions(proba: np.ndarray) -> list[dict]:
+def _predictions(labels: list[str], proba: np.ndarray) -> list[dict]:
     # tolist() turns the whole array into Python floats at once, much faster than row by row.
     return [
         {"label": label, "probabilities": dict(zip(CONTRACT.labels, row, strict=True))}
-        for label, row in zip(labels_of(proba), proba.tolist(), strict=True)
+        for label, row in zip(labels, proba.tolist(), strict=True)
     ]
 
 
@@ -100,12 +100,11 @@ def _csv_line(cells: list) -> str:
 _LABEL_CELLS = {label: _csv_line([label])[:-1] for label in CONTRACT.labels}
 
 
-def _scored_csv(table: CsvTable, proba: np.ndarray) -> str:
+def _scored_csv(table: CsvTable, labels: list[str], proba: np.ndarray) -> str:
     """The table as sent, cell for cell, with the label and one probability per label appended.
 
     The probability columns are named by contract.probability_column, in the labels' order.
     """
-    labels = labels_of(proba)
     if table.lines is not None:
         # A plain table: each line as sent, then the label and repr() of each probability, as
         # the csv module writes them, without splitting and rejoining the cells.
@@ -138,19 +137,21 @@ def predict():
     if mimetype == "application/json":
         rows = rows_from_json(parse_json(_body_text(req, limit), max_rows))
         proba = model.predict_proba(rows)
-        telemetry.predicted(proba)
+        labels = labels_of(proba)
+        telemetry.predicted(labels)
         # PredictResponse's shape, written without validating again what the model just gave:
         # pydantic's check and dump were half the answer's cost. Every answer is checked against
         # the OpenAPI document, made from PredictResponse, in tests/test_openapi.py.
-        body = {"predictions": _predictions(proba), "model_version": model.version}
+        body = {"predictions": _predictions(labels, proba), "model_version": model.version}
         return app.response_class(orjson.dumps(body), mimetype="application/json")
 
     if mimetype == "text/csv":
         table = table_from_csv(_body_text(req, limit), max_rows)
         proba = model.predict_proba(table.numbers)
-        telemetry.predicted(proba)
+        labels = labels_of(proba)
+        telemetry.predicted(labels)
         return Response(
-            _scored_csv(table, proba),
+            _scored_csv(table, labels, proba),
             mimetype="text/csv",
             headers={"X-Model-Version": model.version},
         )

@@ -50,20 +50,25 @@ def _encode(entry: dict) -> bytes:
 
 
 def _entry(
-    created: float, severity: str, logger: str, message: str, request: dict | None, *fields: dict
+    created: float,
+    severity: str,
+    logger: str,
+    message: str,
+    request: dict | None,
+    fields: dict,
+    json_fields: dict,
 ) -> dict:
     """A JSON line's fields: these, then its request's (None outside requests), then its own."""
-    entry = {
+    return {
         "time": _utc(created),
         "severity": severity,  # Python's level names are Cloud Logging's severities
         "logger": logger,
         "pid": process.pid(),  # this process's: the record's is not looked up (configure)
         "message": message,
         **(request or {}),
+        **fields,
+        **json_fields,
     }
-    for more in fields:
-        entry.update(more)
-    return entry
 
 
 class JsonFormatter(logging.Formatter):

@@ -31,6 +31,16 @@ HEADERS = {
 
 # Lowered once: HTTP header names are compared without case.
 _LOWERED = {name.lower(): (name, value) for name, value in HEADERS.items()}
+_ALL = list(HEADERS.items())
+
+
+def _missing(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Those of HEADERS that the response does not set itself."""
+    for name, _ in headers:
+        if name.lower() in _LOWERED:  # it sets one (rare): only the others are added
+            present = {name.lower() for name, _ in headers}
+            return [item for name, item in _LOWERED.items() if name not in present]
+    return _ALL  # most responses: no set to build
 
 
 class SecurityHeaders:
@@ -41,9 +51,7 @@ class SecurityHeaders:
 
     def __call__(self, environ, start_response):
         def start(status, headers, exc_info=None):
-            present = {name.lower() for name, _ in headers}
-            missing = [item for name, item in _LOWERED.items() if name not in present]
-            return start_response(status, [*headers, *missing], exc_info)
+            return start_response(status, [*headers, *_missing(headers)], exc_info)
 
         return self.wsgi_app(environ, start)
 

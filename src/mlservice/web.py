@@ -60,14 +60,15 @@ def model_card():
 
 def _result(model: Model, row: np.ndarray) -> dict:
     proba = model.predict_proba(row.reshape(1, -1))
-    telemetry.predicted(proba)
+    [label] = labels_of(proba)
+    telemetry.predicted([label])
     outside = [
         feature["label"]
         for feature, value in zip(model.card["features"], row, strict=True)
         if not feature["training_min"] <= value <= feature["training_max"]
     ]
     return {
-        "label": labels_of(proba)[0],
+        "label": label,
         "probability": float(proba.max()),
         "probabilities": dict(zip(CONTRACT.labels, proba[0].tolist(), strict=True)),
         "outside_training": outside,
