@@ -365,6 +365,19 @@ def test_the_message_reads_the_logged_duration(app, monkeypatch, lines):
     assert line["message"] == "GET /healthz 200 0.7 ms"
 
 
+def test_a_long_request_is_logged_in_milliseconds_to_the_microsecond(app, monkeypatch, lines):
+    ticks = iter([100.0, 102.5])
+    monkeypatch.setattr(
+        telemetry,
+        "time",
+        SimpleNamespace(perf_counter=lambda: next(ticks), time=time.time, sleep=time.sleep),
+    )
+    app.test_client().get("/healthz")
+    [line] = request_lines(lines())
+    assert line["duration_ms"] == 2500.0
+    assert line["message"] == "GET /healthz 200 2500.0 ms"
+
+
 def test_predictions_made_twice_in_one_request_are_all_counted(clocked_client, lines):
     clocked_client.get("/twice")
     [line] = request_lines(lines())

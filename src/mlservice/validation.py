@@ -338,7 +338,8 @@ def _plain_table(text: str) -> CsvTable | None:
     if numbers.shape[1] != len(header):  # every row with as many fields as each other, not
         return None  # as the header: numpy only checks the rows against the first
     # Row by row in memory (C order), as the other readers build it: a matrix product sums in
-    # an order that depends on the layout, and a CSV row must score to the bit as its JSON does.
+    # an order that depends on the layout. (BLAS still splits a long table its own way: a row of
+    # it may score differently from the same row alone in the last bit.)
     numbers = np.ascontiguousarray(numbers[:, columns])
     # numpy skips blank lines, which the csv module's reader refuses.
     if len(numbers) != len(lines) or not _all_within_rules(numbers):
