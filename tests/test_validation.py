@@ -1,6 +1,8 @@
 """The value rules (a finite number within the feature's range, whole for an integer feature),
 shared by JSON fields, CSV cells and the page's fields, and the page agreeing with CSV."""
 
+import json
+
 import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
@@ -242,3 +244,49 @@ def test_a_field_is_described_by_its_label_unit_and_description():
     )
     assert validation._description(height) == "Height (cm): Standing."
     assert validation._description(WHOLE) == "Count: How many."
+
+
+class _Refusing:
+    def decode(self, text: str):
+        raise AssertionError("json's reader read a body orjson vouches for")
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["one row", "instances"])
+def test_a_valid_body_is_read_by_orjson_alone(monkeypatch, row, batch):
+    monkeypatch.setattr(validation, "_DECODER", _Refusing())
+    body = {"instances": [row, row]} if batch else row
+    assert validation.parse_json(json.dumps(body), 10) == body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"a": "1:2"}',  # a colon inside a string
+        '{"a": {"b": 1}}',  # a nested object
+        '{"instances": [{"a": {"b": 1}}]}',
+        '{"instances": {"a": 1}}',
+        '[{"a": 1}]',
+        '{"a": NaN}',  # orjson refuses what json reads
+    ],
+)
+def test_a_body_orjson_cannot_vouch_for_is_read_by_json(monkeypatch, body):
+    read = []
+    decoder = validation._DECODER
+
+    class Watching:
+        def decode(self, text: str):
+            read.append(text)
+            return decoder.decode(text)
+
+    monkeypatch.setattr(validation, "_DECODER", Watching())
+    parsed = validation.parse_json(body, 10)
+    assert read == [body]
+    assert json.dumps(parsed) == json.dumps(json.loads(body))
+
+
+@pytest.mark.parametrize(
+    "body", ['{"a": 1, "a": 2}', '{"instances": [{"a": 1}, {"a": 1, "a": 2}]}']
+)
+def test_a_key_twice_is_refused_though_orjson_keeps_the_last(body):
+    with pytest.raises(validation.InputError, match="The field 'a' appears more than once"):
+        validation.parse_json(body, 10)
