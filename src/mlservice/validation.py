@@ -159,7 +159,8 @@ def rows_from_json(payload: object) -> np.ndarray:
             raise InputError(_summary(errors), errors) from None
     else:
         raise InputError('The body must be a JSON object: one instance or {"instances": [...]}.')
-    return np.array([[getattr(row, field) for field in _FIELDS] for row in valid], dtype=float)
+    # An instance's __dict__ holds its fields alone (extra="forbid"), in the contract's order.
+    return np.array([[*row.__dict__.values()] for row in valid], dtype=float)
 
 
 def _summary(errors: list[dict]) -> str:
