@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -81,14 +81,25 @@ def forest_models(folder: Path, card: dict) -> tuple[Path, Path]:
     return compiled, plain
 
 
-def alternating(urls: dict[str, str], seconds: int, connections: int, body: str, rounds: int):
-    """Throughput of each URL, measured in turns (a, b, b, a, a, b, ...) so that a change in the
-    machine's load during the run weighs on all of them alike."""
-    runs: dict[str, list[dict]] = {name: [] for name in urls}
+def alternating(servers: dict, path: str, seconds: int, connections: int, body: str, rounds: int):
+    """Throughput of each server, measured in turns (a, b, b, a, a, b, ...) so that a change in
+    the machine's load during the run weighs on all of them alike, on fresh servers each round:
+    a server's speed stays 1-3% off another's of the same code for as long as it runs (where its
+    memory landed), which as many servers per side average out. `servers` maps each name to a
+    function starting its server (a context manager yielding it)."""
+    runs: dict[str, list[dict]] = {name: [] for name in servers}
     for round_ in range(rounds):
-        order = list(urls) if round_ % 2 == 0 else list(reversed(urls))
-        for name in order:
-            runs[name].append(wrk.run(urls[name], seconds, connections, method="POST", body=body))
+        with ExitStack() as stack:
+            urls = {
+                name: stack.enter_context(start()).url + path for name, start in servers.items()
+            }
+            for url in urls.values():  # each worker's first requests (its caches, its session)
+                wrk.run(url, 1, connections, method="POST", body=body)
+            order = list(urls) if round_ % 2 == 0 else list(reversed(urls))
+            for name in order:
+                runs[name].append(
+                    wrk.run(urls[name], seconds, connections, method="POST", body=body)
+                )
     results = {}
     for name, totals in runs.items():
         results[name] = {
@@ -192,20 +203,21 @@ def main() -> int:
     server = {"workers": None}
     turn = max(args.seconds // 2, 1)
 
-    def side_by_side(urls: dict[str, str]) -> dict[str, dict]:
-        return alternating(urls, turn, args.connections, row, rounds=ROUNDS)
+    def side_by_side(servers: dict) -> dict[str, dict]:
+        return alternating(servers, "/api/v1/predict", turn, args.connections, row, ROUNDS)
 
-    with (
-        gunicorn_server(env, **server) as service,
-        gunicorn_server(observed_env, **server) as observed,
-        gunicorn_server(apps_env, app="bench_apps:ceiling", **server) as ceiling,
-    ):
+    measured = side_by_side(
+        {
+            "off": lambda: gunicorn_server(env, **server),
+            "on": lambda: gunicorn_server(observed_env, **server),
+            "ceiling": lambda: gunicorn_server(apps_env, app="bench_apps:ceiling", **server),
+        }
+    )
+    results["(a) mlservice: POST /api/v1/predict, one JSON row"] = measured["off"]
+    results["(h) (a) with telemetry on: a JSON log line + metrics"] = measured["on"]
+    results["(b) ceiling: constant JSON, same gunicorn"] = measured["ceiling"]
+    with gunicorn_server(env, **server) as service:
         base = service.url
-        paths = {"off": base, "on": observed.url, "ceiling": ceiling.url}
-        measured = side_by_side({name: f"{url}/api/v1/predict" for name, url in paths.items()})
-        results["(a) mlservice: POST /api/v1/predict, one JSON row"] = measured["off"]
-        results["(h) (a) with telemetry on: a JSON log line + metrics"] = measured["on"]
-        results["(b) ceiling: constant JSON, same gunicorn"] = measured["ceiling"]
         if query := answers_query(base):
             results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = throughput(
                 base + query, args.seconds, args.connections
@@ -219,13 +231,12 @@ def main() -> int:
                 throughput(f"{peer}/api/v1/predict", args.seconds, args.connections, row)
             )
         compiled, plain = forest_models(Path(folder), card)
-        with (
-            gunicorn_server({**env, "MODEL_PATH": str(compiled)}, **server) as onnx,
-            gunicorn_server({**env, "MODEL_PATH": str(plain)}, **server) as sklearn,
-        ):
-            forests = side_by_side(
-                {"onnx": f"{onnx.url}/api/v1/predict", "sklearn": f"{sklearn.url}/api/v1/predict"}
-            )
+        forests = side_by_side(
+            {
+                "onnx": lambda: gunicorn_server({**env, "MODEL_PATH": str(compiled)}, **server),
+                "sklearn": lambda: gunicorn_server({**env, "MODEL_PATH": str(plain)}, **server),
+            }
+        )
         results["(f) random forest, ONNX: mlservice, one JSON row"] = forests["onnx"]
         results["(g) random forest, scikit-learn: mlservice, one JSON row"] = forests["sklearn"]
         baseline_pickles(Path(folder))
@@ -258,7 +269,7 @@ def main() -> int:
         f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1{command}, gunicorn.conf.py "
         f"with {workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}. "
         f"(a), (h) and (b), and (f) and (g): servers side by side, measured in {ROUNDS} "
-        f"alternating turns of {turn} s each.",
+        f"alternating turns of {turn} s each, on fresh servers each round.",
         "",
         "| scenario | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",

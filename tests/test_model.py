@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -441,10 +442,10 @@ def test_a_folded_model_is_served_from_its_arrays(folded):
 def test_arrays_read_from_the_archive_match_skops(folded, binary):
     path, pipeline, contract = folded
     _, _, X, _ = binary
-    weights, bias = model._read_affine(path, len(FEATURES))
-    reference_weights, reference_bias = model._affine_form(skops.io.load(path, trusted=[]))
+    weights, biases = model._read_affine(path, len(FEATURES))
+    reference_weights, reference_biases = model._affine_form(skops.io.load(path, trusted=[]))
     assert np.array_equal(weights, reference_weights)
-    assert bias == reference_bias
+    assert np.array_equal(biases, reference_biases)
     served = model.load(path, contract).predict_proba(X)
     assert np.allclose(served, pipeline.predict_proba(X), atol=1e-12)
 
@@ -667,11 +668,14 @@ loaded = model.load({str(path)!r})
 rows = training.spread_rows(200)
 expected = loaded.predict_proba(rows)
 parent = loaded.onnx.session()
+loaded.predict_proba(rows[:1]), loaded.predict_proba(rows[1:2])  # one-row buffers bound
 children = []
 for _ in range(3):
     pid = os.fork()
     if pid == 0:
         ok = loaded.onnx.session() is not parent and np.array_equal(loaded.predict_proba(rows), expected)
+        one_by_one = np.vstack([loaded.predict_proba(rows[i : i + 1]) for i in range(len(rows))])
+        ok = ok and np.array_equal(one_by_one, expected)
         os._exit(0 if ok else 1)
     children.append(pid)
 print([os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children])
@@ -681,6 +685,42 @@ print(loaded.onnx.session() is parent)
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert result.stdout.split("\n")[:2] == ["[0, 0, 0]", "True"]
+
+
+def test_one_row_at_a_time_answers_as_the_batch_through_the_bound_buffers(compiled, data):
+    path, _, _ = compiled
+    loaded = model.load(path)
+    rows = unseen_rows(data)[:60]
+    expected = loaded.predict_proba(rows)
+    session = loaded.onnx.session()
+    runs = []
+    run = session.run
+    session.run = lambda *args: runs.append(args) or run(*args)
+    one_by_one = [loaded.predict_proba(rows[i : i + 1]) for i in range(len(rows))]
+    # Each answer kept as given, not overwritten by the next row's run.
+    assert np.array_equal(np.vstack(one_by_one), expected)
+    # Loading ran one row (_load_onnx), which sized this thread's buffers: none since has been an
+    # ordinary run.
+    assert runs == []
+    assert loaded.onnx._threads.one_row.session is session
+
+
+def test_each_thread_runs_one_rows_through_buffers_of_its_own(compiled, data):
+    path, _, _ = compiled
+    loaded = model.load(path)
+    rows = unseen_rows(data)[:40]
+    expected = loaded.predict_proba(rows)
+    both_started = threading.Barrier(2, timeout=30)
+
+    def one_by_one(start):
+        both_started.wait()  # two threads, not one running both
+        answers = [loaded.predict_proba(rows[i : i + 1]) for i in range(start, start + 20)]
+        return loaded.onnx._threads.one_row, np.vstack(answers)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        (first, answers), (second, more) = pool.map(one_by_one, [0, 20])
+    assert first is not second
+    assert np.array_equal(np.vstack([answers, more]), expected)
 
 
 def test_onnx_checksum_mismatch(compiled):

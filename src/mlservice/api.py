@@ -143,7 +143,7 @@ def predict():
         # pydantic's check and dump were half the answer's cost. Every answer is checked against
         # the OpenAPI document, made from PredictResponse, in tests/test_openapi.py.
         body = {"predictions": _predictions(labels, proba), "model_version": model.version}
-        return app.response_class(orjson.dumps(body), mimetype="application/json")
+        return app.response_class(orjson.dumps(body), 200, content_type="application/json")
 
     if mimetype == "text/csv":
         table = table_from_csv(_body_text(req, limit), max_rows)
