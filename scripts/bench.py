@@ -44,6 +44,10 @@ from mlservice.training import build_pipeline, load_training_data, save  # noqa:
 
 DOC = ROOT / "docs" / "performance.md"
 ROUNDS = 4  # each side of a ratio measured in this many turns of half the duration
+# Seconds between turns: the server answers what wrk left in flight when it stopped (up to a
+# request per connection: 32 x 3.5 ms of CPU for the scikit-learn forest), which would otherwise
+# run during the next server's turn.
+SETTLE = 0.5
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -95,11 +99,13 @@ def alternating(servers: dict, path: str, seconds: int, connections: int, body: 
             }
             for url in urls.values():  # each worker's first requests (its caches, its session)
                 wrk.run(url, 1, connections, method="POST", body=body)
+                time.sleep(SETTLE)
             order = list(urls) if round_ % 2 == 0 else list(reversed(urls))
             for name in order:
                 runs[name].append(
                     wrk.run(urls[name], seconds, connections, method="POST", body=body)
                 )
+                time.sleep(SETTLE)
     results = {}
     for name, totals in runs.items():
         results[name] = {
