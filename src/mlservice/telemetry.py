@@ -41,8 +41,11 @@ CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/(\d{1,20}))?(?:;o=([01]))?")
 EXTENSION = "mlservice.telemetry"  # the app's Recorder
 UNMATCHED = "(unmatched)"  # the route of a request no URL rule matched (404, 405)
 # Seconds a request's line and counts may wait in its process before the Recorder writes them;
-# a scrape of /metrics waits a few of these for the other workers' (metrics.scrape).
-WRITE_INTERVAL = 0.025
+# a scrape of /metrics waits a few of these for the other workers' (metrics.scrape). Each batch
+# written evicts the request path from the CPU's caches, a cost per batch: at full load 0.1 s
+# (about 200 requests a batch) costs half as much CPU a request as 0.025 s did
+# (docs/performance.md), for lines written at most a tenth of a second late.
+WRITE_INTERVAL = 0.1
 
 log = logging.getLogger("mlservice.requests")
 failures = logging.getLogger(__name__)
