@@ -43,7 +43,7 @@ from mlservice.probe import http, wait_until  # noqa: E402
 from mlservice.training import build_pipeline, load_training_data, save  # noqa: E402
 
 DOC = ROOT / "docs" / "performance.md"
-ROUNDS = 4  # each side of a ratio measured in this many turns of half the duration
+ROUNDS = 6  # each side of a ratio measured in this many turns of half the duration
 # Seconds between turns: the server answers what wrk left in flight when it stopped (up to a
 # request per connection: 32 x 3.5 ms of CPU for the scikit-learn forest), which would otherwise
 # run during the next server's turn.
