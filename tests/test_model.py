@@ -723,6 +723,27 @@ def test_each_thread_runs_one_rows_through_buffers_of_its_own(compiled, data):
     assert np.array_equal(np.vstack([answers, more]), expected)
 
 
+@pytest.mark.parametrize("string_classes", [False, True], ids=["codes", "strings"])
+def test_one_row_runs_bind_every_numeric_output_and_leave_strings_unbound(data, string_classes):
+    # skl2onnx's classifiers give a label besides the probabilities: int64 for classes coded
+    # 0, 1, ... as training codes them, strings for string classes, which no buffer holds.
+    import skl2onnx
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = data
+    classes = np.array([f"class {code}" for code in y]) if string_classes else y
+    forest = RandomForestClassifier(n_estimators=5, max_depth=3, random_state=0).fit(X, classes)
+    options = {id(forest): {"zipmap": False}}
+    graph = skl2onnx.to_onnx(forest, X[:1].astype(np.float32), options=options)
+    compiled = model.OnnxModel(graph.SerializeToString())
+    rows = X[:30]
+    expected = compiled.predict_proba(rows)
+    one_by_one = np.vstack([compiled.predict_proba(rows[i : i + 1]) for i in range(len(rows))])
+    assert np.array_equal(one_by_one, expected)
+    bound = compiled._threads.one_row.buffers
+    assert sorted(bound) == (["probabilities"] if string_classes else ["label", "probabilities"])
+
+
 def test_onnx_checksum_mismatch(compiled):
     path, _, _ = compiled
     with path.with_suffix(".onnx").open("ab") as file:

@@ -170,8 +170,12 @@ class OnnxModel:
         self._session, self._pid = onnx_session(content), process.pid()
         self._threads = threading.local()  # each thread's OneRow, for its session
         inputs = self._session.get_inputs()
-        outputs = [output.name for output in self._session.get_outputs()]
-        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or PROBABILITIES not in outputs:
+        self.outputs = [output.name for output in self._session.get_outputs()]
+        if (
+            len(inputs) != 1
+            or inputs[0].type != "tensor(float)"
+            or PROBABILITIES not in self.outputs
+        ):
             raise ValueError(
                 f"expected one float input and an output named {PROBABILITIES!r} "
                 "(skl2onnx with zipmap=False)"
@@ -198,9 +202,10 @@ class OnnxModel:
         first one-row run in a session is an ordinary run, whose output sizes the buffers."""
         bound = getattr(self._threads, "one_row", None)
         if bound is None or bound.session is not session:
-            output = session.run([PROBABILITIES], {self.input: rows.astype(np.float32)})[0]
-            self._threads.one_row = OneRow(session, self.input, rows.astype(np.float32), output)
-            return output
+            row = rows.astype(np.float32)
+            outputs = dict(zip(self.outputs, session.run(None, {self.input: row}), strict=True))
+            self._threads.one_row = OneRow(session, self.input, row, outputs)
+            return outputs[PROBABILITIES]
         bound.row[...] = rows  # float32, as astype rounds
         session.run_with_iobinding(bound.binding)
         return bound.output
@@ -214,17 +219,26 @@ class OneRow:
     (docs/performance.md). The caller copies the output before the next run overwrites it.
     """
 
-    def __init__(self, session: Any, input_name: str, row: np.ndarray, output: np.ndarray):
-        self.session = session
-        self.row, self.output = row, np.empty_like(output)
+    def __init__(self, session: Any, input_name: str, row: np.ndarray, outputs: dict):
+        self.session, self.row = session, row
         self.binding = session.io_binding()
-        self.binding.bind_cpu_input(input_name, self.row)
-        self.binding.bind_output(
-            PROBABILITIES,
-            element_type=self.output.dtype.type,
-            shape=self.output.shape,
-            buffer_ptr=self.output.ctypes.data,
-        )
+        self.binding.bind_cpu_input(input_name, row)
+        # Every numeric output gets a buffer, so that a run allocates none: besides the
+        # probabilities, the label skl2onnx's classifiers give. Others (strings, maps) are left
+        # unbound, and not fetched.
+        self.buffers = {
+            name: np.empty_like(value)
+            for name, value in outputs.items()
+            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf"
+        }
+        for name, buffer in self.buffers.items():
+            self.binding.bind_output(
+                name,
+                element_type=buffer.dtype.type,
+                shape=buffer.shape,
+                buffer_ptr=buffer.ctypes.data,
+            )
+        self.output = self.buffers[PROBABILITIES]
 
 
 @dataclass(frozen=True)
