@@ -7,9 +7,10 @@ forest candidate is served twice by the same server: compiled to ONNX (onnxrunti
 skops and scikit-learn. Each ratio the targets check is measured in alternating rounds against
 servers running side by side, so both sides see the same machine (a shared VM's speed drifts by
 5-10% within a minute): the service with telemetry (a JSON log line per request and the
-Prometheus metrics) off and on, and the ceiling; the two forests. Exits 1 when a target is
-missed. `--write` puts the table into
-docs/performance.md.
+Prometheus metrics) off and on, and the ceiling; the two forests. wrk runs on CPUs of its own
+and the servers on the others (split_cpus), so that every server measured has the same CPUs
+whatever wrk needs to keep up with it. Exits 1 when a target is missed. `--write` puts the table
+into docs/performance.md.
 """
 
 import argparse
@@ -51,8 +52,26 @@ SETTLE = 0.5
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def throughput(url: str, seconds: int, connections: int, body: str = "") -> dict:
-    totals = wrk.run(url, seconds, connections, method="POST" if body else "GET", body=body)
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """The CPUs for wrk and those for the servers, or None where they cannot be kept apart.
+
+    On shared CPUs, wrk takes what it needs from the server it measures, and a faster server
+    needs more of it: 0.4 of this 2-CPU machine's CPUs while it drove the ONNX forest, 0.05 for
+    the scikit-learn one (docs/performance.md), so a ratio compared servers on unequal CPUs. A
+    quarter of the CPUs, at least one, is enough for wrk to keep up with the servers on the rest.
+    """
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity
+        return None
+    if len(cpus) < 2:
+        return None
+    load = set(cpus[len(cpus) - max(len(cpus) // 4, 1) :])
+    return load, set(cpus) - load
+
+
+def throughput(url: str, seconds: int, connections: int, load: dict, body: str = "") -> dict:
+    totals = wrk.run(url, seconds, connections, method="POST" if body else "GET", body=body, **load)
     return {
         "rps": totals["requests"] / (totals["duration_us"] / 1e6),
         "p50_ms": totals["p50_us"] / 1000,
@@ -85,12 +104,14 @@ def forest_models(folder: Path, card: dict) -> tuple[Path, Path]:
     return compiled, plain
 
 
-def alternating(servers: dict, path: str, seconds: int, connections: int, body: str, rounds: int):
+def alternating(
+    servers: dict, path: str, seconds: int, connections: int, body: str, rounds: int, load: dict
+):
     """Throughput of each server, measured in turns (a, b, b, a, a, b, ...) so that a change in
     the machine's load during the run weighs on all of them alike, on fresh servers each round:
     a server's speed stays 1-3% off another's of the same code for as long as it runs (where its
     memory landed), which as many servers per side average out. `servers` maps each name to a
-    function starting its server (a context manager yielding it)."""
+    function starting its server (a context manager yielding it). `load`: wrk's CPUs and threads."""
     runs: dict[str, list[dict]] = {name: [] for name in servers}
     for round_ in range(rounds):
         with ExitStack() as stack:
@@ -98,12 +119,12 @@ def alternating(servers: dict, path: str, seconds: int, connections: int, body: 
                 name: stack.enter_context(start()).url + path for name, start in servers.items()
             }
             for url in urls.values():  # each worker's first requests (its caches, its session)
-                wrk.run(url, 1, connections, method="POST", body=body)
+                wrk.run(url, 1, connections, method="POST", body=body, **load)
                 time.sleep(SETTLE)
             order = list(urls) if round_ % 2 == 0 else list(reversed(urls))
             for name in order:
                 runs[name].append(
-                    wrk.run(urls[name], seconds, connections, method="POST", body=body)
+                    wrk.run(urls[name], seconds, connections, method="POST", body=body, **load)
                 )
                 time.sleep(SETTLE)
     results = {}
@@ -143,6 +164,10 @@ def uvicorn_server(env: dict[str, str], workers: int):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _cpus(cpus: set[int]) -> str:
+    return ", ".join(map(str, sorted(cpus)))
 
 
 def batch_csv(rows: int) -> bytes:
@@ -190,6 +215,15 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--write", action="store_true", help="update docs/performance.md")
     args = parser.parse_args()
+    split = split_cpus()
+    if split:
+        load_cpus, server_cpus = split
+        os.sched_setaffinity(0, server_cpus)  # inherited by every server started from here
+        load = {"threads": len(load_cpus), "cpus": load_cpus}
+        placement = f"wrk on CPU {_cpus(load_cpus)}, the servers on CPU {_cpus(server_cpus)}"
+    else:
+        load = {"threads": 2}
+        placement = "wrk and the servers on the same CPUs"
 
     card = json.loads((ROOT / "models" / "model.json").read_text())
     row = json.dumps(next(iter(card["examples"].values())))
@@ -210,7 +244,7 @@ def main() -> int:
     turn = max(args.seconds // 2, 1)
 
     def side_by_side(servers: dict) -> dict[str, dict]:
-        return alternating(servers, "/api/v1/predict", turn, args.connections, row, ROUNDS)
+        return alternating(servers, "/api/v1/predict", turn, args.connections, row, ROUNDS, load)
 
     measured = side_by_side(
         {
@@ -226,7 +260,7 @@ def main() -> int:
         base = service.url
         if query := answers_query(base):
             results[f"(d) mlservice: GET {query.split('?')[0]}, k=10"] = throughput(
-                base + query, args.seconds, args.connections
+                base + query, args.seconds, args.connections, load
             )
         batch_seconds = time_batch(base, batch_csv(100_000))
     workers = int(os.environ.get("WEB_CONCURRENCY", default_workers(usable_cpus())))
@@ -234,7 +268,7 @@ def main() -> int:
         peer_env = {**apps_env, "BENCH_PEER_MODEL": str(ROOT / "models" / "model.skops")}
         with uvicorn_server(peer_env, workers) as peer:
             results["(e) peer: the same model, FastAPI + uvicorn, scikit-learn per request"] = (
-                throughput(f"{peer}/api/v1/predict", args.seconds, args.connections, row)
+                throughput(f"{peer}/api/v1/predict", args.seconds, args.connections, load, row)
             )
         compiled, plain = forest_models(Path(folder), card)
         forests = side_by_side(
@@ -249,7 +283,9 @@ def main() -> int:
         baseline_env = {**apps_env, "BASELINE_DIR": folder}
         with gunicorn_server(baseline_env, app="bench_apps:baseline", **server) as baseline:
             results["(c) original design: pickled scaler + forest, DataFrame per request"] = (
-                throughput(f"{baseline.url}/api/v1/predict", args.seconds, args.connections, row)
+                throughput(
+                    f"{baseline.url}/api/v1/predict", args.seconds, args.connections, load, row
+                )
             )
 
     a, b, c, e, f, g, h = (
@@ -272,8 +308,9 @@ def main() -> int:
         else f" (`scripts/bench.py --seconds {args.seconds}`)"
     )
     lines = [
-        f"wrk -t2 -c{args.connections} -d{args.seconds}s on 127.0.0.1{command}, gunicorn.conf.py "
-        f"with {workers} workers, {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}. "
+        f"wrk -t{load['threads']} -c{args.connections} -d{args.seconds}s on 127.0.0.1{command}, "
+        f"gunicorn.conf.py with {workers} workers, {os.cpu_count()} CPU cores ({placement}), "
+        f"Python {sys.version.split()[0]}. "
         f"(a), (h) and (b), and (f) and (g): servers side by side, measured in {ROUNDS} "
         f"alternating turns of {turn} s each, on fresh servers each round.",
         "",

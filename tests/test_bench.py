@@ -1,0 +1,74 @@
+"""`make bench` keeps wrk on CPUs of its own, apart from the servers it measures."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+
+import bench
+import wrk
+
+REAL_RUN = subprocess.run  # wrk.subprocess is this module: its run is replaced below
+
+
+@pytest.mark.parametrize(
+    ("affinity", "load", "servers"),
+    [
+        ({0, 1}, {1}, {0}),
+        ({0, 1, 2}, {2}, {0, 1}),
+        ({0, 1, 2, 3, 4, 5, 6, 7}, {6, 7}, {0, 1, 2, 3, 4, 5}),
+        ({3, 5, 9, 12}, {12}, {3, 5, 9}),  # the CPUs the process may use, not 0..n-1
+    ],
+)
+def test_wrk_gets_a_quarter_of_the_cpus_and_at_least_one(monkeypatch, affinity, load, servers):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(affinity))
+    assert bench.split_cpus() == (load, servers)
+
+
+def test_one_cpu_or_no_affinity_leaves_wrk_beside_the_servers(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4})
+    assert bench.split_cpus() is None
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS
+    assert bench.split_cpus() is None
+
+
+def _captured_wrk_run(monkeypatch, **options) -> dict:
+    """wrk.run with the wrk process replaced: the arguments it would have been started with."""
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append({"command": command, **kwargs})
+        result = "RESULT requests=1 duration_us=1 non_2xx=0 connect=0 read=0 write=0 timeout=0"
+        return subprocess.CompletedProcess(
+            command, 0, stdout=result + " p50_us=1 p99_us=1 max_us=1\n"
+        )
+
+    monkeypatch.setattr(wrk.shutil, "which", lambda name: "/usr/bin/wrk")
+    monkeypatch.setattr(wrk.subprocess, "run", fake_run)
+    wrk.run("http://127.0.0.1:1/", 1, 1, **options)
+    (call,) = calls
+    return call
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="Linux CPU affinity")
+def test_wrk_starts_on_the_cpus_it_is_given(monkeypatch):
+    cpu = min(os.sched_getaffinity(0))
+    call = _captured_wrk_run(monkeypatch, threads=1, cpus={cpu})
+    assert "-t1" in call["command"]
+    # The start-up hook wrk.run gives, run in a real child process.
+    child = REAL_RUN(
+        [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
+        preexec_fn=call["preexec_fn"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout.strip() == f"[{cpu}]"
+
+
+def test_wrk_without_cpus_keeps_the_callers(monkeypatch):
+    assert _captured_wrk_run(monkeypatch)["preexec_fn"] is None
