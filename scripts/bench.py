@@ -16,6 +16,7 @@ into docs/performance.md.
 import argparse
 import io
 import json
+import math
 import os
 import pickle
 import secrets
@@ -52,21 +53,39 @@ SETTLE = 0.5
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
+def core_of(cpu: int) -> str:
+    """The physical core a CPU belongs to, as Linux lists its hyperthreads (the CPU itself where
+    it does not say)."""
+    siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
+    try:
+        return siblings.read_text().strip()
+    except OSError:
+        return str(cpu)
+
+
 def split_cpus() -> tuple[set[int], set[int]] | None:
     """The CPUs for wrk and those for the servers, or None where they cannot be kept apart.
 
-    On shared CPUs, wrk takes what it needs from the server it measures, and a faster server
-    needs more of it: 0.4 of this 2-CPU machine's CPUs while it drove the ONNX forest, 0.05 for
-    the scikit-learn one (docs/performance.md), so a ratio compared servers on unequal CPUs. A
-    quarter of the CPUs, at least one, is enough for wrk to keep up with the servers on the rest.
+    On shared CPUs a faster server leaves less of them to itself, since wrk needs CPU for each
+    request it sends: a ratio then compared servers on unequal CPUs (docs/performance.md, "wrk on
+    CPUs of its own"). wrk needs about a third of the CPU the servers spend on the lightest
+    request (a quarter of all), so a third of the cores, at least one, leaves it room; whole cores
+    where there are several, since two hyperthreads of one core share its units. None where a
+    CPU quota, which both share whatever their CPUs, is below the CPUs this process may use.
     """
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # macOS has no affinity
         return None
-    if len(cpus) < 2:
+    if len(cpus) < 2 or usable_cpus() < len(cpus):
         return None
-    load = set(cpus[len(cpus) - max(len(cpus) // 4, 1) :])
+    cores: dict[str, list[int]] = {}
+    for cpu in cpus:
+        cores.setdefault(core_of(cpu), []).append(cpu)
+    # One core's hyperthreads are the only way apart on a single-core machine.
+    units = list(cores.values()) if len(cores) > 1 else [[cpu] for cpu in cpus]
+    wrk_units = min(math.ceil(len(units) / 3), len(units) - 1)
+    load = {cpu for unit in units[len(units) - wrk_units :] for cpu in unit}
     return load, set(cpus) - load
 
 
@@ -166,7 +185,7 @@ def uvicorn_server(env: dict[str, str], workers: int):
         process.wait(timeout=30)
 
 
-def _cpus(cpus: set[int]) -> str:
+def _cpu_list(cpus: set[int]) -> str:
     return ", ".join(map(str, sorted(cpus)))
 
 
@@ -220,7 +239,9 @@ def main() -> int:
         load_cpus, server_cpus = split
         os.sched_setaffinity(0, server_cpus)  # inherited by every server started from here
         load = {"threads": len(load_cpus), "cpus": load_cpus}
-        placement = f"wrk on CPU {_cpus(load_cpus)}, the servers on CPU {_cpus(server_cpus)}"
+        placement = (
+            f"wrk on CPU {_cpu_list(load_cpus)}, the servers on CPU {_cpu_list(server_cpus)}"
+        )
     else:
         load = {"threads": 2}
         placement = "wrk and the servers on the same CPUs"
