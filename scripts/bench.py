@@ -58,7 +58,7 @@ def core_of(cpu: int) -> str:
     it does not say)."""
     siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list")
     try:
-        return siblings.read_text().strip()
+        return siblings.read_text()
     except OSError:
         return str(cpu)
 
@@ -84,7 +84,7 @@ def split_cpus() -> tuple[set[int], set[int]] | None:
         cores.setdefault(core_of(cpu), []).append(cpu)
     # One core's hyperthreads are the only way apart on a single-core machine.
     units = list(cores.values()) if len(cores) > 1 else [[cpu] for cpu in cpus]
-    wrk_units = min(math.ceil(len(units) / 3), len(units) - 1)
+    wrk_units = math.ceil(len(units) / 3)  # at most len(units) - 1, from 2 units up
     load = {cpu for unit in units[len(units) - wrk_units :] for cpu in unit}
     return load, set(cpus) - load
 

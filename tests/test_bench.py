@@ -65,6 +65,10 @@ def test_wrk_stays_beside_the_servers_where_it_cannot_be_kept_apart(machine, mon
     assert bench.split_cpus() is None
 
 
+def test_a_cpu_linux_does_not_describe_is_a_core_of_its_own():
+    assert bench.core_of(99_999) == "99999"
+
+
 def _captured_wrk_run(monkeypatch, **options) -> dict:
     """wrk.run with the wrk process replaced: the arguments it would have been started with."""
     calls = []
