@@ -419,7 +419,7 @@ def test_unexpected_failure_is_a_json_500_without_details(client, row, monkeypat
     def explode(self, rows):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(Model, "predict_proba", explode)
+    monkeypatch.setattr(Model, "predict_rows", explode)
     response = post_json(client, row)
     error = assert_json_error(response, 500, "http_error")
     assert "secret internal detail" not in response.get_data(as_text=True)
@@ -432,7 +432,7 @@ def test_unexpected_failure_is_logged_with_its_traceback(client, row, monkeypatc
     def explode(self, rows):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(Model, "predict_proba", explode)
+    monkeypatch.setattr(Model, "predict_rows", explode)
     with caplog.at_level("ERROR", logger="mlservice.errors"):
         assert_json_error(post_json(client, row), 500, "http_error")
     [record] = [r for r in caplog.records if r.name == "mlservice.errors"]

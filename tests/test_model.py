@@ -332,11 +332,14 @@ def test_a_model_with_fewer_classes_is_refused(binary, card, tmp_path):
             model.load(path)
 
 
-def test_labels_of_names_the_most_probable_class_of_each_row():
-    proba = np.eye(len(LABELS))[::-1]
-    assert model.labels_of(proba) == list(LABELS)[::-1]
+@pytest.mark.parametrize("form", [np.asarray, np.ndarray.tolist], ids=["array", "lists"])
+def test_labels_of_names_the_most_probable_class_of_each_row(form):
+    # predict_proba's array or predict_rows' lists
+    proba = np.eye(len(LABELS))[::-1] * 0.5 + 0.25
+    assert model.labels_of(form(proba)) == list(LABELS)[::-1]
     # A tie goes to the first label.
-    assert model.labels_of(np.full((1, len(LABELS)), 1 / len(LABELS))) == [LABELS[0]]
+    assert model.labels_of(form(np.full((1, len(LABELS)), 1 / len(LABELS)))) == [LABELS[0]]
+    assert model.labels_of(form(np.array([[0.2, *[0.4] * (len(LABELS) - 1)]]))) == [LABELS[1]]
 
 
 # --- The folded fast path (StandardScaler + binary LogisticRegression) -----------------------
@@ -448,6 +451,55 @@ def test_arrays_read_from_the_archive_match_skops(folded, binary):
     assert np.array_equal(biases, reference_biases)
     served = model.load(path, contract).predict_proba(X)
     assert np.allclose(served, pipeline.predict_proba(X), atol=1e-12)
+
+
+def far_rows(X, pipeline) -> np.ndarray:
+    """The data's rows, then rows moved along the folded weights w until z = x . w + b spans
+    -1000 to 1000: past 745, where e^z overflows and the smaller probability underflows to 0."""
+    weights = model._affine_form(pipeline)[0][:, 0]
+    moves = np.linspace(-1000, 1000, 41) / weights.dot(weights)
+    return np.vstack([X, X[: len(moves)] + moves[:, None] * weights])
+
+
+def test_one_folded_row_is_computed_in_python_floats_with_the_batchs_answer(folded, binary):
+    path, pipeline, contract = folded
+    _, _, X, _ = binary
+    loaded = model.load(path, contract)
+    rows = far_rows(X, pipeline)
+    assert np.abs(pipeline.decision_function(rows)).max() > 745  # else this could not fail
+    expected = loaded.predict_proba(rows)
+    one_by_one = np.array([loaded.predict_rows([row])[0] for row in rows.tolist()])
+    # Relative: the smaller probability keeps its digits, down to the smallest float.
+    assert np.allclose(one_by_one, expected, rtol=1e-12, atol=0)
+    assert np.allclose(one_by_one, pipeline.predict_proba(rows), atol=1e-12)
+    assert model.labels_of(one_by_one.tolist()) == model.labels_of(expected)
+
+
+@pytest.mark.parametrize("z", [0.0, 2.0, -2.0, 36.5, -36.5, 700.0, -700.0, 800.0, -800.0])
+def test_one_folded_row_gets_the_logistic_functions_probabilities(card, z):
+    from scipy.special import expit
+
+    # A fold whose z is the first feature's value: class 0 gets sigmoid(-z), class 1 sigmoid(z).
+    n = len(FEATURES)
+    fold = model._fold(np.zeros(n), np.ones(n), np.eye(n)[0], 0.0)
+    loaded = model.Model(pipeline=None, card=card, affine=fold)
+    [answer] = loaded.predict_rows([[z] + [0.0] * (n - 1)])
+    assert answer == pytest.approx([expit(-z), expit(z)], rel=1e-14, abs=0)
+
+
+def test_one_folded_row_needs_no_numpy_call_and_more_rows_go_through_predict_proba(
+    folded, binary, monkeypatch
+):
+    path, _, contract = folded
+    _, _, X, _ = binary
+    loaded = model.load(path, contract)
+    row = X[0].tolist()
+    [expected] = loaded.predict_rows([row])
+    assert len(expected) == 2  # its cached weights made, by a first row
+    monkeypatch.setattr(model, "np", None)  # any use of numpy now fails
+    assert loaded.predict_rows([row]) == [expected]
+    with pytest.raises(AttributeError):
+        loaded.predict_rows([row, row])
 
 
 def test_the_folded_arrays_must_have_the_contracts_feature_count(folded):
@@ -641,6 +693,18 @@ def test_an_onnx_model_is_served_by_onnxruntime_with_scikit_learns_answers(compi
     served = loaded.predict_proba(rows)
     assert np.max(np.abs(served - expected)) <= training.PARITY_BOUND
     assert model.labels_of(served) == model.labels_of(expected)
+
+
+def test_rows_as_lists_get_the_arrays_answers_from_onnxruntime_and_scikit_learn(
+    compiled, uncompiled, data, monkeypatch
+):
+    trusting_shifted(monkeypatch)
+    rows = unseen_rows(data)[:50]
+    for loaded in (model.load(compiled[0]), model.load(uncompiled[0])):
+        expected = loaded.predict_proba(rows).tolist()
+        assert loaded.predict_rows(rows.tolist()) == expected
+        one_by_one = [loaded.predict_proba(rows[i : i + 1]).tolist()[0] for i in range(len(rows))]
+        assert [loaded.predict_rows([row])[0] for row in rows.tolist()] == one_by_one
 
 
 def test_an_onnx_model_is_served_without_scikit_learn(compiled):

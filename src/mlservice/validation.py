@@ -133,8 +133,9 @@ def _errors_from(error: ValidationError, prefix: tuple = ()) -> list[dict]:
     ]
 
 
-def rows_from_json(payload: object) -> np.ndarray:
-    """Validate one instance or {"instances": [...]}; return an (n, features) array.
+def rows_from_json(payload: object) -> list[list[float]]:
+    """Validate one instance or {"instances": [...]}; return its rows, each a list of floats in
+    the contract's order (Model.predict_rows).
 
     The row limit was applied by parse_json, before the objects were built.
     """
@@ -162,7 +163,7 @@ def rows_from_json(payload: object) -> np.ndarray:
     else:
         raise InputError('The body must be a JSON object: one instance or {"instances": [...]}.')
     # An instance's __dict__ holds its fields alone (extra="forbid"), in the contract's order.
-    return np.array([[*row.__dict__.values()] for row in valid], dtype=float)
+    return [[*row.__dict__.values()] for row in valid]
 
 
 def _summary(errors: list[dict]) -> str:
