@@ -475,6 +475,16 @@ def test_one_folded_row_is_computed_in_python_floats_with_the_batchs_answer(fold
     assert model.labels_of(one_by_one.tolist()) == model.labels_of(expected)
 
 
+def test_the_one_row_softplus_is_numpys_logaddexp_bit_for_bit():
+    # log(1 + e^x) of one folded row and np.logaddexp(0, x) of a batch give the same float: the
+    # two paths differ only in the dot product's order of additions and in the last exp (numpy's
+    # vectorised one against the C library's, which round a last bit apart in a few cases).
+    xs = np.concatenate(
+        [np.linspace(-800, 800, 16_001), np.linspace(-1, 1, 2_001), [745.2, -745.2]]
+    )
+    assert [model._softplus(x) for x in xs.tolist()] == np.logaddexp(0.0, xs).tolist()
+
+
 @pytest.mark.parametrize("z", [0.0, 2.0, -2.0, 36.5, -36.5, 700.0, -700.0, 800.0, -800.0])
 def test_one_folded_row_gets_the_logistic_functions_probabilities(card, z):
     from scipy.special import expit

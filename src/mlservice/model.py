@@ -266,9 +266,9 @@ class Model:
         """predict_proba for rows given as Python lists (a JSON body's), answered as lists.
 
         Most requests score one row, and for one row numpy's per-call overhead costs more than
-        the arithmetic: on the server, whose caches every request's socket work clears, about 20
-        µs of the 240 a request took (docs/performance.md). A folded model's one row is therefore
-        computed in Python floats, the same steps as predict_proba's.
+        the arithmetic: on the server, whose caches every request's socket work clears, 10 to 20
+        µs of the 220 to 240 a request took (docs/performance.md). A folded model's one row is
+        therefore computed in Python floats, the same steps as predict_proba's.
         """
         if len(rows) == 1 and self.affine is not None:
             return [self._folded_row(rows[0])]
